@@ -1,0 +1,1 @@
+"""Backends: where the stack runs. See ``base.Backend`` for the interface."""

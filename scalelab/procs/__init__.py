@@ -1,0 +1,1 @@
+"""Private server processes (RabbitMQ, Prometheus) with readiness checks and sure teardown."""
