@@ -1,0 +1,501 @@
+"""The emulated HorizontalPodAutoscaler controller: a pure, deterministic core.
+
+``reconcile(spec, inputs, state, settings)`` is one pass of kube-controller-manager's HPA
+sync for one HPA: inputs (spec, pods with their readiness facts, metric samples) and the
+previous state in, a decision and the next state out. No clock, no I/O: the driver
+(``scalelab.control.loop``) reads a ``ClusterView`` every sync period, calls this, and
+writes the scale subresource when ``decision.scaled``. ``scalelab replay`` runs the same
+core over a recorded trace.
+
+Semantics follow kubernetes ``pkg/controller/podautoscaler/horizontal.go``
+(``reconcileAutoscaler``, ``computeReplicasForMetrics``, ``normalizeDesiredReplicas``,
+``normalizeDesiredReplicasWithBehaviors``, ``stabilizeRecommendation``,
+``stabilizeRecommendationWithBehaviors``, ``convertDesiredReplicasWithBehaviorRate``,
+``calculateScaleUpLimitWithScalingRules``, ``calculateScaleDownLimitWithBehaviors``,
+``tolerancesForHpa``); the per-metric arithmetic lives in ``scalelab.control.hpa_calc``
+(``replica_calculator.go``, ``metrics/utilization.go``). Defaults for ``behavior`` are
+filled in as the API server does (``pkg/apis/autoscaling/v2/defaults.go``). Per-direction
+``behavior.scaleUp/scaleDown.tolerance`` (feature HPAConfigurableTolerance) is honoured
+as if the feature gate were on.
+
+Deliberate differences, none visible in decisions: history older than every window is
+dropped instead of being kept for slot reuse; only the metric types a local stack can
+produce are accepted (Resource cpu/memory, Pods, External); Object and ContainerResource
+metrics are refused at load time with a ConfigError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from scalelab.control.view import PodFacts, PodMetric
+from scalelab.errors import ConfigError
+from scalelab.settings import TimingProfile
+
+# --------------------------------------------------------------------------------------
+# Controller settings (kube-controller-manager flags)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HPAControllerSettings:
+    """kube-controller-manager ``--horizontal-pod-autoscaler-*`` flags, Kubernetes defaults."""
+
+    #: --horizontal-pod-autoscaler-sync-period (s): how often the driver calls ``reconcile``.
+    sync_period: float = 15.0
+    #: --horizontal-pod-autoscaler-tolerance: usage ratios within 1 +/- this do not scale.
+    tolerance: float = 0.1
+    #: --horizontal-pod-autoscaler-cpu-initialization-period (s): CPU samples of pods
+    #: younger than this are distrusted unless a full metric window passed since ready.
+    cpu_initialization_period: float = 300.0
+    #: --horizontal-pod-autoscaler-initial-readiness-delay (s).
+    initial_readiness_delay: float = 30.0
+    #: --horizontal-pod-autoscaler-downscale-stabilization (s): the legacy path's window
+    #: and the default for ``behavior.scaleDown.stabilizationWindowSeconds``.
+    downscale_stabilization: float = 300.0
+
+    @classmethod
+    def from_timing(cls, timing: TimingProfile) -> HPAControllerSettings:
+        """The same values the kind backend passes to kube-controller-manager."""
+        return cls(
+            sync_period=timing.hpa_sync_period,
+            tolerance=timing.hpa_tolerance,
+            cpu_initialization_period=timing.hpa_cpu_initialization_period,
+            initial_readiness_delay=timing.hpa_initial_readiness_delay,
+            downscale_stabilization=timing.hpa_downscale_stabilization,
+        )
+
+
+# --------------------------------------------------------------------------------------
+# The HPA spec (autoscaling/v2), defaults filled in as the API server does
+# --------------------------------------------------------------------------------------
+
+#: pkg/apis/autoscaling/v2/defaults.go: DefaultCPUUtilization when spec.metrics is empty.
+DEFAULT_CPU_UTILIZATION = 80
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricTarget:
+    """autoscaling/v2 MetricTarget. Values are milli-units, as the controller compares them
+    (``Quantity.MilliValue()``, which rounds up)."""
+
+    type: str                              # Utilization | Value | AverageValue
+    average_utilization: int | None = None  # percent of the request (Resource only)
+    value_milli: int | None = None
+    average_value_milli: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSpec:
+    """One entry of ``spec.metrics``.
+
+    ``type`` is Resource, Pods or External; ``name`` is the resource name (cpu, memory)
+    for Resource and the metric name otherwise (the key into ``HPAInputs.external_metrics``
+    / ``HPAInputs.pods_metrics``).
+    """
+
+    type: str
+    name: str
+    target: MetricTarget
+    selector: Mapping[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable, human-readable id, e.g. ``resource/cpu`` or ``external/s0-rabbitmq``."""
+        return f"{self.type.lower()}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalingPolicy:
+    """HPAScalingPolicy: at most ``value`` Pods / Percent per ``period_seconds``."""
+
+    type: str              # Pods | Percent
+    value: int
+    period_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalingRules:
+    """HPAScalingRules after defaulting (``stabilization_window_seconds`` is always set:
+    for scaleDown the API server leaves it nil and the controller fills in the
+    ``--horizontal-pod-autoscaler-downscale-stabilization`` flag; ``None`` here means
+    "use the controller setting")."""
+
+    stabilization_window_seconds: int | None
+    select_policy: str     # Max | Min | Disabled
+    policies: tuple[ScalingPolicy, ...]
+    tolerance: float | None = None  # None: the controller's --horizontal-pod-autoscaler-tolerance
+
+
+@dataclass(frozen=True, kw_only=True)
+class Behavior:
+    scale_up: ScalingRules
+    scale_down: ScalingRules
+
+
+@dataclass(frozen=True, kw_only=True)
+class HPASpec:
+    """An autoscaling/v2 HorizontalPodAutoscaler, parsed and defaulted."""
+
+    name: str
+    namespace: str | None
+    target_kind: str
+    target_name: str
+    min_replicas: int
+    max_replicas: int
+    metrics: tuple[MetricSpec, ...]
+    behavior: Behavior | None = None
+    source: str = "<manifest>"
+
+    @property
+    def object_ref(self) -> str:
+        return f"HorizontalPodAutoscaler/{self.name}"
+
+    @classmethod
+    def from_manifest(cls, doc: Mapping[str, Any], *, source: str = "<manifest>") -> HPASpec:
+        """Parse a manifest dict; bad input raises ConfigError naming file, field and fix."""
+        return _parse_hpa(doc, source)
+
+
+# --------------------------------------------------------------------------------------
+# Inputs, state, decision
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HPAInputs:
+    """What the controller reads in one sync (all as of ``now``)."""
+
+    now: float                                          # unix seconds (or any monotonic base)
+    spec_replicas: int                                  # scale subresource spec.replicas
+    pods: Sequence[PodFacts] = ()                       # pods selected by the target
+    pod_metrics: Mapping[str, PodMetric] = field(default_factory=dict)  # metrics.k8s.io
+    #: External metrics: metric name -> values of the matching series (summed, as the
+    #: controller does). ``None`` or a missing name means the fetch failed.
+    external_metrics: Mapping[str, Sequence[float] | None] = field(default_factory=dict)
+    #: Pods metrics (custom.metrics.k8s.io): metric name -> pod name -> value.
+    pods_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: scale subresource status.replicas; ``None``: pods that are not terminating and not
+    #: Succeeded/Failed (what the Deployment controller counts).
+    status_replicas: int | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A timestamped unstabilized recommendation (horizontal.go timestampedRecommendation)."""
+
+    t: float
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """A timestamped replica change (horizontal.go timestampedScaleEvent); always > 0."""
+
+    t: float
+    change: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """An HPA status condition (autoscaling/v2 HorizontalPodAutoscalerCondition)."""
+
+    type: str     # AbleToScale | ScalingActive | ScalingLimited
+    status: str   # "True" | "False"
+    reason: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "status": self.status, "reason": self.reason,
+                "message": self.message}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HPAState:
+    """What the controller remembers between syncs for one HPA (in memory, like upstream).
+
+    Start with ``HPAState()``; ``reconcile`` returns the next one and never mutates.
+    """
+
+    recommendations: tuple[Recommendation, ...] = ()
+    scale_up_events: tuple[ScaleEvent, ...] = ()
+    scale_down_events: tuple[ScaleEvent, ...] = ()
+    last_scale_time: float | None = None
+    #: Status conditions persist across syncs (a sync overwrites only those it sets).
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricStatus:
+    """The current value of one metric, as in ``status.currentMetrics`` (plus the proposal).
+
+    For Resource Utilization ``average_utilization`` is the integer percentage the
+    controller computed and ``average_value`` the raw milli-average; for External
+    ``value`` is the sum (milli) or ``average_value`` the per-pod average (milli).
+    """
+
+    metric: str                          # MetricSpec.key
+    type: str
+    average_utilization: int | None = None
+    average_value_milli: int | None = None
+    value_milli: int | None = None
+    proposal: int | None = None          # this metric's replica proposal
+    error: str | None = None             # why the metric is invalid this sync
+
+
+@dataclass(frozen=True, kw_only=True)
+class HPADecision:
+    """The outcome of one sync.
+
+    ``desired_replicas`` is what the controller writes (equal to ``current_replicas`` when
+    ``scaled`` is false); ``reason`` is the rescale reason the controller logs/events
+    ("cpu resource utilization (percentage of request) above target", "All metrics below
+    target", ...) or, when nothing changes, the most telling condition.
+    """
+
+    now: float
+    current_replicas: int
+    desired_replicas: int
+    scaled: bool
+    reason: str
+    metric_proposal: int | None          # max over valid metrics before normalization
+    conditions: tuple[Condition, ...]
+    metric_statuses: tuple[MetricStatus, ...]
+
+    def condition(self, type_: str) -> Condition | None:
+        for cond in self.conditions:
+            if cond.type == type_:
+                return cond
+        return None
+
+    def conditions_as_dicts(self) -> list[dict[str, str]]:
+        return [c.as_dict() for c in self.conditions]
+
+
+def reconcile(
+    spec: HPASpec, inputs: HPAInputs, state: HPAState, settings: HPAControllerSettings
+) -> tuple[HPADecision, HPAState]:
+    """One HPA sync (horizontal.go ``reconcileAutoscaler``): decide, and return the next state."""
+    raise NotImplementedError("API draft: the implementation lands in the next commit")
+
+
+# --------------------------------------------------------------------------------------
+# Manifest parsing
+# --------------------------------------------------------------------------------------
+
+_SUPPORTED_API = ("autoscaling/v2", "autoscaling/v2beta2")
+
+
+def parse_quantity_milli(value: Any, *, source: str, field_: str) -> int:
+    """A Kubernetes quantity ("500m", "1k", 30) as milli-units, rounded up like MilliValue()."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        dec = parse_quantity(value)
+    except (ValueError, TypeError, InvalidOperation) as err:
+        raise ConfigError(
+            f"{value!r} is not a Kubernetes quantity ({err})", file=source, field=field_,
+            fix="write a number or a quantity such as 500m, 2, 1k, 512Mi",
+        ) from None
+    return int(math.ceil(dec * Decimal(1000)))
+
+
+def _req(doc: Mapping[str, Any], key: str, source: str, path: str) -> Any:
+    if not isinstance(doc, Mapping) or key not in doc or doc[key] is None:
+        raise ConfigError("is required", file=source, field=f"{path}.{key}".lstrip("."),
+                          fix=f"add '{key}' (see the autoscaling/v2 HorizontalPodAutoscaler API)")
+    return doc[key]
+
+
+def _int(value: Any, source: str, path: str, *, minimum: int | None = None,
+         maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"must be an integer, got {value!r}", file=source, field=path,
+                          fix="write a whole number")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"must be >= {minimum}, got {value}", file=source, field=path,
+                          fix=f"use a value of at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"must be <= {maximum}, got {value}", file=source, field=path,
+                          fix=f"use a value of at most {maximum}")
+    return value
+
+
+def _choice(value: Any, choices: Sequence[str], source: str, path: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"must be one of {', '.join(choices)}, got {value!r}", file=source,
+                          field=path, fix=f"use one of {', '.join(choices)}")
+    return str(value)
+
+
+def _parse_target(doc: Any, source: str, path: str, allowed: Sequence[str]) -> MetricTarget:
+    if not isinstance(doc, Mapping):
+        raise ConfigError("must be a mapping", file=source, field=path,
+                          fix="write e.g. {type: Utilization, averageUtilization: 50}")
+    ttype = _choice(_req(doc, "type", source, path), allowed, source, f"{path}.type")
+    if ttype == "Utilization":
+        util = _int(_req(doc, "averageUtilization", source, path), source,
+                    f"{path}.averageUtilization", minimum=1)
+        return MetricTarget(type=ttype, average_utilization=util)
+    key = "value" if ttype == "Value" else "averageValue"
+    milli = parse_quantity_milli(_req(doc, key, source, path), source=source,
+                                 field_=f"{path}.{key}")
+    if milli <= 0:
+        raise ConfigError("must be greater than zero", file=source, field=f"{path}.{key}",
+                          fix="use a positive quantity")
+    if ttype == "Value":
+        return MetricTarget(type=ttype, value_milli=milli)
+    return MetricTarget(type=ttype, average_value_milli=milli)
+
+
+def _parse_metric(doc: Any, source: str, path: str) -> MetricSpec:
+    if not isinstance(doc, Mapping):
+        raise ConfigError("must be a mapping", file=source, field=path,
+                          fix="write e.g. {type: Resource, resource: {name: cpu, target: ...}}")
+    mtype = _req(doc, "type", source, path)
+    if mtype in ("Object", "ContainerResource"):
+        raise ConfigError(
+            f"metric type {mtype} is not emulated by the local backend", file=source,
+            field=f"{path}.type", fix="use a Resource (cpu), Pods or External metric",
+        )
+    mtype = _choice(mtype, ("Resource", "Pods", "External"), source, f"{path}.type")
+    if mtype == "Resource":
+        res = _req(doc, "resource", source, path)
+        name = _choice(_req(res, "name", source, f"{path}.resource"), ("cpu", "memory"),
+                       source, f"{path}.resource.name")
+        target = _parse_target(_req(res, "target", source, f"{path}.resource"), source,
+                               f"{path}.resource.target",
+                               ("Utilization", "AverageValue"))
+        if name == "memory" and target.type == "Utilization":
+            raise ConfigError(
+                "memory Utilization needs memory requests, which the local backend does "
+                "not model", file=source, field=f"{path}.resource.target.type",
+                fix="use cpu Utilization or a memory AverageValue target")
+        return MetricSpec(type=mtype, name=name, target=target)
+    section = "pods" if mtype == "Pods" else "external"
+    body = _req(doc, section, source, path)
+    metric = _req(body, "metric", source, f"{path}.{section}")
+    name = _req(metric, "name", source, f"{path}.{section}.metric")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("must be a non-empty string", file=source,
+                          field=f"{path}.{section}.metric.name", fix="name the metric")
+    allowed = ("AverageValue",) if mtype == "Pods" else ("Value", "AverageValue")
+    target = _parse_target(_req(body, "target", source, f"{path}.{section}"), source,
+                           f"{path}.{section}.target", allowed)
+    return MetricSpec(type=mtype, name=name, target=target, selector=metric.get("selector"))
+
+
+# pkg/apis/autoscaling/v2/defaults.go (defaultHPAScaleUpRules / defaultHPAScaleDownRules)
+_DEFAULT_UP_POLICIES = (
+    ScalingPolicy(type="Pods", value=4, period_seconds=15),
+    ScalingPolicy(type="Percent", value=100, period_seconds=15),
+)
+_DEFAULT_DOWN_POLICIES = (ScalingPolicy(type="Percent", value=100, period_seconds=15),)
+
+
+def _parse_rules(doc: Any, source: str, path: str, *, up: bool) -> ScalingRules:
+    default_window = 0 if up else None
+    default_policies = _DEFAULT_UP_POLICIES if up else _DEFAULT_DOWN_POLICIES
+    if doc is None:
+        return ScalingRules(stabilization_window_seconds=default_window, select_policy="Max",
+                            policies=default_policies)
+    if not isinstance(doc, Mapping):
+        raise ConfigError("must be a mapping", file=source, field=path,
+                          fix="write e.g. {stabilizationWindowSeconds: 60, policies: [...]}")
+    window = doc.get("stabilizationWindowSeconds")
+    window = default_window if window is None else _int(
+        window, source, f"{path}.stabilizationWindowSeconds", minimum=0, maximum=3600)
+    select = doc.get("selectPolicy")
+    select = "Max" if select is None else _choice(select, ("Max", "Min", "Disabled"), source,
+                                                  f"{path}.selectPolicy")
+    raw_policies = doc.get("policies")
+    if raw_policies is None or raw_policies == []:
+        policies = default_policies
+    else:
+        if not isinstance(raw_policies, list):
+            raise ConfigError("must be a list", file=source, field=f"{path}.policies",
+                              fix="write a list of {type, value, periodSeconds}")
+        parsed = []
+        for i, pol in enumerate(raw_policies):
+            ppath = f"{path}.policies[{i}]"
+            ptype = _choice(_req(pol, "type", source, ppath), ("Pods", "Percent"), source,
+                            f"{ppath}.type")
+            value = _int(_req(pol, "value", source, ppath), source, f"{ppath}.value", minimum=1)
+            period = _int(_req(pol, "periodSeconds", source, ppath), source,
+                          f"{ppath}.periodSeconds", minimum=1, maximum=1800)
+            parsed.append(ScalingPolicy(type=ptype, value=value, period_seconds=period))
+        policies = tuple(parsed)
+    tolerance: float | None = None
+    if doc.get("tolerance") is not None:
+        milli = parse_quantity_milli(doc["tolerance"], source=source,
+                                     field_=f"{path}.tolerance")
+        if milli < 0:
+            raise ConfigError("must not be negative", file=source, field=f"{path}.tolerance",
+                              fix="use a fraction such as 0.05 (5%)")
+        tolerance = _quantity_float(doc["tolerance"])
+    return ScalingRules(stabilization_window_seconds=window, select_policy=select,
+                        policies=policies, tolerance=tolerance)
+
+
+def _quantity_float(value: Any) -> float:
+    from kubernetes.utils.quantity import parse_quantity
+
+    return float(parse_quantity(value))
+
+
+def _parse_hpa(doc: Mapping[str, Any], source: str) -> HPASpec:
+    if not isinstance(doc, Mapping):
+        raise ConfigError("is not a mapping", file=source, field="(document)",
+                          fix="give a HorizontalPodAutoscaler manifest (YAML mapping)")
+    api = doc.get("apiVersion")
+    if api not in _SUPPORTED_API:
+        raise ConfigError(f"must be autoscaling/v2, got {api!r}", file=source,
+                          field="apiVersion", fix="write apiVersion: autoscaling/v2")
+    if doc.get("kind") != "HorizontalPodAutoscaler":
+        raise ConfigError(f"must be HorizontalPodAutoscaler, got {doc.get('kind')!r}",
+                          file=source, field="kind",
+                          fix="give an HPA manifest (or a KEDA ScaledObject to replay)")
+    meta = _req(doc, "metadata", source, "")
+    name = _req(meta, "name", source, "metadata")
+    spec = _req(doc, "spec", source, "")
+    ref = _req(spec, "scaleTargetRef", source, "spec")
+    kind = _req(ref, "kind", source, "spec.scaleTargetRef")
+    target_name = _req(ref, "name", source, "spec.scaleTargetRef")
+    min_r = spec.get("minReplicas")
+    min_r = 1 if min_r is None else _int(min_r, source, "spec.minReplicas", minimum=0)
+    max_r = _int(_req(spec, "maxReplicas", source, "spec"), source, "spec.maxReplicas",
+                 minimum=1)
+    if max_r < min_r:
+        raise ConfigError(f"maxReplicas ({max_r}) is below minReplicas ({min_r})", file=source,
+                          field="spec.maxReplicas", fix="make maxReplicas >= minReplicas")
+    raw_metrics = spec.get("metrics")
+    if not raw_metrics:
+        metrics: tuple[MetricSpec, ...] = (MetricSpec(
+            type="Resource", name="cpu",
+            target=MetricTarget(type="Utilization", average_utilization=DEFAULT_CPU_UTILIZATION),
+        ),)
+    else:
+        if not isinstance(raw_metrics, list):
+            raise ConfigError("must be a list", file=source, field="spec.metrics",
+                              fix="write a list of metric specs")
+        metrics = tuple(_parse_metric(m, source, f"spec.metrics[{i}]")
+                        for i, m in enumerate(raw_metrics))
+    behavior = None
+    raw_behavior = spec.get("behavior")
+    if raw_behavior is not None:
+        if not isinstance(raw_behavior, Mapping):
+            raise ConfigError("must be a mapping", file=source, field="spec.behavior",
+                              fix="write {scaleUp: ..., scaleDown: ...}")
+        behavior = Behavior(
+            scale_up=_parse_rules(raw_behavior.get("scaleUp"), source,
+                                  "spec.behavior.scaleUp", up=True),
+            scale_down=_parse_rules(raw_behavior.get("scaleDown"), source,
+                                    "spec.behavior.scaleDown", up=False),
+        )
+    return HPASpec(name=str(name), namespace=meta.get("namespace"), target_kind=str(kind),
+                   target_name=str(target_name), min_replicas=min_r, max_replicas=max_r,
+                   metrics=metrics, behavior=behavior, source=source)
