@@ -1,0 +1,108 @@
+"""The pytest driver's plumbing: scenarios as parameters, one stack per session, the report.
+
+All experiment logic lives in ``scalelab.experiment``; this file only wires pytest to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scalelab.pytest_options import scalelab_option
+from scalelab import record
+from scalelab.backends import choose_backend, make_backend
+from scalelab.backends.base import Backend
+from scalelab.errors import ScalelabError
+from scalelab.paths import ROOT, SCENARIOS
+from scalelab.settings import StackSettings
+
+
+def _scenario_paths(config: pytest.Config) -> list[Path]:
+    raw = str(scalelab_option(config, "scenarios") or "")
+    if not raw:
+        return [SCENARIOS]
+    return [Path(p) if Path(p).is_absolute() else Path.cwd() / p for p in raw.split(",") if p]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "scenario" not in metafunc.fixturenames:
+        return
+    from scalelab.scenario import load_scenarios
+
+    try:
+        scenarios = load_scenarios(_scenario_paths(metafunc.config))
+    except ScalelabError as err:
+        # Bad input stops the session at collection, before anything starts.
+        raise pytest.UsageError(f"invalid scenario: {err}") from err
+    metafunc.parametrize(
+        "scenario",
+        [pytest.param(s, id=s.name, marks=[getattr(pytest.mark, t) for t in s.tags])
+         for s in scenarios],
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for tag in ("hpa", "keda", "cpu", "queue", "hybrid", "scale_to_zero", "flapping"):
+        config.addinivalue_line("markers", f"{tag}: scenario tag")
+
+
+@pytest.fixture(scope="session")
+def report_dir(pytestconfig: pytest.Config) -> Path:
+    path = Path(str(scalelab_option(pytestconfig, "report_dir")))
+    return path if path.is_absolute() else ROOT / path
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return record.new_run_id(time.time())
+
+
+@pytest.fixture(scope="session")
+def say(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """Print a line live, even under output capture (progress belongs in CI logs)."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def _say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, flush=True)
+
+    return _say
+
+
+@pytest.fixture(scope="session")
+def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # type: ignore[no-untyped-def]
+          ) -> Iterator[Backend]:
+    """The stack, up once per session; torn down at the end unless --keep-stack."""
+    choice = choose_backend(str(scalelab_option(pytestconfig, "backend")))
+    say(f"scalelab: backend {choice.name.upper()} ({choice.reason})")
+    backend = make_backend(choice.name, settings=StackSettings())
+    keep = bool(scalelab_option(pytestconfig, "keep_stack"))
+    try:
+        started = time.monotonic()
+        endpoints = backend.up()
+        say(f"scalelab: stack up in {time.monotonic() - started:.1f}s: "
+            + ", ".join(f"{k}={v}" for k, v in endpoints.as_dict().items()))
+        yield backend
+    finally:
+        if keep:
+            say("scalelab: --keep-stack: leaving the stack running")
+        else:
+            backend.down()
+        _render_report(report_dir, run_id, say)
+
+
+def _render_report(report_dir: Path, run_id: str, say) -> None:  # type: ignore[no-untyped-def]
+    if not (report_dir / run_id).exists():
+        return
+    try:
+        from scalelab.report.render import render_all
+
+        index = render_all(report_dir)
+        say(f"scalelab: report {index}")
+    except Exception as err:  # the records are safe on disk; `scalelab report` re-renders
+        say(f"scalelab: could not render the report ({err}); run `scalelab report`")

@@ -1,0 +1,130 @@
+"""Exact task accounting: every published task is processed, or the run says which were not.
+
+Agents publish a completion record per task to the durable results queue *before* they ack
+the task (at-least-once). The ledger consumes that queue for the whole scenario, so the
+harness knows every processed id and how often it was processed; Locust records every id the
+API accepted. Lost = accepted − processed; duplicated = processed more than once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from scalelab.settings import RESULTS_QUEUE
+
+#: How many ids a record lists at most (the counts are always exact).
+MAX_LISTED_IDS = 100
+
+
+class TaskLedger:
+    """Consumes the results queue in a background thread and counts completions per task id."""
+
+    def __init__(self, *, amqp_url: str, queue: str = RESULTS_QUEUE) -> None:
+        self._amqp_url = amqp_url
+        self._queue = queue
+        self._counts: Counter[str] = Counter()
+        self._outcomes: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> TaskLedger:
+        self._thread = threading.Thread(target=self._run, name="task-ledger", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except (pika.exceptions.AMQPError, OSError) as err:
+                # Broker restart or connection loss: reconnect; acks not sent are redelivered.
+                self._error = err
+                self._stop.wait(1.0)
+
+    def _consume(self) -> None:
+        conn = pika.BlockingConnection(pika.URLParameters(self._amqp_url))
+        try:
+            channel = conn.channel()
+            channel.queue_declare(queue=self._queue, durable=True)
+            channel.basic_qos(prefetch_count=500)
+            while not self._stop.is_set():
+                for method, _props, body in channel.consume(
+                    self._queue, inactivity_timeout=0.5
+                ):
+                    if method is None:
+                        break
+                    self._record(body)
+                    channel.basic_ack(method.delivery_tag)
+                    if self._stop.is_set():
+                        break
+            channel.cancel()
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    def _record(self, body: bytes) -> None:
+        try:
+            doc = json.loads(body)
+            task_id = str(doc["id"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._lock:
+            self._counts[task_id] += 1
+            self._outcomes[str(doc.get("outcome", "unknown"))] += 1
+
+    def processed_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._counts)
+
+    def missing(self, published: Iterable[str]) -> set[str]:
+        """Ids of ``published`` tasks not processed yet."""
+        with self._lock:
+            return {i for i in published if i not in self._counts}
+
+    def summary(self, published: Iterable[str], *, dead_lettered: int = 0) -> dict[str, Any]:
+        """The run record's ``tasks`` section for the ids the API accepted."""
+        published_ids = set(published)
+        with self._lock:
+            counts = {i: self._counts[i] for i in published_ids if i in self._counts}
+            outcomes = dict(self._outcomes)
+        lost = sorted(published_ids - counts.keys())
+        dups = sorted(i for i, n in counts.items() if n > 1)
+        return {
+            "published": len(published_ids),
+            "processed": len(counts),
+            "lost": len(lost),
+            "duplicated": len(dups),
+            "dead_lettered": dead_lettered,
+            "outcomes": outcomes,
+            "lost_ids": lost[:MAX_LISTED_IDS],
+            "duplicate_ids": dups[:MAX_LISTED_IDS],
+        }
+
+    def wait_processed(self, published: set[str], *, timeout: float,
+                       clock: Any = time.monotonic, sleep: Any = time.sleep) -> set[str]:
+        """Wait until every published id is processed or ``timeout``; return those still missing.
+
+        Running out is not an error here: the record reports the missing ids as lost.
+        """
+        deadline = clock() + timeout
+        missing = self.missing(published)
+        while missing and clock() < deadline:
+            sleep(0.5)
+            missing = self.missing(published)
+        return missing

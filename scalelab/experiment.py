@@ -1,0 +1,267 @@
+"""The experiment: one scenario on one backend → one stored run record, verdicts included.
+
+A visible pipeline, as in esrally: reset → apply scaling → drive load (Locust in its own
+process) while observing → drain and account for every task → evaluate expectations →
+store (record + Prometheus series). Plain and importable: the pytest in ``experiments/`` is
+a thin driver around :func:`run_scenario`, and so can any other orchestrator be.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from scalelab import __version__, record
+from scalelab.accounting import TaskLedger
+from scalelab.backends.base import Backend
+from scalelab.errors import ExperimentError, ScalelabError, WaitTimeout
+from scalelab.observe import Observer, management_session, progress_line, queue_depth
+from scalelab.paths import REPORTS, ROOT
+from scalelab.settings import AGENT_DEPLOYMENT
+from scalelab.waiting import wait_for
+
+#: Replicas the agent Deployment is reset to between scenarios (manifests/base/agent.yaml).
+BASELINE_REPLICAS = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentSettings:
+    """How one scenario is run; the timing profile itself belongs to the backend."""
+
+    run_id: str
+    report_dir: Path = REPORTS
+    #: After the last phase: how long queued tasks may take to be processed before the
+    #: missing ones are reported lost.
+    drain_timeout: float = 180.0
+    #: Between scenarios: how long the reset may take to reach the baseline replicas.
+    settle_timeout: float = 120.0
+    #: How much longer than the planned phases Locust may run before it is killed.
+    load_grace: float = 60.0
+    baseline_replicas: int = BASELINE_REPLICAS
+
+
+@dataclass
+class _Run:
+    """Mutable state of one run; turned into the record at the end, whatever happened."""
+
+    started_at: float
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    locust: dict[str, Any] | None = None
+    tasks: dict[str, Any] = field(default_factory=lambda: {
+        "published": 0, "processed": 0, "lost": 0, "duplicated": 0})
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "error"
+    error: dict[str, str] | None = None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def reset(backend: Backend, *, settings: ExperimentSettings,
+          clock: Callable[[], float] = time.monotonic,
+          sleep: Callable[[float], None] = time.sleep) -> None:
+    """Bring the stack back to the baseline so scenarios do not leak into each other."""
+    backend.remove_scaling()
+    backend.purge_queue()
+    backend.scale(AGENT_DEPLOYMENT, settings.baseline_replicas)
+    target = settings.baseline_replicas
+
+    def settled(r: Any) -> bool:
+        return bool(r.spec == target and r.current == target and r.ready == target)
+
+    wait_for(lambda: backend.replicas(AGENT_DEPLOYMENT), settled,
+             what=f"Deployment {AGENT_DEPLOYMENT} to settle at the baseline",
+             expected=f"spec=current=ready={target}", timeout=settings.settle_timeout,
+             interval=1.0, clock=clock, sleep=sleep,
+             fix="look at the pod logs in the diagnostics; pods may be failing to start")
+
+
+def run_scenario(
+    scenario: Any,
+    backend: Backend,
+    *,
+    settings: ExperimentSettings,
+    progress: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Run ``scenario`` on an already-up ``backend``; write and return its run record.
+
+    The record is written even when the run fails or is interrupted; the exception is
+    re-raised after that. Failed expectations are not exceptions: see ``record['status']``.
+    """
+    from scalelab import expectations, queries
+    from scalelab.load.runner import LocustRun
+
+    timing = backend.settings.timing
+    scenario_dir = settings.report_dir / settings.run_id / scenario.name
+    scenario_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(started_at=clock())
+    ledger: TaskLedger | None = None
+    locust: Any = None
+    series: dict[str, Any] | None = None
+    endpoints = backend.endpoints
+    try:
+        progress(f"[{scenario.name}] reset: baseline {settings.baseline_replicas} replicas, "
+                 "queue purged, scaling objects removed")
+        reset(backend, settings=settings)
+        ledger = TaskLedger(amqp_url=endpoints.amqp).start()
+        for path in scenario.manifests:
+            objects = backend.apply_scaling(path)
+            run.manifests.append({"path": _rel(path), "objects": objects,
+                                  "text": Path(path).read_text()})
+            progress(f"[{scenario.name}] applied {_rel(path)}: {', '.join(objects)}")
+
+        locust = LocustRun(api_url=endpoints.api, scenario=scenario,
+                           out_dir=scenario_dir / "locust")
+        locust.start()
+        load_start = clock()
+        run.phases = _plan_phases(scenario, load_start)
+        _drive(scenario, backend, run, timing=timing, load_start=load_start,
+               progress=progress, clock=clock, sleep=sleep)
+        locust.wait(timeout=settings.load_grace)
+        run.locust = locust.results()
+        published = set(run.locust.get("task_ids", []))
+        run.locust = {k: v for k, v in run.locust.items() if k != "task_ids"}
+
+        progress(f"[{scenario.name}] draining: {len(published)} tasks published, waiting for "
+                 f"every one to be processed (timeout {settings.drain_timeout:.0f}s)")
+        missing = ledger.wait_processed(published, timeout=settings.drain_timeout, sleep=sleep)
+        run.tasks = ledger.summary(published)
+        depth = _queue_depth(backend)
+        run.tasks["queue_left"] = depth
+        if missing:
+            progress(f"[{scenario.name}] {len(missing)} tasks not processed after drain")
+        run.verdicts = expectations.evaluate(
+            scenario, timeline=run.timeline, phases=run.phases, tasks=run.tasks,
+            locust=run.locust)
+        run.status = "passed" if all(v["passed"] for v in run.verdicts) else "failed"
+    except KeyboardInterrupt:
+        run.status = "interrupted"
+        run.error = {"type": "KeyboardInterrupt", "message": "interrupted by the user"}
+        raise
+    except ScalelabError as err:
+        run.status = "error"
+        run.error = {"type": type(err).__name__, "message": str(err)}
+        raise
+    except Exception as err:
+        run.status = "error"
+        run.error = {"type": type(err).__name__,
+                     "message": f"{err}\n{traceback.format_exc(limit=8)}"}
+        raise ExperimentError(f"scenario {scenario.name} failed to run: {err}") from err
+    finally:
+        ended = clock()
+        if locust is not None:
+            locust.stop()
+        if ledger is not None:
+            ledger.stop()
+        try:
+            series = queries.capture_series(endpoints.prometheus, start=run.started_at,
+                                            end=ended, scenario=scenario.to_dict())
+        except Exception as err:  # a report without graphs beats no record at all
+            progress(f"[{scenario.name}] could not capture Prometheus series: {err}")
+        doc = _record(scenario, backend, run, settings=settings, ended=ended)
+        record.write(scenario_dir, doc, series)
+        progress(f"[{scenario.name}] {run.status}: record {scenario_dir / record.RUN_FILE}")
+    return doc
+
+
+def _rel(path: Path | str) -> str:
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def _plan_phases(scenario: Any, start: float) -> list[dict[str, Any]]:
+    """Phase boundaries on the experiment's clock; Locust's shape follows the same plan."""
+    phases = []
+    t = start
+    for phase in scenario.phases:
+        phases.append({"name": phase.name, "start": t, "end": t + phase.duration,
+                       "planned_duration": phase.duration, "load": phase.load_dict()})
+        t += phase.duration
+    return phases
+
+
+def _drive(scenario: Any, backend: Backend, run: _Run, *, timing: Any, load_start: float,
+           progress: Callable[[str], None], clock: Callable[[], float],
+           sleep: Callable[[float], None]) -> None:
+    """Observe until the last phase ends; one timeline sample and progress line per poll."""
+    observer = Observer(backend=backend, metrics_window=timing.metrics_window, clock=clock)
+    total = sum(p["planned_duration"] for p in run.phases)
+    end = load_start + total
+    while True:
+        now = clock()
+        sample = observer.sample()
+        run.timeline.append(sample)
+        current = next((p for p in run.phases if p["start"] <= now < p["end"]), run.phases[-1])
+        progress(progress_line(
+            scenario=scenario.name, phase=current["name"],
+            phase_elapsed=min(now, current["end"]) - current["start"],
+            phase_duration=current["planned_duration"], total_elapsed=now - load_start,
+            total_duration=total, sample=sample))
+        if now >= end:
+            break
+        sleep(max(0.0, min(timing.poll_interval, end - clock())))
+
+
+def _queue_depth(backend: Backend) -> dict[str, int] | None:
+    session, base = management_session(backend.endpoints.rabbitmq_management)
+    depth = queue_depth(session, base)
+    return None if depth is None else {"ready": depth.ready, "unacked": depth.unacked}
+
+
+def _record(scenario: Any, backend: Backend, run: _Run, *, settings: ExperimentSettings,
+            ended: float) -> dict[str, Any]:
+    versions: dict[str, str | None] = {
+        "scalelab": __version__, "python": platform.python_version(),
+        "locust": _version("locust"),
+    }
+    try:
+        versions.update(backend.versions())
+    except ScalelabError:
+        pass
+    diagnostics = None
+    decisions: list[dict[str, Any]] = []
+    try:
+        decisions = [e.as_dict() for e in backend.scaling_events(since=run.started_at)]
+        if run.status != "passed":
+            diagnostics = backend.diagnostics()
+    except (ScalelabError, WaitTimeout, OSError) as err:
+        diagnostics = {"error": f"could not collect diagnostics: {err}"}
+    return {
+        "schema_version": record.SCHEMA_VERSION,
+        "run_id": settings.run_id,
+        "status": run.status,
+        "scenario": {"name": scenario.name, "description": scenario.description,
+                     "tags": list(scenario.tags), "file": _rel(scenario.file),
+                     "spec": scenario.to_dict()},
+        "backend": {"name": backend.name, "details": {}},
+        "versions": versions,
+        "timing_profile": backend.settings.timing.as_dict(),
+        "manifests": run.manifests,
+        "started_at": run.started_at,
+        "ended_at": ended,
+        "phases": run.phases,
+        "timeline": run.timeline,
+        "decisions": decisions,
+        "locust": run.locust,
+        "tasks": run.tasks,
+        "verdicts": run.verdicts,
+        "error": run.error,
+        "diagnostics": diagnostics,
+    }

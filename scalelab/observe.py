@@ -1,0 +1,125 @@
+"""Sampling what the experiment watches: replicas, queue depth and CPU utilization.
+
+Replicas come from the backend (as ``kubectl get deploy``); queue depth from the RabbitMQ
+management API; CPU utilization and the autoscaler's desired replicas from Prometheus with
+the same PromQL on every backend (the local backend exports Kubernetes' metric names).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from scalelab.backends.base import Backend
+from scalelab.settings import AGENT_DEPLOYMENT, NAMESPACE, TASK_QUEUE
+
+CPU_UTILIZATION_QUERY = (
+    "100 * sum(rate(container_cpu_usage_seconds_total{{namespace=\"{ns}\",pod=~\"{dep}-.*\","
+    "container!=\"\"}}[{window}s]))"
+    " / sum(kube_pod_container_resource_requests{{namespace=\"{ns}\",pod=~\"{dep}-.*\","
+    "resource=\"cpu\"}})"
+)
+DESIRED_REPLICAS_QUERY = (
+    "max(kube_horizontalpodautoscaler_status_desired_replicas{{namespace=\"{ns}\"}})"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueDepth:
+    ready: int
+    unacked: int
+
+
+def management_session(url: str) -> tuple[requests.Session, str]:
+    """A session for the management API; credentials from the URL, else guest/guest."""
+    parts = urlsplit(url)
+    session = requests.Session()
+    session.auth = (parts.username or "guest", parts.password or "guest")
+    netloc = parts.hostname or "127.0.0.1"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return session, f"{parts.scheme}://{netloc}"
+
+
+def queue_depth(session: requests.Session, base: str, queue: str = TASK_QUEUE,
+                vhost: str = "/") -> QueueDepth | None:
+    try:
+        resp = session.get(f"{base}/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}",
+                           timeout=3)
+    except requests.RequestException:
+        return None
+    if resp.status_code != 200:
+        return None
+    doc = resp.json()
+    return QueueDepth(ready=int(doc.get("messages_ready", 0)),
+                      unacked=int(doc.get("messages_unacknowledged", 0)))
+
+
+def prom_scalar(session: requests.Session, prometheus_url: str, query: str) -> float | None:
+    """One instant query reduced to a number, or None when there is no sample."""
+    try:
+        resp = session.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=3)
+        result = resp.json()["data"]["result"]
+    except (requests.RequestException, ValueError, KeyError):
+        return None
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if value != value else value  # NaN -> None
+
+
+class Observer:
+    """Takes one timeline sample per call; the experiment calls it every poll interval."""
+
+    def __init__(self, *, backend: Backend, metrics_window: float,
+                 deployment: str = AGENT_DEPLOYMENT, namespace: str = NAMESPACE,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._backend = backend
+        self._deployment = deployment
+        self._clock = clock
+        endpoints = backend.endpoints
+        self._mgmt, self._mgmt_base = management_session(endpoints.rabbitmq_management)
+        self._prom = requests.Session()
+        self._prom_url = endpoints.prometheus.rstrip("/")
+        # rate() needs at least two samples in its range: never shorter than 2 scrapes.
+        window = max(int(metrics_window), 20)
+        self._cpu_query = CPU_UTILIZATION_QUERY.format(ns=namespace, dep=deployment, window=window)
+        self._desired_query = DESIRED_REPLICAS_QUERY.format(ns=namespace)
+
+    def sample(self) -> dict[str, Any]:
+        replicas = self._backend.replicas(self._deployment)
+        depth = queue_depth(self._mgmt, self._mgmt_base)
+        cpu = prom_scalar(self._prom, self._prom_url, self._cpu_query)
+        desired = prom_scalar(self._prom, self._prom_url, self._desired_query)
+        return {
+            "t": self._clock(),
+            "spec": replicas.spec,
+            "current": replicas.current,
+            "ready": replicas.ready,
+            "desired": None if desired is None else int(desired),
+            "queue_ready": None if depth is None else depth.ready,
+            "queue_unacked": None if depth is None else depth.unacked,
+            "cpu_utilization": None if cpu is None else round(cpu, 1),
+        }
+
+
+def progress_line(*, scenario: str, phase: str, phase_elapsed: float, phase_duration: float,
+                  total_elapsed: float, total_duration: float, sample: dict[str, Any]) -> str:
+    """One human line per poll, readable in a terminal and in CI logs."""
+    def fmt(v: object, suffix: str = "") -> str:
+        return "-" if v is None else f"{v}{suffix}"
+
+    return (
+        f"[{scenario}] {phase} {phase_elapsed:5.0f}/{phase_duration:.0f}s"
+        f" (total {total_elapsed:.0f}/{total_duration:.0f}s, "
+        f"{max(0.0, total_duration - total_elapsed):.0f}s left)"
+        f" replicas cur={sample['current']} desired={fmt(sample['desired'])}"
+        f" ready={sample['ready']} spec={sample['spec']}"
+        f" queue={fmt(sample['queue_ready'])}+{fmt(sample['queue_unacked'])}unacked"
+        f" cpu={fmt(sample['cpu_utilization'], '%')}"
+    )
