@@ -32,6 +32,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from scalelab.control.hpa_calc import (
+    MetricUnavailable,
+    Tolerances,
+    external_average_replicas,
+    external_value_replicas,
+    plain_metric_replicas,
+    resource_replicas,
+    to_milli,
+)
 from scalelab.control.view import PodFacts, PodMetric
 from scalelab.errors import ConfigError
 from scalelab.settings import TimingProfile
@@ -279,8 +288,443 @@ class HPADecision:
 def reconcile(
     spec: HPASpec, inputs: HPAInputs, state: HPAState, settings: HPAControllerSettings
 ) -> tuple[HPADecision, HPAState]:
-    """One HPA sync (horizontal.go ``reconcileAutoscaler``): decide, and return the next state."""
-    raise NotImplementedError("API draft: the implementation lands in the next commit")
+    """One HPA sync (horizontal.go ``reconcileAutoscaler``): decide, and return the next state.
+
+    Pure: the same arguments always give the same result; ``state`` is not modified.
+    """
+    now = inputs.now
+    current = inputs.spec_replicas
+    conds = {c.type: c for c in state.conditions}
+    _set(conds, "AbleToScale", True, "SucceededGetScale",
+         "the HPA controller was able to get the target's current scale")
+    # recordInitialRecommendation: the first sync remembers the current size, so a new
+    # HPA does not scale down before a full stabilization window has passed.
+    recommendations = state.recommendations or (Recommendation(now, current),)
+    statuses: tuple[MetricStatus, ...] = ()
+    proposal: int | None = None
+    min_r, max_r = spec.min_replicas, spec.max_replicas
+    rescale = True
+    reason = ""
+
+    if current == 0 and min_r != 0:
+        desired = 0
+        rescale = False
+        _set(conds, "ScalingActive", False, "ScalingDisabled",
+             "scaling is disabled since the replica count of the target is zero")
+        reason = ("ScalingDisabled: scaling is disabled since the replica count of the target "
+                  "is zero")
+    elif current > max_r:
+        reason = "Current number of replicas above Spec.MaxReplicas"
+        desired = max_r
+    elif current < min_r:
+        reason = "Current number of replicas below Spec.MinReplicas"
+        desired = min_r
+    else:
+        proposal, metric_name, statuses, failure = _compute_replicas_for_metrics(
+            spec, inputs, settings, conds)
+        if proposal == -1:
+            # All metrics invalid, or some invalid and the valid ones say scale down:
+            # the controller gives up this sync (event FailedComputeMetricsReplicas).
+            next_state = HPAState(
+                recommendations=recommendations, scale_up_events=state.scale_up_events,
+                scale_down_events=state.scale_down_events,
+                last_scale_time=state.last_scale_time, conditions=_ordered(conds))
+            decision = HPADecision(
+                now=now, current_replicas=current, desired_replicas=current, scaled=False,
+                reason=f"FailedComputeMetricsReplicas: {failure}", metric_proposal=None,
+                conditions=next_state.conditions, metric_statuses=statuses)
+            return decision, next_state
+        desired = max(0, proposal)
+        if desired > current:
+            reason = f"{metric_name} above target"
+        elif desired < current:
+            reason = "All metrics below target"
+        if spec.behavior is None:
+            desired, recommendations = _normalize_legacy(
+                current, desired, min_r, max_r, now, recommendations, settings, conds)
+        else:
+            desired, recommendations = _normalize_with_behaviors(
+                spec.behavior, current, desired, min_r, max_r, now, recommendations,
+                state.scale_up_events, state.scale_down_events, settings, conds)
+        rescale = desired != current
+
+    up_events, down_events = state.scale_up_events, state.scale_down_events
+    last_scale_time = state.last_scale_time
+    if rescale:
+        _set(conds, "AbleToScale", True, "SucceededRescale",
+             f"the HPA controller was able to update the target scale to {desired}")
+        if spec.behavior is not None:
+            up_events, down_events = _store_scale_event(
+                spec.behavior, now, current, desired, up_events, down_events)
+        last_scale_time = now
+    else:
+        desired = current
+        if not reason.startswith("ScalingDisabled"):
+            reason = _quiet_reason(conds)
+
+    conditions = _ordered(conds)
+    next_state = HPAState(recommendations=recommendations, scale_up_events=up_events,
+                          scale_down_events=down_events, last_scale_time=last_scale_time,
+                          conditions=conditions)
+    decision = HPADecision(now=now, current_replicas=current, desired_replicas=desired,
+                           scaled=rescale, reason=reason, metric_proposal=proposal,
+                           conditions=conditions, metric_statuses=statuses)
+    return decision, next_state
+
+
+# --------------------------------------------------------------------------------------
+# reconcile internals (horizontal.go)
+# --------------------------------------------------------------------------------------
+
+_CONDITION_ORDER = ("AbleToScale", "ScalingActive", "ScalingLimited")
+
+
+def _set(conds: dict[str, Condition], type_: str, status: bool, reason: str,
+         message: str) -> None:
+    conds[type_] = Condition(type=type_, status="True" if status else "False",
+                             reason=reason, message=message)
+
+
+def _ordered(conds: Mapping[str, Condition]) -> tuple[Condition, ...]:
+    return tuple(conds[t] for t in _CONDITION_ORDER if t in conds)
+
+
+def _quiet_reason(conds: Mapping[str, Condition]) -> str:
+    """Why nothing moved, in the words of the most telling condition."""
+    able = conds.get("AbleToScale")
+    if able is not None and able.reason.endswith("Stabilized"):
+        return f"{able.reason}: {able.message}"
+    limited = conds.get("ScalingLimited")
+    if limited is not None and limited.status == "True":
+        return f"{limited.reason}: {limited.message}"
+    return "ReadyForNewScale: recommended size matches current size"
+
+
+def _tolerances(spec: HPASpec, settings: HPAControllerSettings) -> Tolerances:
+    """``tolerancesForHpa``: the flag, overridden per direction by behavior (KEP-4951)."""
+    up = down = settings.tolerance
+    if spec.behavior is not None:
+        if spec.behavior.scale_up.tolerance is not None:
+            up = spec.behavior.scale_up.tolerance
+        if spec.behavior.scale_down.tolerance is not None:
+            down = spec.behavior.scale_down.tolerance
+    return Tolerances(scale_down=down, scale_up=up)
+
+
+def _status_replicas(inputs: HPAInputs) -> int:
+    if inputs.status_replicas is not None:
+        return inputs.status_replicas
+    return sum(1 for p in inputs.pods
+               if not p.deleting and p.phase not in ("Succeeded", "Failed"))
+
+
+def _selector_text(selector: Mapping[str, Any] | None) -> str:
+    if not selector:
+        return ""
+    labels = selector.get("matchLabels") or {}
+    return "(" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + ")"
+
+
+def _compute_replicas_for_metric(
+    metric: MetricSpec, spec: HPASpec, inputs: HPAInputs, settings: HPAControllerSettings,
+    tolerances: Tolerances,
+) -> tuple[int, str, MetricStatus]:
+    """``computeReplicasForMetric``: one metric's proposal, name and status."""
+    target = metric.target
+    current = inputs.spec_replicas
+    if metric.type == "Resource":
+        if target.type == "Utilization":
+            assert target.average_utilization is not None
+            replicas, util, raw = resource_replicas(
+                current_replicas=current, target_utilization=target.average_utilization,
+                pods=inputs.pods, pod_metrics=inputs.pod_metrics, tolerances=tolerances,
+                now=inputs.now, cpu_initialization_period=settings.cpu_initialization_period,
+                initial_readiness_delay=settings.initial_readiness_delay)
+            return replicas, f"{metric.name} resource utilization (percentage of request)", \
+                MetricStatus(metric=metric.key, type=metric.type, average_utilization=util,
+                             average_value_milli=raw, proposal=replicas)
+        assert target.average_value_milli is not None
+        if not inputs.pod_metrics:
+            raise MetricUnavailable(f"unable to get metrics for resource {metric.name}: no "
+                                    "metrics returned from resource metrics API")
+        values = {name: (m.cpu_milli if metric.name == "cpu" else m.memory_bytes * 1000)
+                  for name, m in inputs.pod_metrics.items()}
+        replicas, usage = plain_metric_replicas(
+            current_replicas=current, target_usage_milli=target.average_value_milli,
+            pods=inputs.pods, metrics=values, tolerances=tolerances, now=inputs.now)
+        return replicas, f"{metric.name} resource", MetricStatus(
+            metric=metric.key, type=metric.type, average_value_milli=usage, proposal=replicas)
+    if metric.type == "Pods":
+        samples = inputs.pods_metrics.get(metric.name)
+        if not samples:
+            raise MetricUnavailable(f"unable to get metric {metric.name}: no metrics returned "
+                                    "from custom metrics API")
+        assert target.average_value_milli is not None
+        replicas, usage = plain_metric_replicas(
+            current_replicas=current, target_usage_milli=target.average_value_milli,
+            pods=inputs.pods, metrics={k: to_milli(v) for k, v in samples.items()},
+            tolerances=tolerances, now=inputs.now)
+        return replicas, f"pods metric {metric.name}", MetricStatus(
+            metric=metric.key, type=metric.type, average_value_milli=usage, proposal=replicas)
+    # External
+    ext_values = inputs.external_metrics.get(metric.name)
+    if ext_values is None:
+        raise MetricUnavailable(f"unable to get external metric {metric.name}: "
+                                "no value for the metric this sync")
+    milli = [to_milli(v) for v in ext_values]
+    name = f"external metric {metric.name}{_selector_text(metric.selector)}"
+    if target.type == "AverageValue":
+        assert target.average_value_milli is not None
+        replicas, average = external_average_replicas(
+            status_replicas=_status_replicas(inputs),
+            target_average_milli=target.average_value_milli, values_milli=milli,
+            tolerances=tolerances)
+        return replicas, name, MetricStatus(metric=metric.key, type=metric.type,
+                                            average_value_milli=average, proposal=replicas)
+    assert target.value_milli is not None
+    replicas, usage = external_value_replicas(
+        current_replicas=current, target_value_milli=target.value_milli, values_milli=milli,
+        pods=inputs.pods, tolerances=tolerances)
+    return replicas, name, MetricStatus(metric=metric.key, type=metric.type,
+                                        value_milli=usage, proposal=replicas)
+
+
+_FAILED_REASON = {"Resource": "FailedGetResourceMetric", "Pods": "FailedGetPodsMetric",
+                  "External": "FailedGetExternalMetric"}
+
+
+def _compute_replicas_for_metrics(
+    spec: HPASpec, inputs: HPAInputs, settings: HPAControllerSettings,
+    conds: dict[str, Condition],
+) -> tuple[int, str, tuple[MetricStatus, ...], str]:
+    """``computeReplicasForMetrics``: the max proposal over metrics, or -1 when the
+    controller must not act (all invalid, or some invalid and the rest say scale down)."""
+    tolerances = _tolerances(spec, settings)
+    replicas = 0
+    metric_name = ""
+    statuses = []
+    invalid = 0
+    first_error = ""
+    first_reason = ""
+    for metric in spec.metrics:
+        try:
+            proposal, name, status = _compute_replicas_for_metric(
+                metric, spec, inputs, settings, tolerances)
+        except MetricUnavailable as err:
+            statuses.append(MetricStatus(metric=metric.key, type=metric.type, error=str(err)))
+            if invalid == 0:
+                first_error = str(err)
+                first_reason = _FAILED_REASON[metric.type]
+            invalid += 1
+            continue
+        statuses.append(status)
+        if replicas == 0 or proposal > replicas:
+            replicas = proposal
+            metric_name = name
+    if invalid >= len(spec.metrics) or (invalid > 0 and replicas < inputs.spec_replicas):
+        _set(conds, "ScalingActive", False, first_reason,
+             f"the HPA was unable to compute the replica count: {first_error}")
+        failure = (f"invalid metrics ({invalid} invalid out of {len(spec.metrics)}), "
+                   f"first error is: {first_error}")
+        return -1, "", tuple(statuses), failure
+    _set(conds, "ScalingActive", True, "ValidMetricFound",
+         f"the HPA was able to successfully calculate a replica count from {metric_name}")
+    return replicas, metric_name, tuple(statuses), ""
+
+
+#: horizontal.go scaleUpLimitFactor / scaleUpLimitMinimum (legacy path only).
+SCALE_UP_LIMIT_FACTOR = 2.0
+SCALE_UP_LIMIT_MINIMUM = 4.0
+
+
+def _normalize_legacy(
+    current: int, prenormalized: int, min_r: int, max_r: int, now: float,
+    recommendations: tuple[Recommendation, ...], settings: HPAControllerSettings,
+    conds: dict[str, Condition],
+) -> tuple[int, tuple[Recommendation, ...]]:
+    """``normalizeDesiredReplicas`` + ``stabilizeRecommendation`` +
+    ``convertDesiredReplicasWithRules``: downscale stabilization over the flag's window
+    (the max recommendation inside it wins), scale-up limit max(2 x current, 4), clamps."""
+    cutoff = now - settings.downscale_stabilization
+    stabilized = prenormalized
+    kept = []
+    for rec in recommendations:
+        if rec.t < cutoff:
+            continue
+        kept.append(rec)
+        if rec.replicas > stabilized:
+            stabilized = rec.replicas
+    kept.append(Recommendation(now, prenormalized))
+    if stabilized != prenormalized:
+        _set(conds, "AbleToScale", True, "ScaleDownStabilized",
+             "recent recommendations were higher than current one, applying the highest "
+             "recent recommendation")
+    else:
+        _set(conds, "AbleToScale", True, "ReadyForNewScale",
+             "recommended size matches current size")
+
+    scale_up_limit = int(max(SCALE_UP_LIMIT_FACTOR * current, SCALE_UP_LIMIT_MINIMUM))
+    if max_r > scale_up_limit:
+        maximum = scale_up_limit
+        cond, msg = ("ScaleUpLimit",
+                     "the desired replica count is increasing faster than the maximum scale rate")
+    else:
+        maximum = max_r
+        cond, msg = ("TooManyReplicas",
+                     "the desired replica count is more than the maximum replica count")
+    if stabilized < min_r:
+        desired = min_r
+        cond, msg = ("TooFewReplicas",
+                     "the desired replica count is less than the minimum replica count")
+    elif stabilized > maximum:
+        desired = maximum
+    else:
+        desired = stabilized
+        cond, msg = ("DesiredWithinRange", "the desired count is within the acceptable range")
+    _set(conds, "ScalingLimited", desired != stabilized, cond, msg)
+    return desired, tuple(kept)
+
+
+def _replicas_change(period: int, events: tuple[ScaleEvent, ...], now: float) -> int:
+    """``getReplicasChangePerPeriod``: the sum of changes strictly inside the period."""
+    cutoff = now - period
+    return sum(e.change for e in events if e.t > cutoff)
+
+
+def scale_up_limit(current: int, up: tuple[ScaleEvent, ...], down: tuple[ScaleEvent, ...],
+                   rules: ScalingRules, now: float) -> int:
+    """``calculateScaleUpLimitWithScalingRules``: the most replicas the policies allow now."""
+    if rules.select_policy == "Disabled":
+        return current
+    pick_min = rules.select_policy == "Min"
+    result: int | None = None
+    for policy in rules.policies:
+        start = (current - _replicas_change(policy.period_seconds, up, now)
+                 + _replicas_change(policy.period_seconds, down, now))
+        if policy.type == "Pods":
+            proposed = start + policy.value
+        else:   # round up, or a small target could never grow
+            proposed = math.ceil(float(start) * (1 + float(policy.value) / 100))
+        if result is None:
+            result = proposed
+        else:
+            result = min(result, proposed) if pick_min else max(result, proposed)
+    return current if result is None else result
+
+
+def scale_down_limit(current: int, up: tuple[ScaleEvent, ...], down: tuple[ScaleEvent, ...],
+                     rules: ScalingRules, now: float) -> int:
+    """``calculateScaleDownLimitWithBehaviors``: the fewest replicas the policies allow now."""
+    if rules.select_policy == "Disabled":
+        return current
+    pick_min_change = rules.select_policy == "Min"
+    result: int | None = None
+    for policy in rules.policies:
+        start = (current - _replicas_change(policy.period_seconds, up, now)
+                 + _replicas_change(policy.period_seconds, down, now))
+        if policy.type == "Pods":
+            proposed = start - policy.value
+        else:   # int32() conversion truncates toward zero
+            proposed = int(float(start) * (1 - float(policy.value) / 100))
+        if result is None:
+            result = proposed
+        else:
+            result = max(result, proposed) if pick_min_change else min(result, proposed)
+    return current if result is None else result
+
+
+def _normalize_with_behaviors(
+    behavior: Behavior, current: int, prenormalized: int, min_r: int, max_r: int, now: float,
+    recommendations: tuple[Recommendation, ...], up_events: tuple[ScaleEvent, ...],
+    down_events: tuple[ScaleEvent, ...], settings: HPAControllerSettings,
+    conds: dict[str, Condition],
+) -> tuple[int, tuple[Recommendation, ...]]:
+    """``normalizeDesiredReplicasWithBehaviors``: stabilize (min over the scale-up window,
+    max over the scale-down window, current size in between), then the rate policies."""
+    up_rules, down_rules = behavior.scale_up, behavior.scale_down
+    up_window = up_rules.stabilization_window_seconds or 0
+    down_window = (down_rules.stabilization_window_seconds
+                   if down_rules.stabilization_window_seconds is not None
+                   else settings.downscale_stabilization)
+    up_cutoff = now - up_window
+    down_cutoff = now - down_window
+    up_rec = down_rec = prenormalized
+    kept = []
+    for rec in recommendations:
+        if rec.t > up_cutoff:
+            up_rec = min(up_rec, rec.replicas)
+        if rec.t > down_cutoff:
+            down_rec = max(down_rec, rec.replicas)
+        if not (rec.t < up_cutoff and rec.t < down_cutoff):
+            kept.append(rec)
+    stabilized = current
+    if stabilized < up_rec:
+        stabilized = up_rec
+    if stabilized > down_rec:
+        stabilized = down_rec
+    kept.append(Recommendation(now, prenormalized))
+    if stabilized != prenormalized:
+        if prenormalized >= current:
+            _set(conds, "AbleToScale", True, "ScaleUpStabilized",
+                 "recent recommendations were lower than current one, applying the lowest "
+                 "recent recommendation")
+        else:
+            _set(conds, "AbleToScale", True, "ScaleDownStabilized",
+                 "recent recommendations were higher than current one, applying the highest "
+                 "recent recommendation")
+    else:
+        _set(conds, "AbleToScale", True, "ReadyForNewScale",
+             "recommended size matches current size")
+
+    # convertDesiredReplicasWithBehaviorRate
+    desired = stabilized
+    cond, msg = "DesiredWithinRange", "the desired count is within the acceptable range"
+    if stabilized > current:
+        limit = max(scale_up_limit(current, up_events, down_events, up_rules, now), current)
+        if max_r > limit:
+            maximum = limit
+            lim_cond, lim_msg = ("ScaleUpLimit", "the desired replica count is increasing "
+                                 "faster than the maximum scale rate")
+        else:
+            maximum = max_r
+            lim_cond, lim_msg = ("TooManyReplicas", "the desired replica count is more than "
+                                 "the maximum replica count")
+        if stabilized > maximum:
+            desired, cond, msg = maximum, lim_cond, lim_msg
+    elif stabilized < current:
+        limit = min(scale_down_limit(current, up_events, down_events, down_rules, now), current)
+        if min_r < limit:
+            minimum = limit
+            lim_cond, lim_msg = ("ScaleDownLimit", "the desired replica count is decreasing "
+                                 "faster than the maximum scale rate")
+        else:
+            minimum = min_r
+            lim_cond, lim_msg = ("TooFewReplicas", "the desired replica count is less than "
+                                 "the minimum replica count")
+        if stabilized < minimum:
+            desired, cond, msg = minimum, lim_cond, lim_msg
+    _set(conds, "ScalingLimited", desired != stabilized, cond, msg)
+    return desired, tuple(kept)
+
+
+def _longest_period(rules: ScalingRules) -> int:
+    return max((p.period_seconds for p in rules.policies), default=0)
+
+
+def _store_scale_event(
+    behavior: Behavior, now: float, prev: int, new: int,
+    up_events: tuple[ScaleEvent, ...], down_events: tuple[ScaleEvent, ...],
+) -> tuple[tuple[ScaleEvent, ...], tuple[ScaleEvent, ...]]:
+    """``storeScaleEvent``: remember the change; events older than the direction's longest
+    policy period can no longer matter and are dropped."""
+    if new > prev:
+        cutoff = now - _longest_period(behavior.scale_up)
+        up_events = tuple(e for e in up_events if e.t >= cutoff) + (ScaleEvent(now, new - prev),)
+    else:
+        cutoff = now - _longest_period(behavior.scale_down)
+        down_events = tuple(e for e in down_events if e.t >= cutoff) + (
+            ScaleEvent(now, prev - new),)
+    return up_events, down_events
 
 
 # --------------------------------------------------------------------------------------
@@ -399,7 +843,8 @@ _DEFAULT_DOWN_POLICIES = (ScalingPolicy(type="Percent", value=100, period_second
 
 def _parse_rules(doc: Any, source: str, path: str, *, up: bool) -> ScalingRules:
     default_window = 0 if up else None
-    default_policies = _DEFAULT_UP_POLICIES if up else _DEFAULT_DOWN_POLICIES
+    default_policies: tuple[ScalingPolicy, ...] = (
+        _DEFAULT_UP_POLICIES if up else _DEFAULT_DOWN_POLICIES)
     if doc is None:
         return ScalingRules(stabilization_window_seconds=default_window, select_policy="Max",
                             policies=default_policies)
