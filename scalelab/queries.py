@@ -1,0 +1,297 @@
+"""The named PromQL queries behind every chart, and capturing them into ``series.json``.
+
+The same PromQL runs on every backend: the local backend's exporter speaks the
+kube-state-metrics / cAdvisor names, a kind cluster has the real ones. Each query says
+which chart it belongs to and which target line the report draws next to it, so the
+report, the capture and a user re-running the query in Grafana see the same thing.
+
+The capture runs just before teardown (the experiment calls ``capture_series``); a query
+that fails is stored with its error so the report can say why a chart is empty.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from scalelab import settings
+
+#: Prometheus refuses range queries that would return more than 11,000 points per series
+#: (prometheus/web/api/v1/api.go: "exceeded maximum resolution of 11,000 points").
+MAX_POINTS = 11_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Query:
+    """One named PromQL query: what it shows, in which unit, next to which target line."""
+
+    #: Stable key: the ``series.json`` key and the CSV file name.
+    key: str
+    title: str
+    promql: str
+    #: Unit of the values, shown on the chart's y axis ("replicas", "%", "messages", ...).
+    unit: str
+    #: Chart the query is drawn on (see ``CHARTS``).
+    chart: str
+    #: Target line drawn with it: None, "replica_bounds" (min/max replicas),
+    #: "cpu_target" (HPA averageUtilization %) or "queue_target" (KEDA value x replicas).
+    target: str | None = None
+    #: False: captured and downloadable, but not drawn (bounds come from the manifests).
+    draw: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chart:
+    """A chart on the scenario page: a title, a unit and the target line it carries."""
+
+    key: str
+    title: str
+    unit: str
+    target: str | None = None
+
+
+#: Charts in page order. "load*" are drawn from the run record's ``locust.history``.
+CHARTS: tuple[Chart, ...] = (
+    Chart(key="replicas", title="Agent replicas", unit="replicas", target="replica_bounds"),
+    Chart(key="cpu", title="Agent CPU utilization (of requests)", unit="%", target="cpu_target"),
+    Chart(key="queue", title="Queue depth (agent-tasks)", unit="messages",
+          target="queue_target"),
+    Chart(key="throughput", title="Throughput", unit="tasks/s"),
+    Chart(key="latency", title="Queue wait and processing time", unit="s"),
+    Chart(key="load", title="Locust load", unit="users | requests/s"),
+    Chart(key="load_p95", title="Locust response time p95", unit="ms"),
+)
+
+
+def build_queries(
+    *,
+    namespace: str = settings.NAMESPACE,
+    deployment: str = settings.AGENT_DEPLOYMENT,
+    queue: str = settings.TASK_QUEUE,
+    rate_window: str = "1m",
+) -> tuple[Query, ...]:
+    """The queries for one stack; parameters exist so the names live in ``settings`` only."""
+    ns = f'namespace="{namespace}"'
+    dep = f'{ns},deployment="{deployment}"'
+    pods = f'{ns},pod=~"{deployment}-.*"'
+    w = rate_window
+
+    def quantile(q: float, metric: str) -> str:
+        return f"histogram_quantile({q}, sum by (le) (rate({metric}[{w}])))"
+
+    return (
+        Query(key="replicas_spec", title="spec (autoscaler decision)", unit="replicas",
+              chart="replicas", target="replica_bounds",
+              promql=f"kube_deployment_spec_replicas{{{dep}}}"),
+        Query(key="replicas_current", title="current", unit="replicas", chart="replicas",
+              promql=f"kube_deployment_status_replicas{{{dep}}}"),
+        Query(key="replicas_ready", title="ready", unit="replicas", chart="replicas",
+              promql=f"kube_deployment_status_replicas_ready{{{dep}}}"),
+        Query(key="replicas_desired", title="HPA desired", unit="replicas", chart="replicas",
+              promql=f"kube_horizontalpodautoscaler_status_desired_replicas{{{ns}}}"),
+        Query(key="hpa_min_replicas", title="HPA minReplicas", unit="replicas",
+              chart="replicas",
+              draw=False,
+              promql=f"kube_horizontalpodautoscaler_spec_min_replicas{{{ns}}}"),
+        Query(key="hpa_max_replicas", title="HPA maxReplicas", unit="replicas",
+              chart="replicas",
+              draw=False,
+              promql=f"kube_horizontalpodautoscaler_spec_max_replicas{{{ns}}}"),
+        # HPA utilization = sum of usage / sum of requests over the pods
+        # (kubernetes pkg/controller/podautoscaler/metrics/utilization.go).
+        Query(key="cpu_utilization", title="average (HPA view)", unit="%", chart="cpu",
+              target="cpu_target",
+              promql=(
+                  f'100 * sum(rate(container_cpu_usage_seconds_total{{{pods},container!=""}}'
+                  f"[{w}])) / sum(kube_pod_container_resource_requests"
+                  f'{{{pods},resource="cpu"}})'
+              )),
+        Query(key="cpu_utilization_by_pod", title="per pod", unit="%", chart="cpu",
+              promql=(
+                  "100 * sum by (namespace, pod) (rate(container_cpu_usage_seconds_total"
+                  f'{{{pods},container!=""}}[{w}])) / sum by (namespace, pod) '
+                  f'(kube_pod_container_resource_requests{{{pods},resource="cpu"}})'
+              )),
+        Query(key="hpa_target_metric", title="HPA target", unit="%", chart="cpu",
+              draw=False,
+              promql=f"kube_horizontalpodautoscaler_spec_target_metric{{{ns}}}"),
+        Query(key="queue_ready", title="ready", unit="messages", chart="queue",
+              target="queue_target",
+              promql=f'sum(rabbitmq_detailed_queue_messages_ready{{queue="{queue}"}})'),
+        Query(key="queue_unacked", title="unacked", unit="messages", chart="queue",
+              promql=f'sum(rabbitmq_detailed_queue_messages_unacked{{queue="{queue}"}})'),
+        Query(key="keda_metric", title="KEDA scaler value", unit="messages", chart="queue",
+              promql=f"keda_scaler_metrics_value{{{ns}}}"),
+        Query(key="tasks_published_rate", title="published", unit="tasks/s",
+              chart="throughput",
+              promql=f"sum(rate(scalelab_api_tasks_published_total[{w}]))"),
+        Query(key="tasks_processed_rate", title="processed", unit="tasks/s",
+              chart="throughput",
+              promql=(
+                  "sum by (outcome) "
+                  f"(rate(scalelab_agent_tasks_processed_total[{w}]))"
+              )),
+        Query(key="queue_wait_p50", title="queue wait p50", unit="s", chart="latency",
+              promql=quantile(0.5, "scalelab_agent_queue_wait_seconds_bucket")),
+        Query(key="queue_wait_p95", title="queue wait p95", unit="s", chart="latency",
+              promql=quantile(0.95, "scalelab_agent_queue_wait_seconds_bucket")),
+        Query(key="task_duration_p50", title="processing p50", unit="s", chart="latency",
+              promql=quantile(0.5, "scalelab_agent_task_duration_seconds_bucket")),
+        Query(key="task_duration_p95", title="processing p95", unit="s", chart="latency",
+              promql=quantile(0.95, "scalelab_agent_task_duration_seconds_bucket")),
+        Query(key="api_request_p95", title="API request p95", unit="s", chart="latency",
+              promql=quantile(0.95, "scalelab_api_request_duration_seconds_bucket")),
+    )
+
+
+#: The queries for the default names; what ``capture_series`` runs.
+QUERIES: tuple[Query, ...] = build_queries()
+
+
+def choose_step(*, start: float, end: float, scrape_interval: float,
+                max_points: int = MAX_POINTS) -> float:
+    """The finest step that keeps every series under Prometheus' point limit.
+
+    Never finer than the scrape interval: a finer step only repeats samples.
+    """
+    if end <= start:
+        return max(scrape_interval, 1.0)
+    needed = (end - start) / (max_points - 1)
+    return float(max(scrape_interval, math.ceil(needed)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Targets:
+    """Target lines taken from the applied scaling manifests (None when absent)."""
+
+    cpu_target_percent: float | None = None
+    #: KEDA rabbitmq trigger ``value`` in QueueLength mode (messages per replica).
+    queue_value: float | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def targets_from_manifests(manifests: list[dict[str, Any]]) -> Targets:
+    """Read CPU target, queue value and replica bounds from HPA / ScaledObject manifests.
+
+    Field names follow autoscaling/v2 HorizontalPodAutoscalerSpec and KEDA's
+    ScaledObject CRD (kedacore/keda config/crd/bases/keda.sh_scaledobjects.yaml:
+    minReplicaCount default 0, maxReplicaCount default 100; rabbitmq trigger
+    metadata ``mode``/``value``, legacy ``queueLength``).
+    """
+    cpu = queue = None
+    mins: list[int] = []
+    maxs: list[int] = []
+    for manifest in manifests:
+        text = manifest.get("text") or ""
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        except yaml.YAMLError:
+            continue
+        for doc in docs:
+            kind, spec = doc.get("kind"), doc.get("spec") or {}
+            if kind == "HorizontalPodAutoscaler":
+                mins.append(int(spec.get("minReplicas", 1)))
+                if "maxReplicas" in spec:
+                    maxs.append(int(spec["maxReplicas"]))
+                for metric in spec.get("metrics") or []:
+                    res = metric.get("resource") or {}
+                    util = (res.get("target") or {}).get("averageUtilization")
+                    if res.get("name") == "cpu" and util is not None:
+                        cpu = float(util)
+            elif kind == "ScaledObject":
+                mins.append(int(spec.get("minReplicaCount", 0)))
+                maxs.append(int(spec.get("maxReplicaCount", 100)))
+                for trig in spec.get("triggers") or []:
+                    meta = trig.get("metadata") or {}
+                    if trig.get("type") != "rabbitmq":
+                        if trig.get("type") == "cpu" and meta.get("value") is not None:
+                            cpu = float(meta["value"])
+                        continue
+                    if meta.get("mode", "QueueLength") == "QueueLength" and "value" in meta:
+                        queue = float(meta["value"])
+                    elif "queueLength" in meta:
+                        queue = float(meta["queueLength"])
+    return Targets(
+        cpu_target_percent=cpu,
+        queue_value=queue,
+        min_replicas=min(mins) if mins else None,
+        max_replicas=max(maxs) if maxs else None,
+    )
+
+
+def _scrape_interval(scenario: dict[str, Any] | None) -> float:
+    if scenario:
+        for where in (scenario.get("timing_profile"), scenario.get("timing"), scenario):
+            if isinstance(where, dict) and isinstance(where.get("scrape_interval"), int | float):
+                return float(where["scrape_interval"])
+    return settings.TimingProfile().scrape_interval
+
+
+def capture_series(
+    prometheus_url: str,
+    *,
+    start: float,
+    end: float,
+    scenario: dict[str, Any] | None = None,
+    queries: tuple[Query, ...] = QUERIES,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Run every query over ``[start, end]`` and return the ``series.json`` document.
+
+    ``scenario`` (the scenario spec, or anything with ``timing_profile``/``timing``/
+    ``scrape_interval``) sets the scrape interval the step may not undercut; its
+    ``name`` is recorded. A failing query is stored with ``error`` and no series.
+    """
+    from prometheus_api_client import PrometheusConnect
+
+    scrape = _scrape_interval(scenario)
+    step = choose_step(start=start, end=end, scrape_interval=scrape)
+    prom = PrometheusConnect(url=prometheus_url, disable_ssl=True, timeout=int(timeout))
+    t0, t1 = (datetime.fromtimestamp(x, tz=UTC) for x in (start, end))
+    out: dict[str, Any] = {
+        "start": start, "end": end, "step": step,
+        "scenario": (scenario or {}).get("name"),
+        "captured_at": time.time(),
+        "prometheus_url": prometheus_url,
+        "queries": {},
+    }
+    for q in queries:
+        entry: dict[str, Any] = {"title": q.title, "promql": q.promql, "unit": q.unit,
+                                 "chart": q.chart, "target": q.target, "series": []}
+        try:
+            result = prom.custom_query_range(q.promql, start_time=t0, end_time=t1,
+                                             step=f"{step:g}s")
+            entry["series"] = [
+                {"labels": dict(r.get("metric") or {}),
+                 "values": [[float(t), _num(v)] for t, v in r.get("values") or []]}
+                for r in result
+            ]
+        except Exception as err:  # recorded: the report shows why a chart is empty
+            entry["error"] = f"{type(err).__name__}: {err}"
+        out["queries"][q.key] = entry
+    return out
+
+
+def _num(v: Any) -> float | None:
+    """Prometheus sends values as strings; NaN/Inf (empty histograms) become None."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def query_by_key(key: str) -> Query | None:
+    return next((q for q in QUERIES if q.key == key), None)

@@ -1,0 +1,272 @@
+"""Static inline SVG line charts, generated in Python.
+
+Why not a JS charting library: the page must open from disk with no network, a bundled
+library would add ~200 KB per page plus a JS toolchain to vet, and these charts need no
+interaction beyond tooltips (SVG ``<title>``). Every string that reaches the SVG goes
+through ``markupsafe.escape``; the caller's Jinja template (autoescape on) embeds the
+returned ``Markup`` as is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+Point = tuple[float, float | None]
+
+PALETTE = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#e377c2",
+           "#7f7f7f", "#bcbd22")
+TARGET_COLOR = "#d62728"
+BAND_COLORS = ("#f3f6fa", "#e6edf5")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Line:
+    """One series on a chart; ``target`` lines are drawn dashed in red."""
+
+    name: str
+    points: Sequence[Point]
+    step: bool = False
+    target: bool = False
+    #: Optional second y axis is not supported on purpose: one unit per chart.
+    color: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Band:
+    """A shaded time range (a scenario phase)."""
+
+    name: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Marker:
+    """A vertical mark where an expectation was met (passed) or failed."""
+
+    t: float
+    passed: bool
+    label: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Pixel geometry of a chart."""
+
+    width: int = 900
+    height: int = 270
+    left: int = 64
+    right: int = 16
+    top: int = 28
+    bottom: int = 40
+    legend_row: int = 18
+    #: At most this many points per line are drawn (min/max kept per bucket).
+    max_points: int = 800
+
+
+def nice_ticks(lo: float, hi: float, *, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi] (1, 2, 2.5, 5 x 10^n steps)."""
+    if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / max(count, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks = []
+    v = first
+    while v <= hi + step * 1e-9:
+        ticks.append(round(v, 10))
+        v += step
+    if ticks[-1] < hi:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def downsample(points: Sequence[Point], *, t0: float, t1: float, buckets: int) -> list[Point]:
+    """Keep the first, min and max point per time bucket so spikes survive thinning."""
+    if len(points) <= buckets * 2:
+        return list(points)
+    width = (t1 - t0) / buckets or 1.0
+    out: list[Point] = []
+    current: list[Point] = []
+    index = None
+    for p in points:
+        i = int((p[0] - t0) / width)
+        if i != index and current:
+            out.extend(_extremes(current))
+            current = []
+        index = i
+        current.append(p)
+    out.extend(_extremes(current))
+    return out
+
+
+def _extremes(bucket: list[Point]) -> list[Point]:
+    vals = [(t, v) for t, v in bucket if v is not None]
+    keep: set[Point] = {bucket[0]}
+    if vals:
+        keep.add(min(vals, key=lambda p: p[1]))
+        keep.add(max(vals, key=lambda p: p[1]))
+    gap = next((p for p in bucket if p[1] is None), None)
+    if gap is not None:
+        keep.add(gap)  # a gap in the data stays a gap in the line
+    return sorted(keep, key=lambda p: p[0])
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v / 1000:g}k"
+    return f"{v:g}"
+
+
+def line_chart(
+    *,
+    chart_id: str,
+    title: str,
+    unit: str,
+    lines: Sequence[Line],
+    t0: float,
+    t1: float,
+    bands: Sequence[Band] = (),
+    markers: Sequence[Marker] = (),
+    note: str | None = None,
+    layout: Layout | None = None,
+) -> Markup:
+    """An SVG line chart: x = seconds since ``t0``, y = ``unit``; legend below."""
+    lay = layout or Layout()
+    drawn = [ln for ln in lines if any(v is not None for _, v in ln.points)]
+    pw = lay.width - lay.left - lay.right
+    longest = max([len(ln.name) for ln in drawn] + [28 if markers else 0])
+    cols = max(1, min(4, int(pw // (longest * 6.2 + 40))))
+    legend_rows = math.ceil((len(drawn) + (1 if markers else 0)) / cols) or 1
+    height = lay.height + legend_rows * lay.legend_row
+    ph = lay.height - lay.top - lay.bottom
+    span = max(t1 - t0, 1e-9)
+    values = [v for ln in drawn for _, v in ln.points if v is not None]
+    ymax = max(values) if values else 1.0
+    ymin = min(0.0, min(values)) if values else 0.0
+    yticks = nice_ticks(ymin, ymax if ymax > ymin else ymin + 1)
+    ylo, yhi = yticks[0], yticks[-1]
+
+    def x(t: float) -> float:
+        return lay.left + (min(max(t, t0), t1) - t0) / span * pw
+
+    def y(v: float) -> float:
+        return lay.top + ph - (v - ylo) / (yhi - ylo) * ph
+
+    out: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" '
+        f'data-lines="{len(drawn)}" viewBox="0 0 {lay.width} {height}" '
+        f'width="{lay.width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)} ({escape(unit)})</title>",
+        f'<text x="{lay.left}" y="18" class="ct">{escape(title)}</text>',
+    ]
+    for i, band in enumerate(bands):
+        bx0, bx1 = x(band.start), x(band.end)
+        out.append(
+            f'<rect class="phase" x="{bx0:.1f}" y="{lay.top}" width="{max(bx1 - bx0, 0):.1f}" '
+            f'height="{ph}" fill="{BAND_COLORS[i % 2]}"><title>phase {escape(band.name)}'
+            f"</title></rect>"
+            f'<text x="{bx0 + 3:.1f}" y="{lay.top + 11}" class="pl">{escape(band.name)}</text>'
+        )
+    for v in yticks:
+        out.append(
+            f'<line x1="{lay.left}" x2="{lay.left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+            f'class="grid"/><text x="{lay.left - 6}" y="{y(v) + 4:.1f}" class="yt">'
+            f"{_fmt(v)}</text>"
+        )
+    for v in nice_ticks(0, span, count=8):
+        if v > span + 1e-9:
+            break
+        out.append(
+            f'<line x1="{x(t0 + v):.1f}" x2="{x(t0 + v):.1f}" y1="{lay.top + ph}" '
+            f'y2="{lay.top + ph + 4}" class="axis"/><text x="{x(t0 + v):.1f}" '
+            f'y="{lay.top + ph + 16}" class="xt">{_fmt(v)}</text>'
+        )
+    out.append(
+        f'<line x1="{lay.left}" x2="{lay.left}" y1="{lay.top}" y2="{lay.top + ph}" class="axis"/>'
+        f'<line x1="{lay.left}" x2="{lay.left + pw}" y1="{lay.top + ph}" y2="{lay.top + ph}" '
+        f'class="axis"/>'
+        f'<text x="{lay.left + pw / 2:.1f}" y="{lay.top + ph + 32}" class="xl">'
+        f"time since start (s)</text>"
+        f'<text transform="translate(14 {lay.top + ph / 2:.1f}) rotate(-90)" class="xl">'
+        f"{escape(unit)}</text>"
+    )
+    colors: list[str] = []
+    series_i = 0
+    for ln in drawn:
+        if ln.target:
+            color = ln.color or TARGET_COLOR
+        else:
+            color = ln.color or PALETTE[series_i % len(PALETTE)]
+            series_i += 1
+        colors.append(color)
+        pts = downsample(sorted(ln.points, key=lambda p: p[0]), t0=t0, t1=t1,
+                         buckets=lay.max_points // 2)
+        d = _path(pts, x, y, step=ln.step)
+        dash = ' stroke-dasharray="6 4"' if ln.target else ""
+        cls = "target" if ln.target else "line"
+        out.append(
+            f'<path class="{cls}" d="{d}" stroke="{color}" fill="none" stroke-width="1.8"{dash}>'
+            f"<title>{escape(ln.name)}</title></path>"
+        )
+    for m in markers:
+        mx = x(m.t)
+        color = "#2ca02c" if m.passed else TARGET_COLOR
+        sign = "✓" if m.passed else "✗"
+        out.append(
+            f'<g class="marker {"met" if m.passed else "failed"}"><line x1="{mx:.1f}" '
+            f'x2="{mx:.1f}" y1="{lay.top}" y2="{lay.top + ph}" stroke="{color}" '
+            f'stroke-width="1.2" stroke-dasharray="2 2"/><circle cx="{mx:.1f}" '
+            f'cy="{lay.top - 6}" r="6" fill="{color}"/><text x="{mx:.1f}" y="{lay.top - 2}" '
+            f'class="mk">{sign}</text><title>{escape(m.label)}</title></g>'
+        )
+    if not drawn:
+        msg = note or "no data"
+        out.append(
+            f'<text x="{lay.left + pw / 2:.1f}" y="{lay.top + ph / 2:.1f}" class="nd">'
+            f"{escape(msg)}</text>"
+        )
+    ly = lay.height + 4
+    for i, (ln, color) in enumerate(zip(drawn, colors, strict=True)):
+        lx = lay.left + (i % cols) * (pw / cols)
+        row = ly + (i // cols) * lay.legend_row
+        dash = ' stroke-dasharray="6 4"' if ln.target else ""
+        out.append(
+            f'<line x1="{lx:.1f}" x2="{lx + 22:.1f}" y1="{row - 4}" y2="{row - 4}" '
+            f'stroke="{color}" stroke-width="2.5"{dash}/><text x="{lx + 28:.1f}" y="{row}" '
+            f'class="lg">{escape(ln.name)}</text>'
+        )
+    if markers:
+        i = len(drawn)
+        lx = lay.left + (i % cols) * (pw / cols)
+        row = ly + (i // cols) * lay.legend_row
+        out.append(
+            f'<text x="{lx:.1f}" y="{row}" class="lg">✓ met / ✗ failed expectation</text>'
+        )
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _path(pts: Sequence[Point], x, y, *, step: bool) -> str:  # type: ignore[no-untyped-def]
+    parts: list[str] = []
+    pen = False
+    for t, v in pts:
+        if v is None:
+            pen = False
+            continue
+        px, py = x(t), y(v)
+        if not pen:
+            parts.append(f"M{px:.1f} {py:.1f}")
+            pen = True
+        elif step:
+            parts.append(f"H{px:.1f}V{py:.1f}")
+        else:
+            parts.append(f"L{px:.1f} {py:.1f}")
+    return "".join(parts)

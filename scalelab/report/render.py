@@ -1,0 +1,318 @@
+"""Render the HTML report from stored run records (no stack needed, nothing re-run).
+
+Pages: ``reports/index.html`` (latest run + history) and one page per scenario at
+``reports/<run-id>/<scenario>/index.html`` with inline SVG charts, the tables and the
+raw series as CSV (``series/<key>.csv``) next to it. Jinja2 renders with autoescape on, so
+labels, descriptions and log lines from a run can never inject markup.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from scalelab import record as records
+from scalelab.errors import ConfigError
+from scalelab.queries import CHARTS, QUERIES, Targets, targets_from_manifests
+from scalelab.report import charts
+from scalelab.report.summary import METRICS, format_value, summarize
+
+INDEX = "index.html"
+SERIES_DIR = "series"
+
+BACKEND_NOTES = {
+    "local": "processes on this machine; HPA and KEDA control loops emulated from the "
+             "same manifests",
+    "kind": "real Kubernetes (kind cluster): real HPA controller and KEDA",
+    "existing": "real Kubernetes (existing cluster): real HPA controller and KEDA",
+}
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("scalelab.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = format_value
+    env.filters["clock"] = _clock
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=1, sort_keys=True,
+                                                        default=str)
+    return env
+
+
+def _clock(t: float | None) -> str:
+    if t is None:
+        return "–"
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScenarioRun:
+    """One scenario's stored record, where it lives and its key figures."""
+
+    path: Path
+    record: dict[str, Any]
+    summary: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.record["scenario"]["name"])
+
+
+def load_run(run_dir: Path) -> list[ScenarioRun]:
+    """Every scenario record of one run folder, in the order they ran."""
+    runs = []
+    for path in sorted(run_dir.glob(f"*/{records.RUN_FILE}")):
+        rec = records.load(path)
+        runs.append(ScenarioRun(path=path.parent, record=rec, summary=summarize(rec)))
+    return sorted(runs, key=lambda r: (r.record["started_at"], r.name))
+
+
+def resolve_run(run: str, *, reports_dir: Path) -> Path:
+    """A run id under ``reports_dir`` or a path to a run folder."""
+    for candidate in (Path(run), reports_dir / run):
+        if candidate.is_dir() and any(candidate.glob(f"*/{records.RUN_FILE}")):
+            return candidate
+    known = ", ".join(p.name for p in records.find_runs(reports_dir)[:5]) or "none"
+    raise ConfigError(
+        f"no run records ({records.RUN_FILE}) found for '{run}'",
+        field="RUN",
+        fix=f"pass a run id under {reports_dir} (latest: {known}) or a run folder's path",
+    )
+
+
+# -- scenario page ---------------------------------------------------------------------
+
+
+def _points(values: list[list[Any]]) -> list[charts.Point]:
+    return [(float(t), None if v is None else float(v)) for t, v in values]
+
+
+def _label_suffix(labels: dict[str, str], varying: list[str]) -> str:
+    return ", ".join(f"{k}={labels.get(k, '')}" for k in varying)
+
+
+def _query_lines(entry: dict[str, Any], *, step: bool) -> list[charts.Line]:
+    series = entry.get("series") or []
+    keys = sorted({k for s in series for k in s["labels"]} - {"__name__"})
+    varying = [k for k in keys if len({s["labels"].get(k) for s in series}) > 1]
+    return [
+        charts.Line(
+            name=entry["title"] + (f" ({_label_suffix(s['labels'], varying)})" if varying else ""),
+            points=_points(s["values"]), step=step)
+        for s in series
+    ]
+
+
+def _timeline_lines(timeline: list[dict[str, Any]], chart: str) -> list[charts.Line]:
+    """Fallback when Prometheus series are missing: the experiment's own samples."""
+    fields = {
+        "replicas": [("spec", "spec"), ("current", "current"), ("ready", "ready"),
+                     ("desired", "HPA desired")],
+        "cpu": [("cpu_utilization", "average (HPA view)")],
+        "queue": [("queue_ready", "ready"), ("queue_unacked", "unacked")],
+    }.get(chart, [])
+    return [
+        charts.Line(name=f"{label} (timeline)", step=chart == "replicas",
+                    points=[(s["t"], s.get(f)) for s in timeline])
+        for f, label in fields
+    ]
+
+
+def _target_lines(*, kind: str | None, targets: Targets, t0: float, t1: float,
+                  replicas: list[charts.Point]) -> list[charts.Line]:
+    if kind == "replica_bounds":
+        out = []
+        if targets.min_replicas is not None:
+            out.append(charts.Line(name=f"min replicas {targets.min_replicas}", target=True,
+                                   points=[(t0, targets.min_replicas), (t1, targets.min_replicas)]))
+        if targets.max_replicas is not None:
+            out.append(charts.Line(name=f"max replicas {targets.max_replicas}", target=True,
+                                   color="#7b2d26",
+                                   points=[(t0, targets.max_replicas), (t1, targets.max_replicas)]))
+        return out
+    if kind == "cpu_target" and targets.cpu_target_percent is not None:
+        v = targets.cpu_target_percent
+        return [charts.Line(name=f"target {v:g} %", target=True, points=[(t0, v), (t1, v)])]
+    if kind == "queue_target" and targets.queue_value is not None and replicas:
+        v = targets.queue_value
+        return [charts.Line(name=f"target {v:g} x replicas", target=True, step=True,
+                            points=[(t, None if r is None else r * v) for t, r in replicas])]
+    return []
+
+
+def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every chart of a scenario page: SVG plus the queries and CSV files behind it."""
+    timeline = sorted(rec.get("timeline") or [], key=lambda s: s["t"])
+    t0 = float(rec["started_at"])
+    ends = [rec.get("ended_at"), timeline[-1]["t"] if timeline else None,
+            series.get("end") if series else None]
+    t1 = max([float(e) for e in ends if e is not None] + [t0 + 1.0])
+    targets = targets_from_manifests(rec.get("manifests") or [])
+    bands = [charts.Band(name=p["name"], start=p["start"], end=p["end"] or t1)
+             for p in rec.get("phases") or [] if p.get("start") is not None]
+    markers = [
+        charts.Marker(t=v["at"], passed=v["passed"],
+                      label=f"{v['id']}: expected {v['expected']}, observed {v['observed']}")
+        for v in rec.get("verdicts") or [] if v.get("at") is not None
+    ]
+    queries = (series or {}).get("queries") or {}
+    replicas: list[charts.Point] = []
+    cur = (queries.get("replicas_current") or {}).get("series") or []
+    if cur:
+        replicas = _points(cur[0]["values"])
+    elif timeline:
+        replicas = [(s["t"], float(s["current"])) for s in timeline]
+    history = sorted((rec.get("locust") or {}).get("history") or [], key=lambda h: h["t"])
+    out = []
+    for chart in CHARTS:
+        lines: list[charts.Line] = []
+        used = []
+        errors = []
+        note = None
+        if chart.key == "load":
+            lines = [charts.Line(name="users", step=True,
+                                 points=[(h["t"], h.get("users")) for h in history]),
+                     charts.Line(name="requests/s",
+                                 points=[(h["t"], h.get("rps")) for h in history])]
+            note = "no Locust history in the run record"
+        elif chart.key == "load_p95":
+            lines = [charts.Line(name="p95 response time",
+                                 points=[(h["t"], h.get("p95_ms")) for h in history])]
+            note = "no Locust history in the run record"
+        else:
+            for q in QUERIES:
+                if q.chart != chart.key:
+                    continue
+                entry = queries.get(q.key)
+                if entry is None:
+                    continue
+                used.append({"key": q.key, "title": entry.get("title", q.title),
+                             "promql": entry.get("promql", q.promql),
+                             "csv": f"{SERIES_DIR}/{q.key}.csv",
+                             "error": entry.get("error")})
+                if entry.get("error"):
+                    errors.append(f"{q.key}: {entry['error']}")
+                if q.draw:
+                    lines += _query_lines(entry, step=chart.key == "replicas")
+            if not any(any(v is not None for _, v in ln.points) for ln in lines):
+                lines = _timeline_lines(timeline, chart.key)
+                note = "; ".join(errors) or "no Prometheus series captured"
+                if lines and any(any(v is not None for _, v in ln.points) for ln in lines):
+                    note = None
+        lines += _target_lines(kind=chart.target, targets=targets, t0=t0, t1=t1,
+                               replicas=replicas)
+        svg = charts.line_chart(chart_id=f"chart-{chart.key}", title=chart.title,
+                                unit=chart.unit, lines=lines, t0=t0, t1=t1, bands=bands,
+                                markers=markers, note=note)
+        out.append({"key": chart.key, "title": chart.title, "svg": svg, "queries": used,
+                    "errors": errors})
+    return out
+
+
+def write_csvs(scenario_dir: Path, rec: dict[str, Any], series: dict[str, Any] | None) -> None:
+    """The raw data behind every chart, one CSV per query (plus Locust and timeline)."""
+    folder = scenario_dir / SERIES_DIR
+    folder.mkdir(exist_ok=True)
+    for key, entry in ((series or {}).get("queries") or {}).items():
+        rows = entry.get("series") or []
+        labels = sorted({k for s in rows for k in s["labels"]})
+        with (folder / f"{key}.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["unix_time", *labels, "value"])
+            for s in rows:
+                for t, v in s["values"]:
+                    w.writerow([t, *(s["labels"].get(k, "") for k in labels),
+                                "" if v is None else v])
+    tables = {
+        "timeline": (["t", "spec", "current", "ready", "desired", "queue_ready",
+                      "queue_unacked", "cpu_utilization"], rec.get("timeline") or []),
+        "locust_history": (["t", "users", "rps", "p95_ms"],
+                           (rec.get("locust") or {}).get("history") or []),
+    }
+    for name, (cols, items) in tables.items():
+        with (folder / f"{name}.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for item in items:
+                w.writerow(["" if item.get(c) is None else item.get(c) for c in cols])
+
+
+def render_scenario(scenario_dir: Path, *, env: jinja2.Environment | None = None) -> Path:
+    """Write ``index.html`` and ``series/*.csv`` for one scenario folder; return the page."""
+    env = env or environment()
+    rec = records.load(scenario_dir)
+    series = records.load_series(scenario_dir)
+    write_csvs(scenario_dir, rec, series)
+    t0 = float(rec["started_at"])
+    summary = summarize(rec)
+    page = env.get_template("scenario.html.j2").render(
+        rec=rec,
+        t0=t0,
+        summary=summary,
+        metrics=METRICS,
+        charts=build_charts(rec, series),
+        targets=targets_from_manifests(rec.get("manifests") or []),
+        backend_note=BACKEND_NOTES.get(rec["backend"]["name"], ""),
+        has_series=series is not None,
+        step=(series or {}).get("step"),
+        generated=_clock(datetime.now(tz=UTC).timestamp()),
+        root="../../",
+    )
+    out = scenario_dir / INDEX
+    out.write_text(page)
+    return out
+
+
+# -- index -----------------------------------------------------------------------------
+
+
+def render_index(reports_dir: Path, *, env: jinja2.Environment | None = None) -> Path:
+    """``reports/index.html``: the latest run in full, earlier runs as history."""
+    env = env or environment()
+    runs = []
+    for run_dir in records.find_runs(reports_dir):
+        scenarios = load_run(run_dir)
+        pages = {s.path.name: (s.path / INDEX).exists() for s in scenarios}
+        runs.append({"id": run_dir.name, "scenarios": scenarios, "pages": pages,
+                     "backend": scenarios[0].record["backend"]["name"] if scenarios else "",
+                     "status": _run_status(scenarios),
+                     "started": min(s.record["started_at"] for s in scenarios)})
+    page = env.get_template("index.html.j2").render(
+        latest=runs[0] if runs else None, history=runs[1:], metrics=METRICS,
+        backend_notes=BACKEND_NOTES,
+        compares=sorted(p.name for p in reports_dir.glob("compare-*.html")),
+        generated=_clock(datetime.now(tz=UTC).timestamp()),
+        root="",
+    )
+    out = reports_dir / INDEX
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out
+
+
+def _run_status(scenarios: list[ScenarioRun]) -> str:
+    states = [s.record["status"] for s in scenarios]
+    for worst in ("error", "interrupted", "failed"):
+        if worst in states:
+            return worst
+    return "passed" if states else "empty"
+
+
+def render_reports(reports_dir: Path, *, runs: list[str] | None = None) -> list[Path]:
+    """Render the given runs (ids or folders; default: every run) and the index."""
+    env = environment()
+    run_dirs = ([resolve_run(r, reports_dir=reports_dir) for r in runs] if runs
+                else records.find_runs(reports_dir))
+    written = [render_scenario(s.path, env=env) for d in run_dirs for s in load_run(d)]
+    written.append(render_index(reports_dir, env=env))
+    return written
