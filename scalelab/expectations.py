@@ -1,0 +1,262 @@
+"""Expectations: a scenario's checks evaluated against a finished run. Pure functions.
+
+Inputs are the run record's parts (``scalelab/record.py``): the replica ``timeline``
+(samples ``{t, spec, current, ready, ...}``), the ``phases`` as they ran (``{name, start,
+end}``, unix seconds), the ``tasks`` accounting and the ``locust`` summary. Output is one
+verdict per expectation, shaped as the record's ``verdicts`` items: ``{id, kind, phase,
+passed, expected, observed, at, message}``; ``at`` is when the check was decided (met or
+broken), or None.
+
+Semantics follow KEDA's e2e helpers (kedacore/keda ``tests/helper/helper.go``):
+``reaches`` is ``WaitForDeploymentReplicaReadyCount`` (ready replicas equal the target
+within a time), ``stays`` is ``AssertReplicaCountNotChangeDuringTimePeriod`` (the count
+does not move for the whole period). Times are relative to the phase's actual start.
+Windows for ``within`` are closed (a sample exactly at ``start + within`` counts); a
+phase's own samples are ``start <= t < end`` (the sample at the boundary belongs to the
+next phase).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from scalelab.scenario import Expectation, Scenario
+
+Sample = tuple[float, int]
+
+
+def evaluate(
+    scenario: Scenario, *, timeline: Sequence[Mapping[str, Any]],
+    phases: Sequence[Mapping[str, Any]], tasks: Mapping[str, Any] | None,
+    locust: Mapping[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """One verdict per expectation of ``scenario``, in scenario order."""
+    by_name = {p["name"]: p for p in phases}
+    run_start = next((p["start"] for p in phases if p.get("start") is not None), None)
+    if run_start is None and timeline:
+        run_start = timeline[0]["t"]
+    return [
+        evaluate_one(e, timeline=timeline, phases=by_name, tasks=tasks, locust=locust,
+                     run_start=run_start)
+        for e in scenario.expectations
+    ]
+
+
+def evaluate_one(
+    exp: Expectation, *, timeline: Sequence[Mapping[str, Any]],
+    phases: Mapping[str, Mapping[str, Any]], tasks: Mapping[str, Any] | None,
+    locust: Mapping[str, Any] | None, run_start: float | None,
+) -> dict[str, Any]:
+    """Evaluate one expectation; never raises for missing data (that is a failed verdict)."""
+    verdict = _Verdict(exp)
+    if exp.kind == "no_task_loss":
+        return _no_task_loss(verdict, tasks)
+    if exp.kind == "latency_p95_ms":
+        return _latency(verdict, locust)
+
+    samples = [(float(s["t"]), int(s[exp.count])) for s in timeline
+               if s.get(exp.count) is not None]
+    if exp.phase is not None:
+        phase = phases.get(exp.phase)
+        if phase is None or phase.get("start") is None:
+            return verdict.fail(observed="phase did not run",
+                                message=f"phase '{exp.phase}' has no start time: it never ran")
+        start = float(phase["start"])
+        end = float(phase["end"]) if phase.get("end") is not None else float("inf")
+    else:
+        start = run_start if run_start is not None else float("-inf")
+        end = float("inf")
+    verdict.origin = start if start != float("-inf") else None
+
+    if exp.kind in ("reaches", "at_least", "at_most"):
+        return _within(verdict, samples, start, end)
+    window = [s for s in samples if start <= s[0] < end]
+    if not window:
+        where = f"phase '{exp.phase}'" if exp.phase else "the run"
+        return verdict.fail(observed="no samples",
+                            message=f"no {exp.count} replica samples during {where}")
+    if exp.kind == "holds":
+        return _holds(verdict, window)
+    if exp.kind == "stays":
+        return _first_violation(verdict, window, lambda v: v == exp.value)
+    if exp.kind == "never_above":
+        return _first_violation(verdict, window, lambda v: v <= exp.value)
+    if exp.kind == "never_below":
+        return _first_violation(verdict, window, lambda v: v >= exp.value)
+    if exp.kind == "max_replica_changes":
+        return _changes(verdict, window)
+    raise ValueError(f"unknown expectation kind {exp.kind!r}")
+
+
+class _Verdict:
+    """Builds the record's verdict dict; knows how to phrase the expectation."""
+
+    def __init__(self, exp: Expectation) -> None:
+        self.exp = exp
+        self.origin: float | None = None
+        self.expected = self._expected()
+
+    def _expected(self) -> str:
+        e, n = self.exp, _fmt_num(self.exp.value)
+        scope = f" in phase '{e.phase}'" if e.phase else " over the run"
+        what = f"{e.count} replicas"
+        texts = {
+            "reaches": f"{what} == {n} within {_fmt_num(e.within)}s" if e.within
+            else f"{what} == {n}",
+            "at_least": f"{what} >= {n}" + (f" within {_fmt_num(e.within)}s" if e.within else ""),
+            "at_most": f"{what} <= {n}" + (f" within {_fmt_num(e.within)}s" if e.within else ""),
+            "holds": f"{what} == {n} for {_fmt_num(e.hold_for)}s without a break",
+            "stays": f"{what} == {n} for the whole phase",
+            "never_above": f"{what} <= {n} at every sample",
+            "never_below": f"{what} >= {n} at every sample",
+            "max_replica_changes": f"at most {n} changes of {what}",
+            "no_task_loss": "every published task processed, queue empty at the end",
+            "latency_p95_ms": f"API p95 latency <= {n} ms",
+        }
+        scoped = e.kind not in ("no_task_loss", "latency_p95_ms")
+        return texts[e.kind] + (scope if scoped else "")
+
+    def rel(self, t: float) -> str:
+        return f"+{t - self.origin:.1f}s" if self.origin is not None else f"t={t:.1f}"
+
+    def _done(self, passed: bool, observed: str, at: float | None, message: str | None
+              ) -> dict[str, Any]:
+        status = "met" if passed else "NOT met"
+        return {
+            "id": self.exp.id, "kind": self.exp.kind, "phase": self.exp.phase,
+            "passed": passed, "expected": self.expected, "observed": observed, "at": at,
+            "message": message or f"{self.exp.id}: {status}: expected {self.expected}; "
+                                  f"observed {observed}",
+        }
+
+    def ok(self, *, observed: str, at: float | None = None, message: str | None = None
+           ) -> dict[str, Any]:
+        return self._done(True, observed, at, message)
+
+    def fail(self, *, observed: str, at: float | None = None, message: str | None = None
+             ) -> dict[str, Any]:
+        return self._done(False, observed, at, message)
+
+
+def _fmt_num(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _summary(samples: Sequence[Sample], count: str) -> str:
+    values = [v for _, v in samples]
+    return f"{count} ranged {min(values)}..{max(values)}, last {values[-1]}"
+
+
+def _within(v: _Verdict, samples: Sequence[Sample], start: float, end: float
+            ) -> dict[str, Any]:
+    e = v.exp
+    limit = start + e.within if e.within is not None else end
+    window = [s for s in samples if start <= s[0] <= limit]
+    test: Callable[[int], bool] = {
+        "reaches": lambda x: x == e.value,
+        "at_least": lambda x: x >= e.value,
+        "at_most": lambda x: x <= e.value,
+    }[e.kind]
+    for t, value in window:
+        if test(value):
+            return v.ok(observed=f"{e.count}={value} at {v.rel(t)}", at=t)
+    if not window:
+        return v.fail(observed="no samples",
+                      message=f"no {e.count} replica samples between {v.rel(start)} and "
+                              f"{v.rel(limit)} of phase '{e.phase}'")
+    cut = "" if window[-1][0] >= limit - 1e-9 or limit == end else \
+        f" (samples stop at {v.rel(window[-1][0])})"
+    return v.fail(observed=f"{_summary(window, e.count)} by {v.rel(limit)}{cut}",
+                  at=min(limit, window[-1][0]) if limit != float("inf") else window[-1][0])
+
+
+def _holds(v: _Verdict, window: Sequence[Sample]) -> dict[str, Any]:
+    """Longest unbroken run of samples at the target; its length is last - first sample."""
+    e = v.exp
+    need = float(e.hold_for or 0.0)
+    best: tuple[float, float] | None = None
+    run_start: float | None = None
+    for t, value in window:
+        if value == e.value:
+            if run_start is None:
+                run_start = t
+            if t - run_start >= need:
+                return v.ok(observed=f"{e.count}={_fmt_num(e.value)} from {v.rel(run_start)} "
+                                     f"to {v.rel(t)}", at=t)
+            if best is None or t - run_start > best[1] - best[0]:
+                best = (run_start, t)
+        else:
+            run_start = None
+    if best is None:
+        return v.fail(observed=f"never {_fmt_num(e.value)}; {_summary(window, e.count)}")
+    return v.fail(observed=f"longest run {best[1] - best[0]:.1f}s ({v.rel(best[0])} to "
+                           f"{v.rel(best[1])})", at=best[1])
+
+
+def _first_violation(v: _Verdict, window: Sequence[Sample], good: Callable[[int], bool]
+                     ) -> dict[str, Any]:
+    for t, value in window:
+        if not good(value):
+            return v.fail(observed=f"{v.exp.count}={value} at {v.rel(t)}", at=t)
+    return v.ok(observed=f"{_summary(window, v.exp.count)} over {len(window)} samples")
+
+
+def _changes(v: _Verdict, window: Sequence[Sample]) -> dict[str, Any]:
+    limit = int(v.exp.value)
+    changes = 0
+    broke_at: float | None = None
+    steps: list[str] = []
+    for (_, a), (t, b) in zip(window, window[1:], strict=False):
+        if a != b:
+            changes += 1
+            if len(steps) < 12:
+                steps.append(f"{a}->{b}@{v.rel(t)}")
+            if changes == limit + 1:
+                broke_at = t
+    observed = f"{changes} changes" + (f" ({', '.join(steps)})" if steps else "")
+    if broke_at is not None:
+        return v.fail(observed=observed, at=broke_at)
+    return v.ok(observed=observed)
+
+
+def _no_task_loss(v: _Verdict, tasks: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not tasks:
+        return v.fail(observed="no task accounting", message="no task accounting in the run")
+    published = int(tasks.get("published", 0))
+    processed = int(tasks.get("processed", 0))
+    lost = int(tasks.get("lost", max(0, published - processed)))
+    duplicated = int(tasks.get("duplicated", 0))
+    left = tasks.get("queue_left")
+    if isinstance(left, Mapping):
+        queued: int | None = int(left.get("ready") or 0) + int(left.get("unacked") or 0)
+    elif isinstance(left, int | float):
+        queued = int(left)
+    else:
+        queued = None
+    parts = [f"published {published}", f"processed {processed}", f"lost {lost}",
+             f"duplicated {duplicated}"]
+    if tasks.get("dead_lettered"):
+        parts.append(f"dead-lettered {tasks['dead_lettered']}")
+    parts.append(f"queue left {queued if queued is not None else 'unknown'}")
+    observed = ", ".join(parts)
+    if lost or (queued is not None and queued > 0):
+        ids = list(tasks.get("lost_ids") or [])[:5]
+        more = f"; e.g. {', '.join(ids)}" if ids else ""
+        return v.fail(observed=observed, message=f"{v.exp.id}: NOT met: {observed}{more}")
+    note = " (nothing was published)" if published == 0 else ""
+    return v.ok(observed=observed + note)
+
+
+def _latency(v: _Verdict, locust: Mapping[str, Any] | None) -> dict[str, Any]:
+    p95 = None if not locust else locust.get("p95_ms")
+    if p95 is None:
+        return v.fail(observed="no Locust results",
+                      message=f"{v.exp.id}: no API p95 latency: Locust results are missing")
+    observed = f"p95 {_fmt_num(round(float(p95), 1))} ms over {locust.get('requests', '?')} "\
+               "requests" if locust else ""
+    if float(p95) <= v.exp.value:
+        return v.ok(observed=observed)
+    return v.fail(observed=observed)
