@@ -1,0 +1,400 @@
+"""``LocalBackend``: the whole stack as private processes on 127.0.0.1.
+
+Bring-up order: check binaries and read manifests (fail before anything starts) ->
+temp dir -> RabbitMQ and Prometheus (concurrently: the broker's Erlang boot dominates)
+-> exporter -> the ``api`` and ``agent`` Deployments' pods -> wait until ready. Any
+failure or interrupt on the way tears down what was started (``down()`` is idempotent
+and safe after a partial ``up()``), so no process, port or temp dir is left.
+
+The backend is also the emulated controllers' ``ClusterView`` (pods, metrics-server
+metrics, the scale subresource, the target's env).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pika
+import port_for
+from prometheus_client import CollectorRegistry
+
+from scalelab import paths
+from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
+from scalelab.backends.local.exporter import Exporter, KubeStateCollector
+from scalelab.backends.local.manifests import BASE, DeploymentSpec, load_deployment, load_documents
+from scalelab.backends.local.pods import Launch, Supervisor
+from scalelab.backends.local.resources import ResourceAccounting
+from scalelab.control.view import PodFacts, PodMetric
+from scalelab.errors import BackendError, ConfigError
+from scalelab.procs import prometheus as prom
+from scalelab.settings import AGENT_DEPLOYMENT, API_DEPLOYMENT, TASK_QUEUE, StackSettings
+
+LOG = logging.getLogger(__name__)
+
+#: Which env var of each Deployment carries its listening port (the manifest's value is
+#: the containerPort; locally every pod gets its own free port instead).
+PORT_ENV = {API_DEPLOYMENT: "PORT", AGENT_DEPLOYMENT: "METRICS_PORT"}
+BIND_ENV = {API_DEPLOYMENT: "BIND", AGENT_DEPLOYMENT: "METRICS_BIND"}
+#: RabbitMQ's per-queue series (the default /metrics endpoint aggregates all queues).
+RABBITMQ_FAMILIES = ("queue_coarse_metrics", "queue_consumer_count")
+
+
+class LocalBackend(Backend):
+    """Real broker and Prometheus, services as supervised processes, emulated controllers."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        settings: StackSettings,
+        manifests: Path = BASE,
+        startup_timeout: float = 60.0,
+        sample_interval: float = 1.0,
+        service_commands: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(settings=settings)
+        self.manifests = Path(manifests)
+        self.startup_timeout = startup_timeout
+        self.sample_interval = sample_interval
+        self.service_commands = service_commands or {
+            API_DEPLOYMENT: [sys.executable, "-m", "services.api"],
+            AGENT_DEPLOYMENT: [sys.executable, "-m", "services.agent"],
+        }
+        self.workdir: Path | None = None
+        self.rabbitmq: Any = None
+        self.prometheus: prom.PrometheusServer | None = None
+        self.exporter: Exporter | None = None
+        self.registry = CollectorRegistry()
+        self.accounting = ResourceAccounting(window=settings.timing.metrics_window)
+        self.supervisors: dict[str, Supervisor] = {}
+        self.specs: dict[str, DeploymentSpec] = {}
+        self._collector: KubeStateCollector | None = None
+        self._loops: list[Any] = []
+        self._applied: list[str] = []
+        self._sampler: threading.Thread | None = None
+        self._stop_sampler = threading.Event()
+        self._sd_lock = threading.Lock()
+        self._endpoints: Endpoints | None = None
+        self._api_port: int | None = None
+        #: Seconds per bring-up step, for the benchmark.
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+    def up(self) -> Endpoints:
+        if self._endpoints is not None:
+            return self._endpoints
+        from scalelab.procs.rabbitmq import RabbitMQNode, find_server_script
+
+        # everything that can be checked without starting anything, first
+        find_server_script()
+        prom.find_binary()
+        self.specs = {name: load_deployment(name, path=self.manifests / f"{name}.yaml")
+                      for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT)}
+        for name, var in PORT_ENV.items():
+            if not any(e.get("name") == var for e in self.specs[name].env):
+                raise ConfigError(f"env {var} is missing", file=str(self.specs[name].file),
+                                  field="spec.template.spec.containers[0].env",
+                                  fix=f"add {var} (the container's listening port)")
+        started = time.monotonic()
+        try:
+            self._up(RabbitMQNode)
+        except BaseException:
+            self.down()
+            raise
+        self.timings["total"] = time.monotonic() - started
+        assert self._endpoints is not None
+        return self._endpoints
+
+    def _up(self, node_class: Any) -> None:
+        bind = self.settings.bind
+        timing = self.settings.timing
+        self.workdir = Path(tempfile.mkdtemp(prefix="scalelab-local-"))
+        taken: set[int] = set()
+        exporter_port = port_for.select_random(exclude_ports=taken)
+        taken.add(exporter_port)
+        self._api_port = port_for.select_random(exclude_ports=taken)
+        self.rabbitmq = node_class(host=bind, workdir=self.workdir / "rabbitmq",
+                                   startup_timeout=self.startup_timeout)
+        rabbit = self.rabbitmq
+        config = prom.build_config(
+            scrape_interval=timing.scrape_interval,
+            static=[
+                prom.StaticTarget(job="rabbitmq", address=f"{bind}:{rabbit.prometheus_port}",
+                                  metrics_path="/metrics/detailed",
+                                  params={"family": list(RABBITMQ_FAMILIES)},
+                                  labels={"namespace": self.settings.namespace}),
+                prom.StaticTarget(job="scalelab-exporter", address=f"{bind}:{exporter_port}",
+                                  honor_labels=True),
+            ],
+            file_sd=[prom.FileSDJob(job=name, path=self._sd_path(name), refresh_interval=1.0)
+                     for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT)],
+        )
+        for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
+            prom.write_file_sd(self._sd_path(name), [])
+        self.prometheus = prom.PrometheusServer(config=config, workdir=self.workdir / "prometheus",
+                                                host=bind, startup_timeout=self.startup_timeout)
+
+        # the broker's Erlang boot takes seconds: start Prometheus meanwhile
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(self.prometheus.start)
+            try:
+                rabbit.start()
+                self.timings["rabbitmq"] = time.monotonic() - t0
+            finally:
+                with contextlib.suppress(Exception):
+                    future.result()  # wait, so a failed broker never leaves it starting
+            future.result()           # re-raise Prometheus' own error, if any
+        self.timings["rabbitmq+prometheus"] = time.monotonic() - t0
+
+        self._collector = KubeStateCollector(
+            namespace=self.settings.namespace,
+            supervisors=lambda: list(self.supervisors.values()),
+            accounting=self.accounting)
+        self.registry.register(self._collector)
+        self.exporter = Exporter(registry=self.registry, host=bind, port=exporter_port)
+        self.exporter.start()
+
+        t0 = time.monotonic()
+        for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
+            replicas = self.settings.agent_replicas if name == AGENT_DEPLOYMENT else None
+            sup = Supervisor(
+                spec=self.specs[name], command=self.service_commands[name],
+                launch=lambda pod, n=name: self._launch(n, pod),
+                workdir=self.workdir, replicas=replicas,
+                grace_period=self.specs[name].termination_grace_period
+                or timing.termination_grace_period,
+                cwd=paths.ROOT, host=bind, on_change=lambda n=name: self._write_sd(n))
+            self.supervisors[name] = sup
+            sup.start()
+        self._sampler = threading.Thread(target=self._sample_loop, name="resource-sampler",
+                                         daemon=True)
+        self._sampler.start()
+        for sup in self.supervisors.values():
+            sup.wait_ready(timeout=self.startup_timeout)
+        self.timings["pods_ready"] = time.monotonic() - t0
+        self._endpoints = Endpoints(
+            api=f"http://{bind}:{self._api_port}",
+            prometheus=self.prometheus.url,
+            rabbitmq_management=rabbit.management_url,
+            amqp=rabbit.amqp_url,
+        )
+
+    def down(self) -> None:
+        """Stop everything started so far, in reverse order; idempotent, never raises."""
+        self._endpoints = None
+        steps: list[tuple[str, Any]] = [
+            ("scaling", self.remove_scaling),
+            ("sampler", self._stop_sampling),
+        ]
+        steps += [(f"deployment {name}", sup.shutdown)
+                  for name, sup in reversed(list(self.supervisors.items()))]
+        steps += [
+            ("exporter", self.exporter.stop if self.exporter else None),
+            ("prometheus", self.prometheus.stop if self.prometheus else None),
+            ("rabbitmq", self.rabbitmq.stop if self.rabbitmq else None),
+        ]
+        for what, step in steps:
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - keep tearing down; the rest must stop too
+                LOG.exception("teardown of %s failed", what)
+        self.supervisors = {}
+        if self._collector is not None:
+            with contextlib.suppress(KeyError):
+                self.registry.unregister(self._collector)
+            self._collector = None
+        self.exporter = self.prometheus = self.rabbitmq = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    # -- pods: launch, service discovery, sampling ------------------------------------
+    def _launch(self, deployment: str, pod: str) -> Launch:
+        spec = self.specs[deployment]
+        port_var = PORT_ENV[deployment]
+        container_port = int(spec.resolve_env(pod=pod)[port_var])
+        sup = self.supervisors.get(deployment)
+        in_use = {p.port(container_port) for p in sup.pods()} if sup else set()
+        if deployment == API_DEPLOYMENT and self._api_port not in in_use:
+            port = self._api_port        # the Service's stable address
+        else:
+            port = port_for.select_random(exclude_ports=in_use)
+        assert port is not None
+        overrides = {**self._broker_env(), port_var: str(port),
+                     BIND_ENV[deployment]: self.settings.bind}
+        return Launch(env=spec.resolve_env(pod=pod, overrides=overrides),
+                      ports={container_port: port})
+
+    def _broker_env(self) -> dict[str, str]:
+        """The in-cluster service addresses, replaced by the private broker's."""
+        rabbit = self.rabbitmq
+        mgmt = rabbit.management_url.replace("http://", "http://guest:guest@", 1)
+        return {"AMQP_URL": rabbit.amqp_url, "RABBITMQ_MGMT_URL": mgmt}
+
+    def _sd_path(self, deployment: str) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "prometheus" / "sd" / f"{deployment}.json"
+
+    def _write_sd(self, deployment: str) -> None:
+        """Rewrite a Deployment's file_sd targets (pods that run and are not deleting)."""
+        sup = self.supervisors.get(deployment)
+        if sup is None or self.workdir is None:
+            return
+        spec = sup.spec
+        groups = []
+        for pod in sup.pods():
+            port = pod.port(spec.scrape_port)
+            if pod.deleting or pod.phase != "Running" or port is None:
+                continue
+            groups.append(prom.file_sd_group(
+                address=f"{self.settings.bind}:{port}", metrics_path=spec.scrape_path,
+                labels={"namespace": spec.namespace, "pod": pod.name,
+                        "deployment": deployment, "container": spec.container}))
+        with self._sd_lock:
+            prom.write_file_sd(self._sd_path(deployment), groups)
+
+    def _sample_loop(self) -> None:
+        while not self._stop_sampler.wait(self.sample_interval):
+            pids: dict[str, int] = {}
+            for sup in list(self.supervisors.values()):
+                pids.update(sup.pids())
+            try:
+                self.accounting.sample(pids)
+            except Exception:  # noqa: BLE001
+                LOG.exception("resource sampling failed")
+
+    def _stop_sampling(self) -> None:
+        self._stop_sampler.set()
+        if self._sampler is not None:
+            self._sampler.join(timeout=10)
+            self._sampler = None
+        self._stop_sampler = threading.Event()
+
+    def _supervisor(self, deployment: str) -> Supervisor:
+        try:
+            return self.supervisors[deployment]
+        except KeyError:
+            raise BackendError(f"no Deployment {deployment!r} in the local stack",
+                               fix=f"use one of {sorted(self.supervisors) or '(stack is down)'}"
+                               ) from None
+
+    # -- observation -----------------------------------------------------------------
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise BackendError("the local stack is not up", fix="call up() first")
+        return self._endpoints
+
+    def replicas(self, deployment: str) -> Replicas:
+        spec, current, ready = self._supervisor(deployment).counts()
+        return Replicas(spec=spec, current=current, ready=ready)
+
+    def scaling_events(self, since: float = 0.0) -> list[ScalingEvent]:
+        events = [e for loop in self._loops for e in loop.events() if e.t >= since]
+        return sorted(events, key=lambda e: e.t)
+
+    def diagnostics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": self.name, "workdir": str(self.workdir),
+                               "deployments": {}, "scaling_objects": list(self._applied)}
+        for name, sup in self.supervisors.items():
+            spec, current, ready = sup.counts()
+            out["deployments"][name] = {
+                "spec": spec, "current": current, "ready": ready,
+                "restarts_total": sup.restarts_total, "deaths": sup.deaths[-10:],
+                "pods": [dict(p.describe(), log_tail=p.log_tail()) for p in sup.pods()],
+            }
+        if self.rabbitmq is not None:
+            out["rabbitmq_log_tail"] = self.rabbitmq.log_tail()
+        if self.prometheus is not None:
+            out["prometheus_log_tail"] = self.prometheus.log_tail()
+        with contextlib.suppress(Exception):
+            out["scaling_events"] = [e.as_dict() for e in self.scaling_events()][-50:]
+        return out
+
+    def versions(self) -> dict[str, str]:
+        out = {"python": platform.python_version(), "kubernetes": "none (local emulation)"}
+        with contextlib.suppress(Exception):
+            out["prometheus"] = prom.PrometheusServer(config={}, workdir=Path()).version()
+        if self.rabbitmq is not None:
+            with contextlib.suppress(Exception):
+                out["rabbitmq"] = self.rabbitmq.version()
+        return out
+
+    # -- ClusterView (what the emulated controllers see) ------------------------------
+    def pods(self, deployment: str) -> list[PodFacts]:
+        return self._supervisor(deployment).facts()
+
+    def pod_metrics(self, deployment: str) -> dict[str, PodMetric]:
+        names = [p.name for p in self._supervisor(deployment).facts()]
+        return self.accounting.metrics(names)
+
+    def spec_replicas(self, deployment: str) -> int:
+        return self._supervisor(deployment).counts()[0]
+
+    def container_env(self, deployment: str) -> dict[str, str]:
+        spec = self._supervisor(deployment).spec
+        overrides = self._broker_env() if self.rabbitmq is not None else {}
+        return spec.resolve_env(pod=f"{deployment}-{spec.template_hash}", overrides=overrides)
+
+    # -- control ---------------------------------------------------------------------
+    def scale(self, deployment: str, replicas: int) -> None:
+        self._supervisor(deployment).scale(replicas)
+
+    def apply_scaling(self, manifest: Path) -> list[str]:
+        try:
+            from scalelab.control.loop import ControlLoop  # type: ignore[import-not-found]
+        except ImportError as err:
+            raise BackendError(
+                "the emulated HPA/KEDA control loop (scalelab.control.loop) is not part of "
+                "this build, so the local backend cannot apply scaling manifests yet",
+                fix="run without a scaling manifest, or use a build that has the control loop",
+            ) from err
+        from scalelab.manifests import validate_scaling
+
+        agent_file = self.manifests / f"{AGENT_DEPLOYMENT}.yaml"
+        workloads = {d["metadata"]["name"]: d for d in load_documents(agent_file)
+                     if d.get("kind") == "Deployment"}
+        objects = validate_scaling(Path(manifest), namespace=self.settings.namespace,
+                                   workloads=workloads)
+        loop = ControlLoop(objects=[o.doc for o in objects], view=self,
+                           timing=self.settings.timing, registry=self.registry)
+        loop.start()
+        self._loops.append(loop)
+        refs = [o.ref for o in objects]
+        self._applied.extend(refs)
+        return refs
+
+    def remove_scaling(self) -> None:
+        loops, self._loops = self._loops, []
+        for loop in loops:
+            loop.stop()
+        self._applied = []
+
+    def purge_queue(self) -> int:
+        connection = pika.BlockingConnection(pika.URLParameters(self.endpoints.amqp))
+        try:
+            channel = connection.channel()
+            try:
+                frame = channel.queue_purge(TASK_QUEUE)
+            except pika.exceptions.ChannelClosedByBroker as err:
+                if err.reply_code == 404:   # never declared: nothing to drop
+                    return 0
+                raise BackendError(f"purging {TASK_QUEUE} failed: {err}") from err
+            return int(frame.method.message_count)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()

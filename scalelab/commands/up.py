@@ -1,0 +1,113 @@
+"""``scalelab up``: bring the stack up and keep it running until Ctrl-C or SIGTERM.
+
+For poking at the stack by hand (Grafana-less: the Prometheus UI, the RabbitMQ management
+UI, curl against the API). ``--json`` prints one line with the URLs once everything is
+ready, for scripts. SIGTERM is turned into the same clean teardown as Ctrl-C, at any
+point of the bring-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from scalelab.errors import ConfigError
+from scalelab.settings import AGENT_DEPLOYMENT, StackSettings
+
+
+def _scale_arg(text: str) -> tuple[str, int]:
+    name, sep, count = text.partition("=")
+    if not sep or not name or not count.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected DEPLOYMENT=REPLICAS (e.g. agent=4), got {text!r}")
+    return name, int(count)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "up", help="bring the stack up and keep it running until Ctrl-C",
+        description="Start RabbitMQ, Prometheus, the api and the agents; print the URLs; "
+                    "stop everything on Ctrl-C or SIGTERM.")
+    parser.add_argument("--backend", default="local",
+                        help="local (default), kind or existing (when available)")
+    parser.add_argument("--scaling", type=Path, metavar="FILE",
+                        help="a scaling manifest (HPA / ScaledObject) to apply once up")
+    parser.add_argument("--scale", type=_scale_arg, action="append", default=[],
+                        metavar="DEPLOYMENT=N", help="set replicas by hand, e.g. agent=4")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON line with the URLs once ready")
+    parser.set_defaults(func=run)
+
+
+def _make_backend(name: str, settings: StackSettings) -> Any:
+    if name == "local":
+        from scalelab.backends.local.backend import LocalBackend
+
+        return LocalBackend(settings=settings)
+    if name in ("kind", "existing"):
+        try:
+            import scalelab.backends.kind  # noqa: F401  (does the kind backend exist?)
+            from scalelab.backends import make_backend
+        except ImportError:
+            raise ConfigError(
+                f"the {name} backend is not available yet in this version of scalelab",
+                field="--backend", fix="use --backend local (the default)") from None
+        return make_backend(name, settings=settings)
+    raise ConfigError(f"unknown backend {name!r}", field="--backend",
+                      fix="use local, kind or existing")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.scaling is not None and not args.scaling.is_file():
+        raise ConfigError("no such file", file=str(args.scaling), field="--scaling",
+                          fix="give the path of a scaling manifest, e.g. manifests/scaling/...")
+    agent_replicas = None
+    for name, count in args.scale:
+        if name == AGENT_DEPLOYMENT:
+            agent_replicas = count
+    settings = StackSettings(agent_replicas=agent_replicas)
+    backend = _make_backend(args.backend, settings)
+
+    stop = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        # unwind whatever the main thread is doing (bring-up or waiting) into teardown
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with backend:
+            for name, count in args.scale:
+                if name != AGENT_DEPLOYMENT:
+                    backend.scale(name, count)
+            applied = backend.apply_scaling(args.scaling) if args.scaling else []
+            urls = backend.endpoints
+            if args.json:
+                print(json.dumps(urls.as_dict()), flush=True)
+            else:
+                print(f"scalelab stack is up ({args.backend} backend):")
+                print(f"  API                  {urls.api}")
+                print(f"  Prometheus           {urls.prometheus}")
+                print(f"  RabbitMQ management  {urls.rabbitmq_management}  (guest/guest)")
+                print(f"  AMQP                 {urls.amqp}")
+                for name in sorted({AGENT_DEPLOYMENT, *(n for n, _ in args.scale)}):
+                    r = backend.replicas(name)
+                    print(f"  Deployment {name}: {r.ready}/{r.spec} ready")
+                print("  scaling objects: " + (", ".join(applied) if applied else "none"))
+                print("Press Ctrl-C to stop.", flush=True)
+            while not stop.wait(1.0):
+                pass
+    except KeyboardInterrupt:
+        if not args.json:
+            print("stopped; everything torn down.", file=sys.stderr)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
