@@ -245,6 +245,7 @@ def capture_series(
     start: float,
     end: float,
     scenario: dict[str, Any] | None = None,
+    scrape_interval: float | None = None,
     queries: tuple[Query, ...] = QUERIES,
     timeout: float = 10.0,
 ) -> dict[str, Any]:
@@ -252,11 +253,12 @@ def capture_series(
 
     ``scenario`` (the scenario spec, or anything with ``timing_profile``/``timing``/
     ``scrape_interval``) sets the scrape interval the step may not undercut; its
-    ``name`` is recorded. A failing query is stored with ``error`` and no series.
+    ``name`` is recorded; an explicit ``scrape_interval`` wins over it. A failing query
+    is stored with ``error`` and no series.
     """
     from prometheus_api_client import PrometheusConnect
 
-    scrape = _scrape_interval(scenario)
+    scrape = scrape_interval if scrape_interval is not None else _scrape_interval(scenario)
     step = choose_step(start=start, end=end, scrape_interval=scrape)
     prom = PrometheusConnect(url=prometheus_url, disable_ssl=True, timeout=int(timeout))
     t0, t1 = (datetime.fromtimestamp(x, tz=UTC) for x in (start, end))

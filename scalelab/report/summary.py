@@ -42,7 +42,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(key="peak_replicas", label="peak replicas", unit="replicas", better=None),
     Metric(key="replica_changes", label="replica changes", unit="", better="lower"),
     Metric(key="tasks_published", label="tasks published", unit="", better=None),
-    Metric(key="tasks_processed", label="tasks processed", unit="", better="higher"),
+    Metric(key="tasks_processed", label="tasks processed", unit="", better=None),
     Metric(key="tasks_lost", label="tasks lost", unit="", better="lower"),
     Metric(key="tasks_duplicated", label="tasks duplicated", unit="", better="lower"),
     Metric(key="api_p95_ms", label="API p95", unit="ms", better="lower"),

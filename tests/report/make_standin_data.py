@@ -116,12 +116,12 @@ def _scenario(name: str, *, start: float, run_id: str, slow: float, fail: bool,
                 "rps": round(16 * load_at(s["t"]) + rng.uniform(0, 0.5) * load_at(s["t"]), 2),
                 "p95_ms": round(40 + 30 * slow * load_at(s["t"]) + rng.uniform(0, 5), 1)}
                for s in timeline[::2]]
+    kind = "queue length (KEDA)" if keda else "CPU (HPA)"
     rec: dict[str, Any] = {
         "schema_version": record.SCHEMA_VERSION, "run_id": run_id,
         "status": "failed" if fail else "passed",
         "scenario": {"name": name,
-                     "description": f"STAND-IN data: {'queue length (KEDA)' if keda else 'CPU (HPA)'}"
-                                    " scaling under a burst of 20 users.",
+                     "description": f"STAND-IN data: {kind} scaling under a burst of 20 users.",
                      "tags": ["standin", "keda" if keda else "hpa"],
                      "file": f"experiments/scenarios/{name}.yaml",
                      "spec": {"name": name, "phases": [p[0] for p in plan]}},
