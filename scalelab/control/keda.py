@@ -15,7 +15,7 @@ Follows kedacore/keda (cited per function; never copied):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,3 +97,272 @@ def check_triggers(obj: ScalingObject) -> None:
             raise ConfigError(f"{obj.ref}: {kind} trigger: {err}", file=str(obj.source),
                               field=where, fix="see https://keda.sh/docs/latest/scalers/"
                               f"{'rabbitmq-queue' if kind == 'rabbitmq' else kind}/") from None
+
+
+# -- the ScaledObject -----------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class EventTrigger:
+    """A rabbitmq trigger: an External metric in the generated HPA, polled for activity."""
+
+    index: int
+    name: str                      # trigger.name or "" (status key falls back to the metric)
+    metadata: rmq.RabbitMQMetadata
+
+    @property
+    def metric_name(self) -> str:
+        return self.metadata.metric_name
+
+    @property
+    def scaler(self) -> str:
+        """The ``scaler`` label KEDA's Prometheus metrics carry (``<type>Scaler``)."""
+        return "rabbitMQScaler"
+
+
+Trigger = EventTrigger | ResourceTrigger
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaledObjectSpec:
+    """A ScaledObject with KEDA's defaults applied (scaledobject_types.go)."""
+
+    name: str
+    namespace: str
+    target: str
+    polling_interval: float
+    cooldown_period: float
+    initial_cooldown_period: float
+    min_replicas: int | None       # None: unset (KEDA treats it as 0)
+    max_replicas: int
+    idle_replicas: int | None
+    triggers: tuple[Trigger, ...]
+    behavior: Mapping[str, Any] | None
+    hpa_name: str
+    source: str = "<manifest>"
+
+    @property
+    def object_ref(self) -> str:
+        return f"ScaledObject/{self.name}"
+
+    @property
+    def effective_min(self) -> int:
+        return self.min_replicas or 0
+
+    @property
+    def hpa_min_replicas(self) -> int:
+        """``GetHPAMinReplicas``: minReplicaCount when > 0, else 1."""
+        return self.min_replicas if self.min_replicas and self.min_replicas > 0 \
+            else DEFAULT_HPA_MIN_REPLICAS
+
+    @property
+    def only_resource_triggers(self) -> bool:
+        return all(isinstance(t, ResourceTrigger) for t in self.triggers)
+
+    @classmethod
+    def from_manifest(cls, doc: Mapping[str, Any], *, env: Mapping[str, str],
+                      source: str = "<manifest>", namespace: str = "default") -> ScaledObjectSpec:
+        """Parse with the target container's env resolved (``hostFromEnv``).
+
+        The document is assumed to have passed ``scalelab.manifests.validate_scaling``;
+        remaining errors (e.g. the env var is missing) raise ``ConfigError``.
+        """
+        spec = doc["spec"]
+        meta = doc.get("metadata", {})
+        name = meta["name"]
+        triggers: list[Trigger] = []
+        for i, t in enumerate(spec["triggers"]):
+            try:
+                if t["type"] in RESOURCE_TRIGGERS:
+                    triggers.append(parse_resource_trigger(t, i))
+                elif t["type"] == "rabbitmq":
+                    triggers.append(EventTrigger(index=i, name=t.get("name", ""),
+                                                 metadata=rmq.parse_metadata(
+                                                     t.get("metadata") or {}, resolved_env=env,
+                                                     trigger_index=i,
+                                                     metric_type=t.get("metricType"))))
+                else:
+                    raise rmq.ScalerError(f"no scaler found for type: {t['type']}", param=None)
+            except rmq.ScalerError as err:
+                at = f"spec.triggers[{i}].metadata" + (f".{err.param}" if err.param else "")
+                raise ConfigError(f"ScaledObject/{name}: {err}", file=source, field=at,
+                                  fix="set the env var in the target's container or fix the "
+                                  "trigger metadata") from None
+        hpa_cfg = (spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}
+        return cls(
+            name=name, namespace=meta.get("namespace", namespace),
+            target=spec["scaleTargetRef"]["name"],
+            polling_interval=float(spec.get("pollingInterval", DEFAULT_POLLING_INTERVAL)),
+            cooldown_period=float(spec.get("cooldownPeriod", DEFAULT_COOLDOWN_PERIOD)),
+            initial_cooldown_period=float(spec.get("initialCooldownPeriod", 0)),
+            min_replicas=spec.get("minReplicaCount"),
+            max_replicas=int(spec.get("maxReplicaCount", DEFAULT_MAX_REPLICAS)),
+            idle_replicas=spec.get("idleReplicaCount"),
+            triggers=tuple(triggers), behavior=hpa_cfg.get("behavior"),
+            hpa_name=hpa_cfg.get("name") or f"keda-hpa-{name}", source=source,
+        )
+
+    def hpa_manifest(self) -> dict[str, Any]:
+        """The autoscaling/v2 HPA KEDA creates for this object (controllers/keda/hpa.go
+        ``newHPAForScaledObject``; metric specs from each scaler's
+        ``GetMetricSpecForScaling``, External targets via ``GetMetricTargetMili``)."""
+        metrics: list[dict[str, Any]] = []
+        for t in self.triggers:
+            if isinstance(t, ResourceTrigger):
+                target: dict[str, Any] = {"type": t.metric_type}
+                if t.metric_type == "Utilization":
+                    target["averageUtilization"] = int(t.value)
+                else:
+                    target["averageValue"] = t.value
+                metrics.append({"type": "Resource",
+                                "resource": {"name": t.resource, "target": target}})
+            else:
+                milli = f"{round(t.metadata.value * 1000)}m"
+                key = "averageValue" if t.metadata.metric_type == "AverageValue" else "value"
+                metrics.append({"type": "External", "external": {
+                    "metric": {"name": t.metric_name, "selector": {"matchLabels": {
+                        "scaledobject.keda.sh/name": self.name}}},
+                    "target": {"type": t.metadata.metric_type, key: milli}}})
+        spec: dict[str, Any] = {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                               "name": self.target},
+            "minReplicas": self.hpa_min_replicas, "maxReplicas": self.max_replicas,
+            "metrics": metrics,
+        }
+        if self.behavior:
+            spec["behavior"] = dict(self.behavior)
+        return {
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": self.hpa_name, "namespace": self.namespace, "labels": {
+                "app.kubernetes.io/managed-by": "keda-operator",
+                "app.kubernetes.io/name": self.hpa_name,
+                "app.kubernetes.io/part-of": self.name,
+                "scaledobject.keda.sh/name": self.name}},
+            "spec": spec,
+        }
+
+
+# -- activation (the KEDA operator's own scaling: 0/idle <-> min) -----------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerReading:
+    """One trigger's poll: metric value (None on error), activity, error text."""
+
+    index: int
+    value: float | None
+    active: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KedaState:
+    """What KEDA keeps in ScaledObject.status between polls."""
+
+    created: float                       # metadata.creationTimestamp
+    last_active_time: float | None = None
+    active: str = "Unknown"              # Active condition status
+    active_reason: str = ""
+    ready: str = "Unknown"               # Ready condition status
+    ready_reason: str = ""
+
+    def conditions(self) -> list[dict[str, str]]:
+        return [{"type": "Ready", "status": self.ready, "reason": self.ready_reason},
+                {"type": "Active", "status": self.active, "reason": self.active_reason}]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KedaAction:
+    """The outcome of one poll: ``desired_replicas`` None means "leave the scale alone"."""
+
+    now: float
+    current_replicas: int
+    desired_replicas: int | None
+    active: bool
+    error: bool
+    reason: str
+    conditions: tuple[dict[str, str], ...] = ()
+
+
+def _idle_or_min(spec: ScaledObjectSpec) -> tuple[bool, int]:
+    """executor ``getIdleOrMinimumReplicaCount``."""
+    if spec.idle_replicas is not None:
+        return True, spec.idle_replicas
+    return False, spec.effective_min
+
+
+def activate(spec: ScaledObjectSpec, *, now: float, current_replicas: int,
+             readings: Sequence[TriggerReading], state: KedaState
+             ) -> tuple[KedaAction, KedaState]:
+    """One KEDA poll for one ScaledObject: scale_handler.go ``getScaledObjectState`` (any
+    active trigger makes the object active; only-cpu/memory objects are always active
+    unless a scaler errs) followed by scale_scaledobjects.go ``RequestScale``. Pure."""
+    active = any(r.active for r in readings)
+    error = any(r.error is not None for r in readings)
+    if spec.only_resource_triggers and not error:
+        active = True
+    min_r = spec.effective_min
+    desired: int | None = None
+    last_active = state.last_active_time
+    ready, ready_reason = ("True", "ScaledObjectReady") if not error else (state.ready,
+                                                                            state.ready_reason)
+    act, act_reason = state.active, state.active_reason
+    if active:
+        if (spec.idle_replicas is not None and current_replicas < min_r) or \
+                current_replicas == 0:
+            desired = spec.hpa_min_replicas  # scaleFromZeroOrIdle: max(min, 1)
+            last_active = now
+            reason = (f"KEDAScaleTargetActivated: Scaled Deployment {spec.namespace}/"
+                      f"{spec.target} from {current_replicas} to {desired}, triggered by "
+                      + ";".join(_active_names(spec, readings)))
+        elif error:
+            ready, ready_reason = "Unknown", "PartialTriggerError"
+            reason = "Some triggers defined in ScaledObject are not working correctly"
+        else:
+            last_active = now
+            reason = "triggers active; replicas are the HPA's to set"
+    else:
+        if error:
+            ready, ready_reason = "False", "TriggerError"
+            reason = "Triggers defined in ScaledObject are not working correctly"
+        elif (spec.idle_replicas is not None and current_replicas > spec.idle_replicas) or \
+                (current_replicas > 0 and min_r == 0):
+            # scaleToZeroOrIdle
+            cooled = (last_active is None and state.created + spec.initial_cooldown_period < now
+                      ) or (last_active is not None and last_active + spec.cooldown_period < now)
+            if cooled:
+                idle, desired = _idle_or_min(spec)
+                reason = (f"KEDAScaleTargetDeactivated: Deactivated Deployment {spec.namespace}/"
+                          f"{spec.target} from {current_replicas} to {desired} "
+                          f"({'idleReplicaCount' if idle else 'minReplicaCount'})")
+                act, act_reason = "False", "ScalerNotActive"
+            else:
+                reason = "ScalerCooldown: Scaler cooling down because triggers are not active"
+                act, act_reason = "False", "ScalerCooldown"
+        elif current_replicas < min_r and spec.idle_replicas is None:
+            desired = min_r
+            reason = ("Successfully set ScaleTarget replicas count to ScaledObject "
+                      "minReplicaCount")
+        else:
+            reason = "ScaleTarget no change"
+    if desired is not None and desired == current_replicas:
+        desired = None
+    # The Active condition (RequestScale's tail): only set when it disagrees, so the
+    # ScalerCooldown reason set above survives while inactive.
+    if act == "Unknown" or (act == "True") != active:
+        act, act_reason = ("True", "ScalerActive") if active else ("False", "ScalerNotActive")
+    new_state = KedaState(created=state.created, last_active_time=last_active, active=act,
+                          active_reason=act_reason, ready=ready, ready_reason=ready_reason)
+    action = KedaAction(now=now, current_replicas=current_replicas, desired_replicas=desired,
+                        active=active, error=error, reason=reason,
+                        conditions=tuple(new_state.conditions()))
+    return action, new_state
+
+
+def _active_names(spec: ScaledObjectSpec, readings: Sequence[TriggerReading]) -> list[str]:
+    by_index = {t.index: t for t in spec.triggers}
+    names = []
+    for r in readings:
+        if r.active:
+            t = by_index.get(r.index)
+            names.append(t.name or t.metric_name if isinstance(t, EventTrigger) else
+                         f"s{r.index}-{t.resource if t else '?'}")
+    return names or ["forced activation (cpu/memory triggers only)"]
