@@ -1,0 +1,1 @@
+"""The agent worker: consumes MCP tools/call tasks, runs them, reports, acks."""
