@@ -120,6 +120,8 @@ class LocalBackend(Backend):
         bind = self.settings.bind
         timing = self.settings.timing
         self.workdir = Path(tempfile.mkdtemp(prefix="scalelab-local-"))
+        # traversable (not listable) by others: as root the broker drops to user rabbitmq
+        self.workdir.chmod(0o711)
         taken: set[int] = set()
         exporter_port = port_for.select_random(exclude_ports=taken)
         taken.add(exporter_port)
