@@ -153,8 +153,15 @@ def parse_metadata(
     page_size = _int(meta, "pageSize", 100)
     operation = meta.get("operation") or "sum"
     timeout = _int(meta, "timeout", 0)
+    _bool(meta, "unsafeSsl")  # parsed for its errors; TLS is not emulated
     tls = auth.get("tls") or "disable"
-    username, password = auth.get("username", ""), auth.get("password", "")
+    env = resolved_env or {}
+    # username/password: authParams, then resolvedEnv[<name>FromEnv]
+    username = auth.get("username") or env.get(meta.get("usernameFromEnv", ""), "")
+    password = auth.get("password") or env.get(meta.get("passwordFromEnv", ""), "")
+    if resolved_env is None:  # offline: a *FromEnv key counts as given
+        username = username or meta.get("usernameFromEnv", "")
+        password = password or meta.get("passwordFromEnv", "")
 
     # rabbitMQMetadata.Validate
     if protocol not in ("amqp", "http", "auto"):
@@ -179,6 +186,11 @@ def parse_metadata(
             protocol = "http"
         else:
             raise ScalerError(f"unknown host URL scheme: `{scheme}`", param="host")
+    if protocol == "amqp" and auth.get("workloadIdentityResource"):
+        raise ScalerError("workload identity is not supported for the AMQP protocol at the "
+                          "moment", param="protocol")
+    if timeout < 0:
+        raise ScalerError(f"timeout must be greater than 0: {timeout}", param="timeout")
     if use_regex and protocol != "http":
         raise ScalerError("configure useRegex=true only with HTTP protocol", param="useRegex")
     if exclude_unacked and protocol != "http":

@@ -1,0 +1,326 @@
+"""KEDA's rabbitmq scaler: cases transcribed from kedacore/keda
+``pkg/scalers/rabbitmq_scaler_test.go`` (facts and numbers, not code), then the fetch
+against the session's real RabbitMQ (HTTP management API and AMQP passive declare).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pika
+import pytest
+
+from scalelab.control import rabbitmq_scaler as rmq
+from scalelab.waiting import wait_for
+
+HOST = "myHostSecret"
+#: rabbitmq_scaler_test.go sampleRabbitMqResolvedEnv
+ENV = {HOST: "amqp://user:sercet@somehost.com:5236/vhost", "myUsernameSecret": "user",
+       "myPasswordSecret": "Password"}
+
+# rabbitmq_scaler_test.go testRabbitMQMetadata (TestRabbitMQParseMetadata):
+# (comment from upstream, metadata, authParams, is_error)
+PARSE_CASES = [
+    ("nothing passed", {}, {}, True),
+    ("properly formed metadata", {"queueLength": "10", "queueName": "sample",
+                                  "hostFromEnv": HOST}, {}, False),
+    ("malformed queueLength", {"queueLength": "AA", "queueName": "sample",
+                               "hostFromEnv": HOST}, {}, True),
+    ("missing host", {"queueLength": "AA", "queueName": "sample"}, {}, True),
+    ("missing queueName", {"queueLength": "10", "hostFromEnv": HOST}, {}, True),
+    ("host defined in authParams", {"queueLength": "10", "hostFromEnv": HOST},
+     {"host": HOST}, True),
+    ("properly formed metadata with http protocol", {"queueLength": "10", "queueName": "sample",
+                                                     "host": HOST, "protocol": "http"}, {}, False),
+    ("queue name with slashes", {"queueLength": "10", "queueName": "namespace/name",
+                                 "hostFromEnv": HOST}, {}, False),
+    ("vhost passed", {"vhostName": "myVhost", "queueName": "namespace/name",
+                      "hostFromEnv": HOST}, {}, False),
+    ("vhost passed but empty", {"vhostName": "", "queueName": "namespace/name",
+                                "hostFromEnv": HOST}, {}, False),
+    ("protocol defined in authParams", {"queueName": "sample", "hostFromEnv": HOST},
+     {"protocol": "http"}, False),
+    ("auto protocol and a bad URL", {"queueName": "sample", "host": "something://"}, {}, True),
+    ("auto protocol and an HTTP URL", {"queueName": "sample", "host": "http://"}, {}, False),
+    ("auto protocol and an HTTPS URL", {"queueName": "sample", "host": "https://"}, {}, False),
+    ("queueLength and mode", {"queueLength": "10", "mode": "QueueLength", "queueName": "sample",
+                              "host": "https://"}, {}, True),
+    ("queueLength and value", {"queueLength": "10", "value": "20", "queueName": "sample",
+                               "host": "https://"}, {}, True),
+    ("only mode", {"mode": "QueueLength", "queueName": "sample", "host": "https://"}, {}, True),
+    ("only value", {"value": "20", "queueName": "sample", "host": "https://"}, {}, True),
+    ("mode and value", {"mode": "QueueLength", "value": "20", "queueName": "sample",
+                        "host": "https://"}, {}, False),
+    ("invalid mode", {"mode": "Feelings", "value": "20", "queueName": "sample",
+                      "host": "https://"}, {}, True),
+    ("invalid value", {"mode": "QueueLength", "value": "lots", "queueName": "sample",
+                       "host": "https://"}, {}, True),
+    ("queue length amqp", {"mode": "QueueLength", "value": "20", "queueName": "sample",
+                           "host": "amqps://"}, {}, False),
+    ("message rate amqps", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
+                            "host": "amqps://"}, {}, True),
+    ("message rate http", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
+                           "host": "http://"}, {}, False),
+    ("deliverGet rate amqp", {"mode": "DeliverGetRate", "value": "1000", "queueName": "sample",
+                              "host": "amqp://"}, {}, True),
+    ("deliverGet rate https", {"mode": "DeliverGetRate", "value": "1000", "queueName": "sample",
+                               "host": "https://"}, {}, False),
+    ("amqp host and useRegex", {"queueName": "sample", "host": "amqps://", "useRegex": "true"},
+     {}, True),
+    ("http host and useRegex", {"queueName": "sample", "host": "http://", "useRegex": "true"},
+     {}, False),
+    ("http valid timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
+                            "host": "http://", "timeout": "1000"}, {}, False),
+    ("http invalid timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
+                              "host": "http://", "timeout": "-10"}, {}, True),
+    ("http wrong timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
+                            "host": "http://", "timeout": "error"}, {}, True),
+    ("amqp timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
+                      "host": "amqp://", "timeout": "10"}, {}, True),
+    ("pageSize less than 1", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
+                              "host": "http://", "useRegex": "true", "pageSize": "-1"}, {}, True),
+    ("invalid pageSize", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
+                          "host": "http://", "useRegex": "true", "pageSize": "a"}, {}, True),
+    ("activationValue passed", {"activationValue": "10", "queueLength": "20",
+                                "queueName": "sample", "hostFromEnv": HOST}, {}, False),
+    ("malformed activationValue", {"activationValue": "AA", "queueLength": "10",
+                                   "queueName": "sample", "hostFromEnv": HOST}, {}, True),
+    ("http and excludeUnacknowledged", {"mode": "QueueLength", "value": "1000",
+                                        "queueName": "sample", "host": "http://",
+                                        "useRegex": "true", "excludeUnacknowledged": "true"},
+     {}, False),
+    ("amqp and excludeUnacknowledged", {"mode": "QueueLength", "value": "1000",
+                                        "queueName": "sample", "host": "amqp://",
+                                        "useRegex": "true", "excludeUnacknowledged": "true"},
+     {}, True),
+    ("unsafeSsl true", {"queueName": "sample", "host": "https://", "unsafeSsl": "true"}, {},
+     False),
+    ("unsafeSsl wrong input", {"queueName": "sample", "host": "https://",
+                               "unsafeSsl": "random"}, {}, True),
+    # testRabbitMQAuthParamData (TestRabbitMQParseAuthParamData), TLS/identity/auth subset
+    ("failure, TLS missing cert", {"queueName": "sample", "hostFromEnv": HOST},
+     {"tls": "enable", "ca": "caaa", "key": "kee"}, True),
+    ("failure, TLS invalid", {"queueName": "sample", "hostFromEnv": HOST},
+     {"tls": "yes", "ca": "caaa", "cert": "ceert", "key": "kee"}, True),
+    ("success, username and password", {"queueName": "sample", "hostFromEnv": HOST},
+     {"username": "user", "password": "PASSWORD"}, False),
+    ("failure, username but no password", {"queueName": "sample", "hostFromEnv": HOST},
+     {"username": "user"}, True),
+    ("success, username and password from env", {"queueName": "sample", "hostFromEnv": HOST,
+                                                 "usernameFromEnv": "myUsernameSecret",
+                                                 "passwordFromEnv": "myPasswordSecret"}, {},
+     False),
+    ("failure, password from env but not username", {"queueName": "sample",
+                                                     "hostFromEnv": HOST,
+                                                     "passwordFromEnv": "myPasswordSecret"},
+     {}, True),
+    ("failure, WorkloadIdentity not supported for amqp", {"queueName": "sample",
+                                                          "hostFromEnv": HOST,
+                                                          "protocol": "amqp"},
+     {"workloadIdentityResource": "rabbitmq-resource-id"}, True),
+]
+
+
+@pytest.mark.parametrize(("case", "metadata", "auth", "is_error"), PARSE_CASES,
+                         ids=[c[0] for c in PARSE_CASES])
+def test_parse_metadata_upstream_cases(case: str, metadata: dict[str, str],
+                                       auth: dict[str, str], is_error: bool) -> None:
+    """rabbitmq_scaler_test.go TestRabbitMQParseMetadata / TestRabbitMQParseAuthParamData."""
+    if is_error:
+        with pytest.raises(rmq.ScalerError):
+            rmq.parse_metadata(metadata, resolved_env=ENV, auth_params=auth)
+    else:
+        rmq.parse_metadata(metadata, resolved_env=ENV, auth_params=auth)
+
+
+@pytest.mark.parametrize("extra", [{}, {"protocol": "http"}])
+def test_default_queue_length(extra: dict[str, str]) -> None:
+    """rabbitmq_scaler_test.go TestParseDefaultQueueLength: value 20, mode QueueLength."""
+    meta = rmq.parse_metadata({"queueName": "sample", "hostFromEnv": HOST, **extra},
+                              resolved_env=ENV)
+    assert (meta.mode, meta.value) == (rmq.QUEUE_LENGTH, 20.0)
+    assert meta.protocol == ("http" if extra else "amqp")  # auto from the amqp:// host
+
+
+@pytest.mark.parametrize(("queue", "index", "name"), [
+    ("sample", 0, "s0-rabbitmq-sample"),
+    ("namespace/name", 1, "s1-rabbitmq-namespace-2Fname"),
+])
+def test_metric_names(queue: str, index: int, name: str) -> None:
+    """rabbitmq_scaler_test.go rabbitMQMetricIdentifiers (TestRabbitMQGetMetricSpecForScaling)."""
+    meta = rmq.parse_metadata({"queueLength": "10", "queueName": queue, "hostFromEnv": HOST},
+                              resolved_env=ENV, trigger_index=index)
+    assert meta.metric_name == name
+
+
+# rabbitmq_scaler_test.go getVhostAndPathFromURLTestData (Test_getVhostAndPathFromURL)
+VHOST_CASES = [
+    ("myVhost", "", "/myVhost", ""), ("/", "", "/%2F", ""), ("//", "", "/%2F", ""),
+    ("", "", "/%2F", ""), ("sub1/myVhost", "", "/myVhost", "/sub1"),
+    ("sub1/", "overridenVhost", "/overridenVhost", "/sub1"),
+    ("myVhost", "overridenVhost", "/overridenVhost", ""), ("sub1/", "", "/%2F", "/sub1"),
+    ("sub1/", "myVhost", "/myVhost", "/sub1"), ("sub1//", "", "/%2F", "/sub1"),
+    ("sub1/sub2/myVhost", "", "/myVhost", "/sub1/sub2"),
+    ("sub1/sub2/myVhost", "overridenVhost", "/overridenVhost", "/sub1/sub2"),
+    ("sub1/sub2/", "", "/%2F", "/sub1/sub2"), ("sub1/sub2/", "myVhost", "/myVhost", "/sub1/sub2"),
+    ("sub1/sub2//", "", "/%2F", "/sub1/sub2"),
+]
+
+
+@pytest.mark.parametrize(("raw", "override", "vhost", "prefix"), VHOST_CASES)
+def test_vhost_and_path(raw: str, override: str, vhost: str, prefix: str) -> None:
+    assert rmq.vhost_and_path(raw, override) == (vhost, prefix)
+
+
+def _q(messages: int, unacked: int, pub: float, dlv: float) -> dict[str, object]:
+    return {"messages": messages, "messages_unacknowledged": unacked,
+            "messages_ready": messages - unacked, "name": "evaluate_trials",
+            "message_stats": {"publish_details": {"rate": pub},
+                              "deliver_get_details": {"rate": dlv}}}
+
+
+# rabbitmq_scaler_test.go testQueueInfoTestData (TestGetQueueInfo): response -> isActive
+QUEUE_INFO_CASES = [
+    # queueLength (legacy) 10
+    ({"queueLength": "10"}, _q(4, 1, 0, 0), True),
+    ({"queueLength": "10"}, _q(1, 1, 0, 0), True),
+    ({"queueLength": "10"}, _q(1, 0, 0, 0), True),
+    ({"queueLength": "10"}, _q(0, 0, 0, 0), False),
+    ({"queueLength": "10"}, _q(0, 0, 1.4, 2), False),
+    # mode QueueLength
+    ({"value": "100", "mode": "QueueLength"}, _q(4, 1, 0, 1.3), True),
+    ({"value": "100", "mode": "QueueLength"}, _q(0, 0, 0, 0), False),
+    ({"value": "100", "mode": "QueueLength"}, _q(0, 0, 1.4, 0), False),
+    # mode MessageRate
+    ({"value": "100", "mode": "MessageRate"}, _q(4, 1, 0, 1.3), True),
+    ({"value": "100", "mode": "MessageRate"}, _q(0, 0, 0, 0), False),
+    ({"value": "100", "mode": "MessageRate"}, _q(0, 0, 1.4, 0), True),
+    # mode DeliverGetRate
+    ({"value": "100", "mode": "DeliverGetRate"}, _q(30, 10, 5, 1), True),
+    ({"value": "100", "mode": "DeliverGetRate"}, _q(0, 0, 0, 0), False),
+    ({"value": "100", "mode": "DeliverGetRate"}, _q(3, 0, 0, 18.5), True),
+]
+
+
+@pytest.mark.parametrize(("extra", "info", "active"), QUEUE_INFO_CASES)
+def test_queue_info_activity(extra: dict[str, str], info: dict[str, object],
+                             active: bool) -> None:
+    """TestGetQueueInfo through a fake management API: URL, metric and activity."""
+    seen: list[str] = []
+
+    def http_get(url: str, timeout: float) -> tuple[int, bytes]:
+        seen.append(url)
+        return 200, json.dumps(info).encode()
+
+    meta = rmq.parse_metadata({"queueName": "evaluate_trials", "hostFromEnv": "plainHost",
+                               "protocol": "http", **extra},
+                              resolved_env={"plainHost": "http://u:p@127.0.0.1:1/"})
+    res = rmq.poll(meta, http_get=http_get)
+    assert res.error is None and res.active is active
+    assert seen == ["http://u:p@127.0.0.1:1/api/queues/%2F/evaluate_trials"]
+    stats = info["message_stats"]
+    assert isinstance(stats, dict)
+    expected = {"QueueLength": info["messages"],
+                "MessageRate": stats["publish_details"]["rate"],
+                "DeliverGetRate": stats["deliver_get_details"]["rate"]}[meta.mode]
+    assert res.value == expected
+
+
+def test_error_response_is_anonymized() -> None:
+    """TestGetQueueInfo's 401 case: the error carries the body, never the password."""
+    meta = rmq.parse_metadata({"queueName": "q", "host": "http://keda:s3cret@127.0.0.1:1/",
+                               "mode": "QueueLength", "value": "5"}, resolved_env={})
+    res = rmq.poll(meta, http_get=lambda url, t: (401, b"Password is incorrect"))
+    assert res.value is None and not res.active
+    assert res.error is not None and "Password is incorrect" in res.error
+    assert "s3cret" not in res.error and "user:password@" in res.error
+
+
+def test_exclude_unacknowledged_and_modes_pure() -> None:
+    """getQueueStatus / GetMetricsAndActivity arithmetic on one document."""
+    info = _q(10, 4, 2.0, 4.0)
+    base = {"queueName": "q", "host": "http://h/", "activationValue": "1"}
+    m = rmq.parse_metadata({**base, "mode": "QueueLength", "value": "5",
+                            "excludeUnacknowledged": "true"}, resolved_env={})
+    assert rmq.compute(m, rmq.status_from_queue_info(m, info)).value == 6  # ready only
+    m = rmq.parse_metadata({**base, "mode": "PublishedToDeliveredRatio", "value": "1"},
+                           resolved_env={})
+    assert rmq.compute(m, rmq.status_from_queue_info(m, info)).value == 0.5
+    m = rmq.parse_metadata({**base, "mode": "ExpectedQueueConsumptionTime", "value": "1"},
+                           resolved_env={})
+    r = rmq.compute(m, rmq.status_from_queue_info(m, info))
+    assert r.value == pytest.approx((2 - 4) / 4 + 10 / 4) and r.active
+
+
+def test_regex_composition() -> None:
+    """getComposedQueue: sum / avg (integer counts) / max over the matched queues."""
+    items = [_q(3, 1, 1.0, 0.5), _q(4, 0, 3.0, 1.5)]
+    for op, msgs in (("sum", 7), ("avg", 3), ("max", 4)):
+        m = rmq.parse_metadata({"queueName": "q.*", "host": "http://h/", "useRegex": "true",
+                                "operation": op, "mode": "QueueLength", "value": "5"},
+                               resolved_env={})
+        body = json.dumps({"items": items, "page_count": 1}).encode()
+        urls: list[str] = []
+        res = rmq.poll(m, http_get=lambda url, t, b=body, u=urls: (u.append(url), (200, b))[1])
+        assert res.value == msgs, op
+        assert "use_regex=true" in urls[0] and "name=q.%2A" in urls[0]
+
+
+# -- the real broker --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_http_and_amqp_against_real_rabbitmq(rabbitmq: object, queue_names: object) -> None:
+    """HTTP counts ready + unacked; AMQP (passive declare) only ready (kedacore/keda#638)."""
+    amqp_url: str = rabbitmq.amqp_url  # type: ignore[attr-defined]
+    mgmt: str = rabbitmq.management_url  # type: ignore[attr-defined]
+    queue: str = queue_names.tasks  # type: ignore[attr-defined]
+    host = mgmt.replace("http://", "http://guest:guest@") + "/"
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue=queue, durable=True)
+        for i in range(5):
+            ch.basic_publish(exchange="", routing_key=queue, body=f"task {i}".encode())
+        ch.basic_qos(prefetch_count=2)
+        held = []
+        for _ in range(2):  # two tasks "in progress": delivered, not acknowledged
+            method, _props, _body = ch.basic_get(queue=queue, auto_ack=False)
+            assert method is not None
+            held.append(method.delivery_tag)
+
+        http_meta = rmq.parse_metadata({"queueName": queue, "host": host, "protocol": "http",
+                                        "mode": "QueueLength", "value": "5"}, resolved_env={})
+        # The management plugin refreshes queue stats every collect_statistics_interval.
+        res = wait_for(lambda: rmq.poll(http_meta), lambda r: r.value == 5,
+                       what="management API to report 5 messages", expected=5, timeout=30,
+                       interval=0.5)
+        assert res.active and res.error is None
+        ready_meta = rmq.parse_metadata({"queueName": queue, "host": host, "protocol": "http",
+                                         "mode": "QueueLength", "value": "5",
+                                         "excludeUnacknowledged": "true"}, resolved_env={})
+        assert rmq.poll(ready_meta).value == 3
+        amqp_meta = rmq.parse_metadata({"queueName": queue, "host": amqp_url,
+                                        "mode": "QueueLength", "value": "5"}, resolved_env={})
+        assert amqp_meta.protocol == "amqp"
+        assert rmq.poll(amqp_meta).value == 3  # unacked tasks are invisible over AMQP
+
+        missing = rmq.parse_metadata({"queueName": queue + "-nope", "host": host,
+                                      "protocol": "http"}, resolved_env={})
+        err = rmq.poll(missing)
+        assert err.value is None and err.error is not None and "404" in err.error
+        assert "guest:guest" not in err.error
+        for tag in held:
+            ch.basic_ack(delivery_tag=tag)
+        ch.queue_delete(queue=queue)
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_amqp_missing_queue_is_an_error(rabbitmq: object) -> None:
+    meta = rmq.parse_metadata({"queueName": f"absent-{time.time_ns()}",
+                               "host": rabbitmq.amqp_url},  # type: ignore[attr-defined]
+                              resolved_env={})
+    res = rmq.poll(meta)
+    assert res.value is None and res.error is not None and "404" in res.error
