@@ -1,0 +1,215 @@
+"""KEDA emulation: executor cases transcribed from kedacore/keda
+``pkg/scaling/executor/scale_scaledobjects_test.go``, the generated HPA
+(``controllers/keda/hpa.go``), and hypothesis properties of activation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scalelab.control.hpa import HPASpec
+from scalelab.control.keda import (
+    KedaState,
+    ScaledObjectSpec,
+    TriggerReading,
+    activate,
+)
+from scalelab.errors import ConfigError
+from scalelab.paths import SCALING_MANIFESTS
+
+ENV = {"RABBITMQ_MGMT_URL": "http://guest:guest@127.0.0.1:15672/"}
+
+
+def _so(*, min_r: int | None = None, max_r: int | None = 10, idle: int | None = None,
+        cooldown: int = 300, triggers: list[dict[str, Any]] | None = None) -> ScaledObjectSpec:
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"name": "name"}, "cooldownPeriod": cooldown,
+        "triggers": triggers or [{"type": "rabbitmq", "metadata": {
+            "queueName": "q", "hostFromEnv": "RABBITMQ_MGMT_URL", "mode": "QueueLength",
+            "value": "5"}}]}
+    if min_r is not None:
+        spec["minReplicaCount"] = min_r
+    if max_r is not None:
+        spec["maxReplicaCount"] = max_r
+    if idle is not None:
+        spec["idleReplicaCount"] = idle
+    doc = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+           "metadata": {"name": "name", "namespace": "namespace"}, "spec": spec}
+    return ScaledObjectSpec.from_manifest(doc, env=ENV)
+
+
+def _reading(active: bool, error: str | None = None) -> list[TriggerReading]:
+    return [TriggerReading(index=0, value=None if error else (9.0 if active else 0.0),
+                           active=active, error=error)]
+
+
+# scale_scaledobjects_test.go: (test name, min, idle, current, active, expected replicas,
+# expected Active condition status)
+EXECUTOR_CASES = [
+    ("TestScaleToMinReplicasWhenNotActive", 0, None, 10, False, 0, "False"),
+    ("TestScaleToMinReplicasFromLowerInitialReplicaCount", 5, None, 1, False, 5, "False"),
+    ("TestScaleFromMinReplicasWhenActive", 0, None, 0, True, 1, "True"),
+    ("TestScaleToIdleReplicasWhenNotActive", 5, 0, 10, False, 0, "False"),
+    ("TestScaleFromIdleToMinReplicasWhenActive", 5, 0, 0, True, 5, "True"),
+    ("TestEventWitTriggerInfo", 5, 0, 2, True, 5, "True"),
+]
+
+
+@pytest.mark.parametrize(("name", "min_r", "idle", "current", "active", "expected", "cond"),
+                         EXECUTOR_CASES, ids=[c[0] for c in EXECUTOR_CASES])
+def test_executor_upstream_cases(name: str, min_r: int, idle: int | None, current: int,
+                                 active: bool, expected: int, cond: str) -> None:
+    spec = _so(min_r=min_r, idle=idle)
+    # A fresh object (no lastActiveTime, created before now): initialCooldownPeriod 0.
+    action, state = activate(spec, now=100.0, current_replicas=current,
+                             readings=_reading(active), state=KedaState(created=0.0))
+    assert action.desired_replicas == expected
+    assert state.active == cond
+    if active:
+        assert state.active_reason == "ScalerActive"
+        assert state.last_active_time == 100.0  # "assert.NotNil(t, result.LastActiveTime)"
+    if name == "TestEventWitTriggerInfo":
+        assert action.reason == ("KEDAScaleTargetActivated: Scaled Deployment namespace/name "
+                                 "from 2 to 5, triggered by s0-rabbitmq-q")
+
+
+def test_cooldown_is_respected() -> None:
+    """scaleToZeroOrIdle: no scale-in until lastActiveTime + cooldownPeriod has passed."""
+    spec = _so(min_r=0, cooldown=30)
+    _, state = activate(spec, now=10.0, current_replicas=3, readings=_reading(True),
+                        state=KedaState(created=0.0))
+    action, state = activate(spec, now=39.0, current_replicas=3, readings=_reading(False),
+                             state=state)
+    assert action.desired_replicas is None
+    assert (state.active, state.active_reason) == ("False", "ScalerCooldown")
+    action, state = activate(spec, now=40.5, current_replicas=3, readings=_reading(False),
+                             state=state)
+    assert action.desired_replicas == 0
+    assert action.reason.startswith("KEDAScaleTargetDeactivated")
+
+
+def test_active_with_replicas_leaves_scaling_to_hpa() -> None:
+    action, _ = activate(_so(min_r=0), now=1.0, current_replicas=3, readings=_reading(True),
+                         state=KedaState(created=0.0))
+    assert action.desired_replicas is None and action.active
+
+
+def test_trigger_error_never_scales_in() -> None:
+    """RequestScale: inactive + error (no fallback) -> Ready False / TriggerError, no scale."""
+    spec = _so(min_r=0, cooldown=0)
+    action, state = activate(spec, now=1000.0, current_replicas=3,
+                             readings=_reading(False, error="boom"), state=KedaState(created=0))
+    assert action.desired_replicas is None and action.error
+    assert (state.ready, state.ready_reason) == ("False", "TriggerError")
+
+
+def test_cpu_only_is_always_active() -> None:
+    """scale_handler.go getScaledObjectState: only cpu/memory triggers -> active."""
+    spec = _so(min_r=1, triggers=[{"type": "cpu", "metricType": "Utilization",
+                                   "metadata": {"value": "50"}}])
+    action, state = activate(spec, now=1.0, current_replicas=0, readings=[],
+                             state=KedaState(created=0.0))
+    assert action.active and action.desired_replicas == 1 and state.active == "True"
+
+
+def test_generated_hpa_for_hybrid() -> None:
+    """controllers/keda/hpa.go newHPAForScaledObject, as the one replica calculation."""
+    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-hybrid.yaml").read_text())
+    so = ScaledObjectSpec.from_manifest(doc, env=ENV, source="keda-hybrid.yaml")
+    hpa = so.hpa_manifest()
+    assert hpa["metadata"]["name"] == "keda-hpa-agent"
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 4
+    assert hpa["spec"]["behavior"] == doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"][
+        "behavior"]
+    cpu, ext = hpa["spec"]["metrics"]
+    assert cpu == {"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": 50}}}
+    assert ext["external"]["metric"]["name"] == "s1-rabbitmq-agent-tasks"
+    assert ext["external"]["target"] == {"type": "AverageValue", "averageValue": "5000m"}
+    kubernetes_validate.validate(hpa, "1.30", strict=True)  # a valid autoscaling/v2 object
+    spec = HPASpec.from_manifest(hpa, source="generated")
+    assert [m.key for m in spec.metrics] == ["resource/cpu", "external/s1-rabbitmq-agent-tasks"]
+    assert spec.metrics[1].target.average_value_milli == 5000
+
+
+def test_generated_hpa_min_is_at_least_one() -> None:
+    """scaledobject_types.go GetHPAMinReplicas: minReplicaCount 0 -> HPA minReplicas 1."""
+    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-queue-zero.yaml").read_text())
+    so = ScaledObjectSpec.from_manifest(doc, env=ENV)
+    assert so.hpa_manifest()["spec"]["minReplicas"] == 1
+    assert so.polling_interval == 5 and so.cooldown_period == 30
+
+
+def test_defaults() -> None:
+    so = _so(max_r=None)
+    assert (so.polling_interval, so.cooldown_period, so.effective_min, so.max_replicas) == (
+        30, 300, 0, 100)
+    assert so.hpa_name == "keda-hpa-name"
+
+
+def test_from_manifest_needs_the_env() -> None:
+    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-queue.yaml").read_text())
+    with pytest.raises(ConfigError, match="RABBITMQ_MGMT_URL"):
+        ScaledObjectSpec.from_manifest(doc, env={})
+
+
+# -- properties ---------------------------------------------------------------------------
+
+@st.composite
+def specs(draw: st.DrawFn) -> ScaledObjectSpec:
+    min_r = draw(st.integers(0, 5))
+    max_r = draw(st.integers(max(min_r, 1), 8))
+    idle = draw(st.one_of(st.none(), st.integers(0, min_r - 1))) if min_r >= 1 else None
+    return _so(min_r=min_r, max_r=max_r, idle=idle, cooldown=draw(st.integers(0, 60)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=specs(), start=st.integers(0, 8),
+       polls=st.lists(st.tuples(st.floats(0.5, 20), st.booleans(), st.booleans()),
+                      min_size=1, max_size=30))
+def test_activation_never_leaves_bounds(spec: ScaledObjectSpec, start: int,
+                                        polls: list[tuple[float, bool, bool]]) -> None:
+    """Whatever KEDA itself writes lies in [idle-or-min, max]."""
+    lower = spec.idle_replicas if spec.idle_replicas is not None else spec.effective_min
+    current, now, state = min(start, spec.max_replicas), 0.0, KedaState(created=0.0)
+    for dt, active, err in polls:
+        now += dt
+        action, state = activate(spec, now=now, current_replicas=current,
+                                 readings=_reading(active, "e" if err else None), state=state)
+        if action.desired_replicas is not None:
+            assert lower <= action.desired_replicas <= spec.max_replicas
+            current = action.desired_replicas
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=specs(), start=st.integers(0, 8), active_polls=st.integers(0, 5))
+def test_inactivity_returns_to_idle_or_min(spec: ScaledObjectSpec, start: int,
+                                           active_polls: int) -> None:
+    """After cooldownPeriod without activity the target sits at idle/min (scale to zero or
+    idle), or - with min >= 1 and no idle - at least at min (the rest is the HPA's job)."""
+    current, now, state = min(start, spec.max_replicas), 0.0, KedaState(created=0.0)
+    for _ in range(active_polls):
+        now += 5
+        action, state = activate(spec, now=now, current_replicas=current,
+                                 readings=_reading(True), state=state)
+        current = action.desired_replicas if action.desired_replicas is not None else current
+    end = now + spec.cooldown_period + 10
+    while now < end:
+        now += 5
+        action, state = activate(spec, now=now, current_replicas=current,
+                                 readings=_reading(False), state=state)
+        current = action.desired_replicas if action.desired_replicas is not None else current
+    if spec.idle_replicas is not None:
+        assert current == spec.idle_replicas
+    elif spec.effective_min == 0:
+        assert current == 0
+    else:
+        assert current >= spec.effective_min
+        if start <= spec.effective_min:
+            assert current == spec.effective_min
