@@ -26,7 +26,7 @@ class PodFacts:
 
 @dataclass(frozen=True, kw_only=True)
 class PodMetric:
-    """metrics.k8s.io PodMetrics for one pod: CPU averaged over ``window`` ending at ``timestamp``."""
+    """metrics.k8s.io PodMetrics for one pod: CPU averaged over ``window`` up to ``timestamp``."""
 
     pod: str
     cpu_milli: int
