@@ -358,7 +358,7 @@ class LocalBackend(Backend):
 
     def apply_scaling(self, manifest: Path) -> list[str]:
         try:
-            from scalelab.control.loop import ControlLoop  # type: ignore[import-not-found]
+            from scalelab.control.loop import ControlLoop
         except ImportError as err:
             raise BackendError(
                 "the emulated HPA/KEDA control loop (scalelab.control.loop) is not part of "
@@ -373,7 +373,8 @@ class LocalBackend(Backend):
         objects = validate_scaling(Path(manifest), namespace=self.settings.namespace,
                                    workloads=workloads)
         loop = ControlLoop(objects=[o.doc for o in objects], view=self,
-                           timing=self.settings.timing, registry=self.registry)
+                           timing=self.settings.timing, registry=self.registry,
+                           source=str(manifest), namespace=self.settings.namespace)
         loop.start()
         self._loops.append(loop)
         refs = [o.ref for o in objects]

@@ -1,0 +1,193 @@
+"""The whole local stack, shared by the tests of this module (bring-up costs seconds).
+
+Real broker, real Prometheus, the real api and agent services as pods. Prometheus scrapes
+every second here (``TimingProfile.scrape_interval``) so the waits stay short.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from prometheus_api_client import PrometheusConnect
+
+from scalelab.backends.local.backend import LocalBackend
+from scalelab.settings import StackSettings, TimingProfile
+from scalelab.waiting import wait_for
+from tests.local.leftovers import MARKER, describe, listening, tagged
+
+pytestmark = pytest.mark.slow
+
+TIMING = TimingProfile(scrape_interval=1.0, metrics_window=2.0)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalBackend]:
+    tag = uuid.uuid4().hex
+    os.environ[MARKER] = tag          # inherited by every process the stack starts
+    backend = LocalBackend(settings=StackSettings(timing=TIMING))
+    try:
+        backend.up()
+        workdir = backend.workdir
+        ports = [urlsplit(u).port for u in backend.endpoints.as_dict().values()]
+        yield backend
+    finally:
+        backend.down()
+        os.environ.pop(MARKER, None)
+    left = tagged(tag)
+    assert not left, f"processes left after down(): {describe(left)}"
+    assert workdir is not None and not workdir.exists()
+    assert not [p for p in ports if p and listening(p)]
+    backend.down()                    # idempotent
+
+
+def _prom(stack: LocalBackend) -> PrometheusConnect:
+    return PrometheusConnect(url=stack.endpoints.prometheus, disable_ssl=True)
+
+
+def _value(stack: LocalBackend, promql: str) -> float | None:
+    result = _prom(stack).custom_query(promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+def _wait_value(stack: LocalBackend, promql: str, want: float, timeout: float = 30) -> None:
+    wait_for(lambda: _value(stack, promql), lambda v: v == want, what=f"PromQL {promql}",
+             expected=want, timeout=timeout, interval=0.5)
+
+
+def _agent_targets(stack: LocalBackend) -> list[dict[str, object]]:
+    data = requests.get(f"{stack.endpoints.prometheus}/api/v1/targets", timeout=5).json()
+    return [t for t in data["data"]["activeTargets"]
+            if t["labels"]["job"] == "agent" and t["health"] == "up"]
+
+
+def test_endpoints_answer(stack: LocalBackend) -> None:
+    urls = stack.endpoints
+    assert requests.get(f"{urls.api}/healthz", timeout=5).ok
+    assert requests.get(f"{urls.prometheus}/-/ready", timeout=5).ok
+    overview = requests.get(f"{urls.rabbitmq_management}/api/overview",
+                            auth=("guest", "guest"), timeout=5).json()
+    assert overview["rabbitmq_version"].startswith("3.")
+    assert stack.replicas("agent").ready == 2 and stack.replicas("api").ready == 1
+    versions = stack.versions()
+    assert versions["rabbitmq"].startswith("3.") and versions["prometheus"][0].isdigit()
+
+
+def test_agent_env_carries_private_broker_urls(stack: LocalBackend) -> None:
+    env = stack.container_env("agent")
+    mgmt = urlsplit(stack.endpoints.rabbitmq_management)
+    assert env["RABBITMQ_MGMT_URL"] == f"http://guest:guest@127.0.0.1:{mgmt.port}"
+    assert env["AMQP_URL"] == stack.endpoints.amqp
+    assert env["TASK_QUEUE"] == "agent-tasks"
+
+
+def test_kube_series_are_scraped(stack: LocalBackend) -> None:
+    _wait_value(stack, 'kube_deployment_spec_replicas{deployment="agent",namespace="scalelab"}',
+                2)
+    _wait_value(stack, 'sum(kube_pod_container_resource_requests'
+                       '{deployment="agent",resource="cpu",unit="core"})', 0.5)
+    _wait_value(stack, 'sum(kube_pod_status_ready{condition="true",pod=~"agent-.*"})', 2)
+    cpu = _prom(stack).custom_query('container_cpu_usage_seconds_total{pod=~"agent-.*"}')
+    assert len(cpu) == 2 and all(float(s["value"][1]) > 0 for s in cpu)
+    # RabbitMQ's per-queue series come through the params of the rabbitmq job
+    wait_for(lambda: _prom(stack).custom_query('rabbitmq_detailed_queue_consumers'),
+             lambda r: bool(r), what="rabbitmq per-queue series", expected="a series",
+             timeout=30, interval=0.5)
+
+
+def test_scale_2_4_2_shows_in_prometheus_and_targets(stack: LocalBackend) -> None:
+    query = 'kube_deployment_status_replicas{deployment="agent"}'
+    for replicas in (4, 2):
+        stack.scale("agent", replicas)
+        wait_for(lambda: stack.replicas("agent").ready, lambda n, want=replicas: n == want,
+                 what="ready agents", expected=replicas, timeout=30, interval=0.2)
+        _wait_value(stack, query, replicas)
+        pods = {p.name for p in stack.pods("agent") if not p.deleting}
+        wait_for(lambda: {t["labels"]["pod"] for t in _agent_targets(stack)},  # type: ignore[index]
+                 lambda names, want=pods: names == want, what="agent scrape targets",
+                 expected=sorted(pods), timeout=30, interval=0.5)
+
+
+def test_killed_pod_is_replaced_and_restart_counted(stack: LocalBackend) -> None:
+    before = stack.supervisors["agent"].restarts_total
+    victim = stack.supervisors["agent"].pods()[0]
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)
+    wait_for(lambda: [p.name for p in stack.pods("agent") if p.ready],
+             lambda names: len(names) == 2 and victim.name not in names,
+             what="replacement agent ready", expected="2 ready, victim gone", timeout=30,
+             interval=0.2)
+    assert stack.supervisors["agent"].restarts_total == before + 1
+    _wait_value(stack, 'sum(kube_pod_container_status_restarts_total{deployment="agent"})',
+                before + 1)
+
+
+def _processed(stack: LocalBackend) -> float:
+    total = 0.0
+    for pod in stack.supervisors["agent"].pods():
+        port = pod.port(9100)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith("scalelab_agent_tasks_processed_total"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_tasks_posted_through_the_api_are_processed(stack: LocalBackend) -> None:
+    before = _processed(stack)
+    for _ in range(6):
+        resp = requests.post(f"{stack.endpoints.api}/tasks",
+                             json={"tool": "cpu", "arguments": {"cpu_ms": 200}}, timeout=5)
+        assert resp.status_code == 202, resp.text
+    wait_for(lambda: _processed(stack) - before, lambda n: n >= 6, what="processed tasks",
+             expected=6, timeout=60, interval=0.3)
+    # the CPU they burnt shows in the metrics-server view the HPA reads
+    metrics = wait_for(lambda: stack.pod_metrics("agent"),
+                       lambda m: len(m) == 2, what="pod metrics for both agents",
+                       expected=2, timeout=30, interval=0.3)
+    assert all(m.window >= TIMING.metrics_window for m in metrics.values())
+
+
+def test_purge_queue_drops_waiting_tasks(stack: LocalBackend) -> None:
+    stack.scale("agent", 0)
+    wait_for(lambda: stack.pods("agent"), lambda pods: pods == [], what="no agent pods",
+             expected="none", timeout=40, interval=0.2)
+    try:
+        for _ in range(3):
+            requests.post(f"{stack.endpoints.api}/tasks",
+                          json={"tool": "io", "arguments": {"io_ms": 10}}, timeout=5)
+        assert stack.purge_queue() == 3
+        assert stack.purge_queue() == 0
+    finally:
+        stack.scale("agent", 2)
+        wait_for(lambda: stack.replicas("agent").ready, lambda n: n == 2,
+                 what="agents back", expected=2, timeout=30, interval=0.2)
+
+
+def test_diagnostics_have_pods_and_log_tails(stack: LocalBackend) -> None:
+    diag = stack.diagnostics()
+    agent = diag["deployments"]["agent"]
+    assert agent["spec"] == 2 and len(agent["pods"]) >= 2
+    assert all("log_tail" in p for p in agent["pods"])
+    assert diag["rabbitmq_log_tail"] and diag["prometheus_log_tail"]
+
+
+def test_apply_scaling_runs_the_emulated_controllers(stack: LocalBackend) -> None:
+    """Wiring only (C owns the controllers' behaviour): objects applied, their series
+    served by our exporter and scraped, removed again."""
+    refs = stack.apply_scaling(Path("manifests/scaling/keda-queue.yaml"))
+    try:
+        assert any(r.startswith("ScaledObject/") for r in refs)
+        wait_for(lambda: _prom(stack).custom_query("keda_scaler_active"), bool,
+                 what="keda_scaler_active scraped from the exporter", expected="a series",
+                 timeout=30, interval=0.5)
+        assert stack.diagnostics()["scaling_objects"] == refs
+    finally:
+        stack.remove_scaling()
+    assert stack.diagnostics()["scaling_objects"] == []
