@@ -135,7 +135,8 @@ def _object(doc: dict[str, Any], *, source: Path, namespace: str) -> ScalingObje
         raise ConfigError(f"{kind}/{name} is in namespace {ns!r} but the stack runs in "
                           f"{namespace!r}", file=file, field="metadata.namespace",
                           fix=f"set metadata.namespace: {namespace} or remove it")
-    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    raw_spec = doc.get("spec")
+    spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
     target: str | None = None
     lo: int | None = None
     hi: int | None = None

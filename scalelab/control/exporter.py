@@ -100,7 +100,7 @@ class ControlCollector(Collector):
                                  "The condition of this autoscaler.",
                                  labels=[*HPA_LABELS, "condition", "status"])
         for h in snap.hpas:
-            key = [h.namespace, h.name]
+            key: list[str] = [h.namespace, h.name]
             lo.add_metric(key, h.min_replicas)
             hi.add_metric(key, h.max_replicas)
             if h.current_replicas is not None:
@@ -113,8 +113,8 @@ class ControlCollector(Collector):
                 stat_t.add_metric([*key, name, ttype], value)
             for c in h.conditions:
                 status = c.get("status", "Unknown").lower()
-                for s in ("true", "false", "unknown"):
-                    cond.add_metric([*key, c["type"], s], 1.0 if s == status else 0.0)
+                for st in ("true", "false", "unknown"):
+                    cond.add_metric([*key, c["type"], st], 1.0 if st == status else 0.0)
         yield from (cur, des, lo, hi, spec_t, stat_t, cond)
 
         val = GaugeMetricFamily("keda_scaler_metrics_value",

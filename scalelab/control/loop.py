@@ -272,14 +272,14 @@ class ControlLoop:
                     conditions=[] if d is None else d.conditions_as_dicts()))
             scalers = []
             for u in self._keda:
-                for t in u.spec.triggers:
-                    if not isinstance(t, EventTrigger):
+                for trig in u.spec.triggers:
+                    if not isinstance(trig, EventTrigger):
                         continue
-                    r = u.readings.get(t.index)
+                    r = u.readings.get(trig.index)
                     scalers.append(exporter.ScalerStatus(
                         namespace=u.spec.namespace, scaled_object=u.spec.name,
-                        scaler=t.scaler, trigger_index=t.index, metric=t.metric_name,
+                        scaler=trig.scaler, trigger_index=trig.index, metric=trig.metric_name,
                         value=None if r is None else r.value,
                         active=False if r is None else r.active,
-                        errors=u.errors.get(t.index, 0)))
+                        errors=u.errors.get(trig.index, 0)))
             return exporter.Snapshot(hpas=hpas, scalers=scalers)

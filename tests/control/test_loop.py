@@ -250,3 +250,44 @@ def test_missing_env_var_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="RABBITMQ_MGMT_URL") as info:
         _loop("keda-queue.yaml", view)
     assert info.value.field == "spec.triggers[0].metadata.hostFromEnv"
+
+
+@pytest.mark.slow
+def test_keda_activates_from_real_queue(rabbitmq: object, queue_names: object) -> None:
+    """The whole KEDA path against the real broker's management API (view still fake)."""
+    import pika
+
+    amqp_url: str = rabbitmq.amqp_url  # type: ignore[attr-defined]
+    queue: str = queue_names.tasks  # type: ignore[attr-defined]
+    mgmt_url = rabbitmq.management_url.replace(  # type: ignore[attr-defined]
+        "http://", "http://guest:guest@") + "/"
+    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-queue-zero.yaml").read_text())
+    doc["spec"]["triggers"][0]["metadata"]["queueName"] = queue
+    view = FakeView(replicas=0)
+    view.container_env = lambda deployment: {"RABBITMQ_MGMT_URL": mgmt_url}  # type: ignore
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue=queue, durable=True)
+        loop = ControlLoop(objects=[doc], view=view, timing=TIMING,
+                           registry=CollectorRegistry(), clock=lambda: 0.0,
+                           source="keda-queue-zero.yaml")
+        loop.step(0.0)
+        assert view.replicas == 0 and loop.errors == []
+        for i in range(12):
+            ch.basic_publish(exchange="", routing_key=queue, body=f"t{i}".encode())
+        clock = iter(range(5, 10_000, 5))
+
+        def probe() -> int:
+            loop.step(float(next(clock)))
+            return view.replicas
+
+        # management stats lag by up to collect_statistics_interval (5 s by default)
+        wait_for(probe, lambda r: r >= 3, what="KEDA + HPA to scale from 0 on 12 messages",
+                 expected=">= 3 replicas", timeout=30.0, interval=0.5)
+        kinds = [(e.controller, e.from_replicas, e.to_replicas) for e in loop.events()]
+        assert kinds[0] == ("keda", 0, 1)
+        assert ("hpa", 1, 3) in kinds
+        ch.queue_delete(queue=queue)
+    finally:
+        conn.close()
