@@ -193,3 +193,13 @@ def test_missing_reference_warns(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="not found"):
         objs = validate_scaling(SCALING_MANIFESTS / "keda-queue.yaml", reference=tmp_path)
     assert objs[0].kind == SCALED_OBJECT
+
+
+def test_trigger_authentication_schema(tmp_path: Path) -> None:
+    ta = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+          "metadata": {"name": "rabbit", "namespace": "scalelab"},
+          "spec": {"secretTargetRef": [{"parameter": "host", "name": "rmq", "key": "url"}]}}
+    objs = validate_scaling(_write(tmp_path, ta))
+    assert objs[0].ref == "TriggerAuthentication/rabbit" and objs[0].target is None
+    ta["spec"]["secretTargetRef"][0]["secret"] = "typo"
+    _expect(_write(tmp_path, ta), "spec.secretTargetRef[0].secret", "unknown")
