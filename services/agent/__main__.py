@@ -11,6 +11,8 @@ import signal
 import sys
 from types import FrameType
 
+from prometheus_client import disable_created_metrics
+
 from services.agent.metrics import AgentMetrics, make_app, serve
 from services.agent.worker import Worker
 from services.common.config import AgentConfig, ConfigError
@@ -25,6 +27,7 @@ def main() -> int:
     except ConfigError as err:
         print(f"scalelab agent: {err}", file=sys.stderr)
         return 2
+    disable_created_metrics()  # *_created series: noise for every dashboard
     metrics = AgentMetrics.create()
     worker = Worker(config=config, metrics=metrics)
     try:

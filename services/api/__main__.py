@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from prometheus_client import disable_created_metrics
 
 from services.api.app import create_app
 from services.common.config import ApiConfig, ConfigError
@@ -37,6 +38,7 @@ def main() -> int:
     except ConfigError as err:
         print(f"scalelab api: {err}", file=sys.stderr)
         return 2
+    disable_created_metrics()  # *_created series: noise for every dashboard
     options = {
         "bind": f"{config.bind}:{config.port}",
         "workers": 1,

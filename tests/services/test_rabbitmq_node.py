@@ -119,3 +119,19 @@ def test_existing_broker_that_is_not_there_times_out_with_details() -> None:
     with pytest.raises(WaitTimeout) as info:
         closed.start()
     assert "amqp" in str(info.value) and "expected" in str(info.value)
+
+
+@pytest.mark.slow
+def test_per_queue_depth_is_exported_as_docs_say(rabbitmq: RabbitMQNode) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(rabbitmq.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(queue="depth-doc-q", auto_delete=False)
+        ch.basic_publish("", "depth-doc-q", b"x")
+        text = requests.get(f"{rabbitmq.prometheus_url}/metrics/detailed",
+                            params={"family": "queue_coarse_metrics"}, timeout=5).text
+        ch.queue_delete("depth-doc-q")
+    finally:
+        conn.close()
+    assert 'rabbitmq_detailed_queue_messages_ready{vhost="/",queue="depth-doc-q"}' in text
