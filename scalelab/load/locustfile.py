@@ -47,13 +47,17 @@ class _Clock:
     """The plan's time origin: set by the shape's first tick, read by every user."""
 
     t0: float | None = None
+    wall0: float = 0.0
     phase_index: int | None = None
+    started = 0  # phases whose start is logged
+    ended = 0    # phases whose end is logged
     slots: dict[int, int] = {}
 
     @classmethod
     def elapsed(cls) -> float:
         if cls.t0 is None:
             cls.t0 = time.monotonic()
+            cls.wall0 = time.time()
         return time.monotonic() - cls.t0
 
     @classmethod
@@ -73,6 +77,26 @@ def _log_phase(record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def _log_boundaries(index: int | None) -> None:
+    """Log every phase start/end up to ``index`` (None: the end of the plan), in order.
+
+    Times are on the plan's clock (what the users follow), not the tick's, which runs
+    once a second and may be late or skip a short phase.
+    """
+    upto_start = len(PHASES) if index is None else index + 1
+    upto_end = len(PHASES) if index is None else index
+    while _Clock.started < upto_start or _Clock.ended < upto_end:
+        if _Clock.ended < _Clock.started and _Clock.ended < upto_end:
+            i, event = _Clock.ended, "end"
+            offset = sum(p["duration"] for p in PHASES[: i + 1])
+            _Clock.ended += 1
+        else:
+            i, event = _Clock.started, "start"
+            offset = sum(p["duration"] for p in PHASES[:i])
+            _Clock.started += 1
+        _log_phase({"event": event, "name": PHASES[i]["name"], "t": _Clock.wall0 + offset})
+
+
 def pool_users(phase: dict[str, Any]) -> int:
     """Concurrency for a fixed-rate phase: the given users, or enough to keep the schedule."""
     if phase.get("users"):
@@ -88,12 +112,7 @@ class PhaseShape(LoadTestShape):
         now = _Clock.current()
         index = None if now is None else now[0]
         if index != _Clock.phase_index:
-            wall = time.time()
-            if _Clock.phase_index is not None:
-                _log_phase({"event": "end", "name": PHASES[_Clock.phase_index]["name"],
-                            "t": wall})
-            if index is not None:
-                _log_phase({"event": "start", "name": PHASES[index]["name"], "t": wall})
+            _log_boundaries(index)
             _Clock.phase_index = index
         if index is None:
             return None

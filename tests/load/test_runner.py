@@ -143,9 +143,10 @@ def test_locust_follows_the_phases(tmp_path: Path, fake_api: FakeAPI) -> None:
     assert list(times) == ["quiet", "steady", "closed", "burst"]
     assert all(p["end"] is not None for p in times.values())
 
-    def tasks_in(name: str) -> list[dict[str, Any]]:
+    def tasks_in(name: str, slack: float = 0.0) -> list[dict[str, Any]]:
+        # the server logs on receipt, a moment after the phase's schedule sent it
         p = times[name]
-        return [e for e in served if p["start"] <= e["t"] < p["end"] + 0.05]
+        return [e for e in served if p["start"] <= e["t"] < p["end"] + slack]
 
     def count(entries: list[dict[str, Any]]) -> int:
         return sum(len(e.get("ids", ())) + e.get("rejected", 0) for e in entries)
@@ -153,7 +154,7 @@ def test_locust_follows_the_phases(tmp_path: Path, fake_api: FakeAPI) -> None:
     assert count(tasks_in("quiet")) == 0, "an idle phase publishes nothing"
     steady = count(tasks_in("steady"))
     assert 0.75 * 120 <= steady <= 1.1 * 120, f"20 tasks/s for 6 s, got {steady}"
-    burst = tasks_in("burst")
+    burst = tasks_in("burst", slack=1.0)
     assert count(burst) == 7, "tasks: 7 publishes exactly 7 (3 batches of 2 and one of 1)"
     assert sorted(len(e.get("ids", ())) or e["rejected"] for e in burst) == [1, 2, 2, 2]
     assert count(tasks_in("closed")) > 0
