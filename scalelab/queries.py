@@ -257,10 +257,21 @@ def capture_series(
     is stored with ``error`` and no series.
     """
     from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
 
     scrape = scrape_interval if scrape_interval is not None else _scrape_interval(scenario)
     step = choose_step(start=start, end=end, scrape_interval=scrape)
-    prom = PrometheusConnect(url=prometheus_url, disable_ssl=True, timeout=int(timeout))
+    # Few, quick retries: a capture at teardown must not stall for minutes on a dead server.
+    retry = Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504),
+                  allowed_methods=None)
+    prom = PrometheusConnect(url=prometheus_url, disable_ssl=True, timeout=int(timeout),
+                             retry=retry)
+    unreachable = None
+    try:
+        if not prom.check_prometheus_connection():
+            unreachable = f"Prometheus at {prometheus_url} did not answer"
+    except Exception as err:  # connection refused, DNS...: every query gets the reason
+        unreachable = f"Prometheus at {prometheus_url} unreachable: {type(err).__name__}: {err}"
     t0, t1 = (datetime.fromtimestamp(x, tz=UTC) for x in (start, end))
     out: dict[str, Any] = {
         "start": start, "end": end, "step": step,
@@ -272,6 +283,10 @@ def capture_series(
     for q in queries:
         entry: dict[str, Any] = {"title": q.title, "promql": q.promql, "unit": q.unit,
                                  "chart": q.chart, "target": q.target, "series": []}
+        if unreachable is not None:
+            entry["error"] = unreachable
+            out["queries"][q.key] = entry
+            continue
         try:
             result = prom.custom_query_range(q.promql, start_time=t0, end_time=t1,
                                              step=f"{step:g}s")
