@@ -8,6 +8,7 @@ and uncaught exceptions, evaluate JavaScript in the page and take a screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -72,20 +73,16 @@ class Chromium:
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already gone: fall through to kill
             self.send("Browser.close")
-        except Exception:  # already gone: fall through to kill
-            pass
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=5)
         for fd in (self._to_chrome, self._from_chrome):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         shutil.rmtree(self._profile, ignore_errors=True)
 
     # -- protocol --------------------------------------------------------------------
