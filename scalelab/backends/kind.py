@@ -684,8 +684,10 @@ class ClusterBackend(Backend):
     def _wait_rollouts(self) -> None:
         ns = self.settings.namespace
         for name in (RABBITMQ_DEPLOYMENT, API_DEPLOYMENT, AGENT_DEPLOYMENT):
-            wait_for(lambda n=name: rollout_state(self.api.get_deployment(namespace=ns, name=n)),
-                     lambda s: s.complete, what=f"Deployment {ns}/{name} to roll out",
+            def probe(n: str = name) -> RolloutState:
+                return rollout_state(self.api.get_deployment(namespace=ns, name=n))
+
+            wait_for(probe, lambda s: s.complete, what=f"Deployment {ns}/{name} to roll out",
                      expected="all replicas updated and available",
                      timeout=self.cluster.rollout_timeout, interval=2.0,
                      clock=self._clock, sleep=self._sleep,

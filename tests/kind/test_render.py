@@ -175,8 +175,8 @@ def test_kube_prometheus_stack_values(timing: TimingProfile) -> None:
     assert sidecar["enabled"] is True
     assert (sidecar["label"], sidecar["labelValue"]) == (kind.DASHBOARD_LABEL, "1")
     # The services the backend port-forwards are named from fullnameOverride.
-    assert kind.DEFAULT_PROMETHEUS_SERVICE == f"monitoring/{values['fullnameOverride']}" \
-                                              "-prometheus:9090"
+    prometheus_service = f"monitoring/{values['fullnameOverride']}-prometheus:9090"
+    assert prometheus_service == kind.DEFAULT_PROMETHEUS_SERVICE
 
 
 def test_keda_values_export_the_scaler_metrics() -> None:

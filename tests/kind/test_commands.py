@@ -1,0 +1,556 @@
+"""Command contracts of the kind and existing-cluster backends.
+
+No cluster can run here (no Docker engine), so the seam to the cluster is replaced:
+
+* FAKE AT THE CLUSTER SEAM: ``Recorder`` stands in for the CLIs (kind, kubectl, helm,
+  docker): it records each command line and answers with recorded output. pytest-kind's
+  real ``KindCluster`` runs, with only its ``subprocess`` module swapped for the recorder.
+* FAKE AT THE CLUSTER SEAM: ``FakeApi`` stands in for ``scalelab.kube.KubeApi`` and returns
+  recorded API objects (``tests/kind/data``, the JSON shape ``kubectl get -o json`` prints).
+* ``kubectl port-forward`` is replaced by a real listening socket on the chosen local port,
+  so the backend's real TCP readiness probe runs.
+
+Everything else (step order, teardown after partial failure, parsing) is the real code.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import pytest_kind.cluster
+
+from scalelab import paths
+from scalelab.backends import kind
+from scalelab.backends.base import Replicas, ScalingEvent
+from scalelab.errors import BackendError, ConfigError, MissingDependencyError, WaitTimeout
+from scalelab.kube import CommandError, Completed
+from scalelab.settings import StackSettings, TimingProfile
+
+DATA = Path(__file__).parent / "data"
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: kind-scalelab, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: kind-scalelab, user: {token: fake}}]
+contexts: [{name: kind-scalelab, context: {cluster: kind-scalelab, user: kind-scalelab}}]
+current-context: kind-scalelab
+"""
+
+
+def load(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+class Boom(Exception):
+    """The injected failure."""
+
+
+class FakeForward:
+    """Stands in for `kubectl port-forward`: listens on the local port it was given."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen()
+        self.stopped = False
+
+    def running(self) -> bool:
+        return not self.stopped
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.sock.close()
+
+
+class Recorder:
+    """FAKE AT THE CLUSTER SEAM: records every CLI call, in order, across all channels."""
+
+    def __init__(self, tmp: Path, *, fail_at: int | None = None) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.inputs: dict[int, str] = {}
+        self.fail_at = fail_at
+        self.forwards: list[FakeForward] = []
+        self.answers: dict[str, str] = {}
+        self.tmp = tmp
+
+    def _record(self, args: Sequence[Any]) -> tuple[str, ...]:
+        call = tuple(str(a) for a in args)
+        self.calls.append(call)
+        if self.fail_at is not None and len(self.calls) - 1 == self.fail_at:
+            raise Boom(f"injected failure at call {self.fail_at}: {' '.join(call)}")
+        return call
+
+    # scalelab.kube.run
+    def run(self, cmd: Sequence[str], *, input: str | None = None, timeout: float = 600.0,
+            env: Any = None) -> Completed:
+        call = self._record(cmd)
+        if input is not None:
+            self.inputs[len(self.calls) - 1] = input
+        for key, out in self.answers.items():
+            if key in " ".join(call):
+                return Completed(args=call, returncode=0, stdout=out, stderr="")
+        return Completed(args=call, returncode=0, stdout="", stderr="")
+
+    # scalelab.kube.spawn
+    def spawn(self, cmd: Sequence[str], *, log_file: Path) -> FakeForward:
+        call = self._record(cmd)
+        fwd = FakeForward(int(call[-1].split(":")[0]))
+        self.forwards.append(fwd)
+        return fwd
+
+    # pytest_kind.cluster.subprocess (run / check_output), what KindCluster calls
+    def subprocess(self) -> SimpleNamespace:
+        def check_output(cmd: Sequence[str], **_: Any) -> str:
+            self._record(cmd)
+            return ""   # `kind get clusters`: none yet
+
+        def run(cmd: Sequence[str], check: bool = False, **_: Any) -> Any:
+            call = self._record(cmd)
+            if call[1:3] == ("create", "cluster"):   # kind writes the kubeconfig
+                kc = next(a.split("=", 1)[1] for a in call if a.startswith("--kubeconfig="))
+                Path(kc).write_text(KUBECONFIG)
+            return subprocess.CompletedProcess(call, 0)
+
+        return SimpleNamespace(check_output=check_output, run=run)
+
+
+class FakeApi:
+    """FAKE AT THE CLUSTER SEAM: recorded API objects instead of a kube-apiserver."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.deployments: dict[str, dict[str, Any]] = {}
+        for name in ("rabbitmq", "api", "agent"):
+            doc = load("deployment-agent.json")
+            doc["metadata"]["name"] = name
+            doc["spec"]["replicas"] = 2
+            doc["status"].update(replicas=2, readyReplicas=2, availableReplicas=2,
+                                 updatedReplicas=2)
+            self.deployments[name] = doc
+        self.hpas: list[list[dict[str, Any]]] = [[]]
+        self.events: list[dict[str, Any]] = []
+        self.scaled: list[tuple[str, int]] = []
+
+    def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        self.recorder._record(("api", "get", "deployment", namespace, name))
+        return self.deployments.get(name)
+
+    def list_hpas(self, *, namespace: str) -> list[dict[str, Any]]:
+        return self.hpas.pop(0) if len(self.hpas) > 1 else self.hpas[0]
+
+    def list_events(self, *, namespace: str) -> list[dict[str, Any]]:
+        return self.events
+
+    def scale_deployment(self, *, namespace: str, name: str, replicas: int) -> None:
+        self.scaled.append((name, replicas))
+
+    def server_version(self) -> dict[str, Any]:
+        return {"gitVersion": "v1.30.4", "major": "1", "minor": "30"}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir()
+    for name in ("kind", "kubectl", "helm", "docker"):
+        (d / name).touch(mode=0o755)
+    return d
+
+
+def make(tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, *,
+         backend: str = "kind", fail_at: int | None = None,
+         **cluster: Any) -> tuple[kind.ClusterBackend, Recorder, FakeApi]:
+    monkeypatch.chdir(tmp_path)   # KindCluster makes ./.pytest-kind
+    rec = Recorder(tmp_path, fail_at=fail_at)
+    monkeypatch.setattr(pytest_kind.cluster, "subprocess", rec.subprocess())
+    api = FakeApi(rec)
+    clock = FakeClock()
+    settings = kind.ClusterSettings(work_dir=tmp_path / "work", **cluster)
+    kwargs: dict[str, Any] = dict(
+        settings=StackSettings(timing=TimingProfile()), cluster=settings, run=rec.run,
+        spawn=rec.spawn, api=api, which=lambda n: str(bin_dir / n), clock=clock,
+        sleep=clock.sleep)
+    b: kind.ClusterBackend = (kind.KindBackend(**kwargs) if backend == "kind"
+                              else kind.ExistingBackend(**kwargs))
+    return b, rec, api
+
+
+def short(call: tuple[str, ...]) -> str:
+    """A call without paths to binaries/kubeconfig, for readable sequence assertions."""
+    prog = Path(call[0]).name
+    rest = [a for a in call[1:]]
+    if prog == "kubectl" and rest[:1] == ["--kubeconfig"]:
+        rest = rest[2:]
+    if prog == "api":
+        return "api " + " ".join(rest)
+    return " ".join([prog, *rest[:3]])
+
+
+def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    endpoints = b.up()
+    try:
+        seq = [short(c) for c in rec.calls]
+        assert seq == [
+            "kind get clusters",
+            "kind create cluster --name=scalelab",
+            "docker build --tag scalelab/api:dev",
+            "docker build --tag scalelab/agent:dev",
+            "kind load docker-image --name",
+            "kind load docker-image --name",
+            "helm upgrade --install metrics-server",
+            "helm upgrade --install kps",
+            "helm upgrade --install keda",
+            "kubectl apply -k " + str(b.work_dir / "stack"),
+            "kubectl apply -f " + str(kind.CLUSTER_DIR / "monitors.yaml"),
+            "kubectl apply --server-side --field-manager=scalelab",
+            "api get deployment scalelab rabbitmq",
+            "api get deployment scalelab api",
+            "api get deployment scalelab agent",
+            "kubectl port-forward --namespace scalelab",
+            "kubectl port-forward --namespace monitoring",
+            "kubectl port-forward --namespace scalelab",
+            "kubectl port-forward --namespace scalelab",
+            "kubectl port-forward --namespace monitoring",
+        ]
+        kc = str(b.kubeconfig)
+        create = rec.calls[1]
+        assert f"--kubeconfig={kc}" in create
+        assert create[create.index("--config") + 1] == str(b.work_dir / "kind-config.yaml")
+        assert "horizontal-pod-autoscaler-sync-period: \"5s\"" in \
+            (b.work_dir / "kind-config.yaml").read_text()
+        build = rec.calls[2]
+        assert build[-3:] == ("--file", str(paths.ROOT / "services/api/Dockerfile"),
+                              str(paths.ROOT))
+        assert rec.calls[4][-1] == "scalelab/api:dev" and rec.calls[5][-1] == "scalelab/agent:dev"
+        pinned = {r.name: r for r in kind.load_charts()}
+        for call in rec.calls[6:9]:
+            release = pinned[call[3]]
+            assert call[call.index("--version") + 1] == release.version
+            assert call[call.index("--repo") + 1] == release.repo
+            assert call[call.index("--namespace") + 1] == release.namespace
+            assert call[call.index("--kubeconfig") + 1] == kc
+            assert "--wait" in call
+            values = Path(call[call.index("--values") + 1])
+            assert values.read_text() == kind.render_values(release, timing=TimingProfile())
+        dashboards = rec.inputs[11]
+        assert dashboards.count("kind: ConfigMap") == 4
+        assert [c[2] for c in rec.calls[12:15]] == ["deployment"] * 3
+        assert [c[-1] for c in rec.calls[12:15]] == ["rabbitmq", "api", "agent"]
+        forwarded = [(c[-2], c[-1].split(":")[1]) for c in rec.calls[15:]]
+        assert forwarded == [("svc/api", "8080"), ("svc/kps-prometheus", "9090"),
+                             ("svc/rabbitmq", "15672"), ("svc/rabbitmq", "5672"),
+                             ("svc/kps-grafana", "80")]
+        for c in rec.calls[15:]:
+            assert c[c.index("--address") + 1] == "127.0.0.1"
+        ports = [int(c[-1].split(":")[0]) for c in rec.calls[15:]]
+        assert endpoints.api == f"http://127.0.0.1:{ports[0]}"
+        assert endpoints.prometheus == f"http://127.0.0.1:{ports[1]}"
+        assert endpoints.rabbitmq_management == f"http://127.0.0.1:{ports[2]}"
+        assert endpoints.amqp == f"amqp://guest:guest@127.0.0.1:{ports[3]}/%2F"
+        assert b.grafana_url == f"http://127.0.0.1:{ports[4]}"
+    finally:
+        n = len(rec.calls)
+        b.down()
+    assert [short(c) for c in rec.calls[n:]] == ["kind delete cluster --name=scalelab"]
+    assert all(f.stopped for f in rec.forwards)
+    b.down()   # idempotent: nothing more happens
+    assert len(rec.calls) == n + 1
+    with pytest.raises(BackendError):
+        _ = b.endpoints
+
+
+# The calls of a kind up(), by index (see the test above); fail each one in turn.
+KIND_STEPS = {0: "kind get clusters", 1: "kind create", 2: "docker build", 4: "kind load",
+              6: "helm metrics-server", 8: "helm keda", 9: "apply stack", 11: "dashboards",
+              12: "rollout read", 16: "second port-forward", 19: "last port-forward"}
+
+
+@pytest.mark.parametrize("fail_at", list(KIND_STEPS), ids=list(KIND_STEPS.values()))
+def test_kind_up_failing_at_any_step_cleans_up(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, fail_at=fail_at)
+    with pytest.raises(Boom):
+        b.up()
+    # Nothing ran after the failure but the cleanup, which up() did itself: every
+    # port-forward stopped, the cluster deleted (`kind delete cluster` is safe for a
+    # cluster that was never fully created).
+    assert [short(c) for c in rec.calls[fail_at + 1:]] == ["kind delete cluster --name=scalelab"]
+    assert all(f.stopped for f in rec.forwards)
+    n = len(rec.calls)
+    b.down()
+    assert len(rec.calls) == n, "down() after a failed up() does nothing more"
+
+
+def test_kind_cleanup_survives_a_failing_delete(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    b.up()
+    rec.fail_at = len(rec.calls)
+    b.down()   # never raises
+    assert short(rec.calls[-1]) == "kind delete cluster --name=scalelab"
+    assert all(f.stopped for f in rec.forwards)
+
+
+def test_a_rollout_that_never_completes_times_out_with_expected_actual_elapsed(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, api = make(tmp_path, bin_dir, monkeypatch, rollout_timeout=60.0)
+    api.deployments["agent"]["status"]["availableReplicas"] = 1
+    with pytest.raises(WaitTimeout) as err:
+        b.up()
+    msg = str(err.value)
+    assert "Deployment scalelab/agent to roll out" in msg
+    assert "expected all replicas updated and available" in msg
+    assert "available 1/2" in msg
+    assert err.value.elapsed >= 60.0
+    assert short(rec.calls[-1]) == "kind delete cluster --name=scalelab"
+
+
+def test_keep_cluster_deletes_only_the_namespace(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, keep_cluster=True)
+    b.up()
+    n = len(rec.calls)
+    b.down()
+    assert [short(c) for c in rec.calls[n:]] == [
+        "kubectl delete namespace scalelab", "kubectl delete configmap --namespace"]
+
+
+def test_preflight_refuses_before_anything_runs(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    (bin_dir / "helm").unlink()
+    b._which = lambda n: str(bin_dir / n) if (bin_dir / n).exists() else None
+    with pytest.raises(MissingDependencyError, match="helm"):
+        b.up()
+    assert rec.calls == []
+    b2, rec2, _ = make(tmp_path, bin_dir, monkeypatch)
+    b2.settings = StackSettings(namespace="other")
+    with pytest.raises(ConfigError) as err:
+        b2.up()
+    assert err.value.field == "namespace"
+    assert rec2.calls == []
+
+
+def test_kind_missing_binary_with_a_too_old_download_is_refused(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    (bin_dir / "kind").unlink()
+    b._which = lambda n: str(bin_dir / n) if (bin_dir / n).exists() else None
+    monkeypatch.setattr(pytest_kind.cluster, "KIND_VERSION", "v0.17.0")
+    with pytest.raises(MissingDependencyError, match="KIND_VERSION"):
+        b.up()
+    assert rec.calls == []
+
+
+def test_existing_uses_the_context_registry_images_and_deletes_only_the_namespace(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, backend="existing", context="prod-lab",
+                     image_prefix="ghcr.io/me", image_tag="v1")
+    b.up()
+    seq = [short(c) for c in rec.calls]
+    assert seq[:7] == [
+        "kubectl --context prod-lab config",
+        "helm upgrade --install metrics-server",
+        "helm upgrade --install kps",
+        "helm upgrade --install keda",
+        "kubectl --context prod-lab apply",
+        "kubectl --context prod-lab apply",
+        "kubectl --context prod-lab apply",
+    ]
+    assert not any(Path(c[0]).name in ("kind", "docker") for c in rec.calls)
+    for c in rec.calls:
+        if Path(c[0]).name == "helm":
+            assert c[c.index("--kube-context") + 1] == "prod-lab"
+            assert "--kubeconfig" not in c
+    overlay = (b.work_dir / "stack" / "kustomization.yaml").read_text()
+    assert "newName: ghcr.io/me/scalelab/api" in overlay and "newTag: v1" in overlay
+    n = len(rec.calls)
+    b.down()
+    assert [short(c) for c in rec.calls[n:]] == [
+        "kubectl --context prod-lab delete", "kubectl --context prod-lab delete"]
+    assert rec.calls[n][3:6] == ("delete", "namespace", "scalelab")
+    b.down()
+    assert len(rec.calls) == n + 2
+
+
+def test_existing_failing_before_apply_deletes_nothing(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, backend="existing", fail_at=2)
+    with pytest.raises(Boom):
+        b.up()
+    assert len(rec.calls) == 3   # the namespace was never applied: nothing to delete
+
+
+def test_existing_without_addons_skips_helm_and_monitoring(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, backend="existing", install_addons=False,
+                     prometheus_service="observability/prometheus:9090")
+    b.up()
+    try:
+        assert not any(Path(c[0]).name == "helm" for c in rec.calls)
+        fwd = [c for c in rec.calls if "port-forward" in c]
+        assert len(fwd) == 4
+        assert fwd[1][-2:-1] == ("svc/prometheus",) and "observability" in fwd[1]
+    finally:
+        b.down()
+
+
+# -- control and observation ---------------------------------------------------------------
+def test_apply_scaling_runs_kubectl_apply_and_returns_kind_slash_name(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, api = make(tmp_path, bin_dir, monkeypatch)
+    manifest = paths.SCALING_MANIFESTS / "keda-hybrid.yaml"
+    rec.answers["apply"] = (DATA / "apply-keda-hybrid.json").read_text()
+    assert b.apply_scaling(manifest) == ["ScaledObject/agent"]
+    (call,) = rec.calls
+    assert call[-7:] == ("apply", "--namespace", "scalelab", "-f", str(manifest), "-o", "json")
+    # remove_scaling deletes what was applied, then waits for KEDA's HPA to be collected
+    api.hpas = [[{"metadata": {"name": "keda-hpa-agent"}}]] * 3 + [[]]
+    b.remove_scaling()
+    delete = rec.calls[1]
+    assert delete[3:7] == ("delete", "--namespace", "scalelab", "scaledobject.keda.sh/agent")
+    assert "--ignore-not-found" in delete
+    b.remove_scaling()   # nothing applied any more: no command
+    assert len(rec.calls) == 2
+
+
+def test_apply_scaling_parses_a_list_of_objects(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, api = make(tmp_path, bin_dir, monkeypatch)
+    rec.answers["apply"] = (DATA / "apply-two-objects.json").read_text()
+    refs = b.apply_scaling(paths.SCALING_MANIFESTS / "hpa-cpu.yaml")
+    assert refs == ["TriggerAuthentication/rabbitmq-auth", "HorizontalPodAutoscaler/agent"]
+    api.hpas = [[{"metadata": {"name": "agent"}}]]   # never goes away
+    with pytest.raises(WaitTimeout) as err:
+        b.remove_scaling()
+    assert "['agent']" in str(err.value) and "expected none" in str(err.value)
+    assert rec.calls[1][6:8] == ("triggerauthentication.keda.sh/rabbitmq-auth",
+                                 "horizontalpodautoscaler.autoscaling/agent")
+
+
+def test_apply_scaling_refuses_a_bad_manifest_before_kubectl(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\n"
+                   "metadata: {name: agent, namespace: elsewhere}\n")
+    with pytest.raises(ConfigError) as err:
+        b.apply_scaling(bad)
+    assert err.value.field == "metadata.namespace"
+    assert rec.calls == []
+
+
+def test_a_failing_kubectl_apply_raises_with_its_stderr(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, _, _ = make(tmp_path, bin_dir, monkeypatch)
+    webhook = ('Error from server (Forbidden): admission webhook "vscaledobject.kb.io" denied '
+               "the request: the workload 'agent' of type 'apps/v1.Deployment' is already "
+               "managed by the hpa 'agent'")
+
+    def failing(cmd: Sequence[str], **_: Any) -> Completed:
+        raise CommandError(Completed(args=tuple(cmd), returncode=1, stdout="", stderr=webhook))
+
+    b._run = failing
+    with pytest.raises(CommandError, match="already managed by the hpa"):
+        b.apply_scaling(paths.SCALING_MANIFESTS / "keda-queue.yaml")
+
+
+def test_replicas_from_a_recorded_deployment(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, _, api = make(tmp_path, bin_dir, monkeypatch)
+    api.deployments["agent"] = load("deployment-agent.json")
+    assert b.replicas("agent") == Replicas(spec=4, current=4, ready=2)
+    scaled_to_zero = load("deployment-agent.json")
+    scaled_to_zero["spec"]["replicas"] = 0
+    scaled_to_zero["status"] = {"observedGeneration": 4}   # zero fields are omitted
+    assert kind.replicas_from_deployment(scaled_to_zero) == Replicas(spec=0, current=0, ready=0)
+    with pytest.raises(BackendError, match="not found"):
+        b.replicas("missing")
+    b.scale("agent", 3)
+    assert api.scaled == [("agent", 3)]
+
+
+def test_scaling_events_from_recorded_hpa_and_events(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, _, api = make(tmp_path, bin_dir, monkeypatch)
+    api.events = load("events.json")["items"]
+    api.hpas = [[load("hpa-agent.json")]]
+    events = b.scaling_events()
+    t0 = kind.parse_time("2024-11-20T10:02:05Z")
+    assert t0 is not None
+    reason = "cpu resource utilization (percentage of request) above target"
+    assert [(e.t - t0, e.controller, e.object, e.from_replicas, e.to_replicas)
+            for e in events] == [
+        (0.0, "hpa", "HorizontalPodAutoscaler/agent", 2, 3),       # from: ScalingReplicaSet
+        (60.0, "hpa", "HorizontalPodAutoscaler/agent", 3, 4),      # from: previous rescale
+        (175.0, "keda", "ScaledObject/agent", 1, 0),
+        (pytest.approx(235.123456), "keda", "ScaledObject/agent", 0, 1),
+    ]
+    assert events[0].reason == reason and events[0].conditions == []
+    # the HPA's current conditions go with its latest decision
+    assert [c["reason"] for c in events[1].conditions] == \
+        ["ReadyForNewScale", "ValidMetricFound", "TooManyReplicas"]
+    assert events[3].reason.startswith("KEDAScaleTargetActivated: Scaled apps/v1.Deployment")
+    later = b.scaling_events(since=t0 + 30)
+    assert [e.to_replicas for e in later] == [4, 0, 1]
+    assert later[0].from_replicas == 3, "history before `since` still gives the old size"
+    assert all(isinstance(e, ScalingEvent) for e in later)
+
+
+def test_versions_report_server_and_charts(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    rec.answers["helm list"] = json.dumps([
+        {"name": "keda", "namespace": "keda", "chart": "keda-2.16.0", "app_version": "2.16.0",
+         "status": "deployed"},
+        {"name": "kps", "namespace": "monitoring", "chart": "kube-prometheus-stack-66.3.0",
+         "app_version": "v0.78.2", "status": "deployed"}])
+    v = b.versions()
+    assert v["kubernetes"] == "v1.30.4"
+    assert v["keda"] == "2.16.0"
+    assert v["chart/kube-prometheus-stack"] == "66.3.0"
+    assert v["chart/metrics-server"] == "3.12.2"   # pinned, not yet reported by helm
+
+
+def test_settings_from_env_name_the_variable_on_bad_input() -> None:
+    s = kind.ClusterSettings.from_env({"SCALELAB_IMAGE_PREFIX": "ghcr.io/me",
+                                       "SCALELAB_KUBE_CONTEXT": "lab",
+                                       "SCALELAB_INSTALL_ADDONS": "0"})
+    assert (s.image_prefix, s.context, s.install_addons) == ("ghcr.io/me", "lab", False)
+    with pytest.raises(ConfigError) as err:
+        kind.ClusterSettings.from_env({"SCALELAB_KEEP_CLUSTER": "maybe"})
+    assert err.value.field == "SCALELAB_KEEP_CLUSTER"
+    with pytest.raises(ConfigError) as err:
+        kind.ClusterSettings.from_env({"SCALELAB_PROMETHEUS_SERVICE": "prometheus"})
+    assert err.value.field == "SCALELAB_PROMETHEUS_SERVICE"
+    with pytest.raises(ConfigError) as err:
+        kind.ClusterSettings.from_env({"SCALELAB_ROLLOUT_TIMEOUT": "-3"})
+    assert err.value.field == "SCALELAB_ROLLOUT_TIMEOUT"
+
+
+def test_make_backend_builds_the_cluster_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scalelab.backends import make_backend
+
+    monkeypatch.delenv("SCALELAB_KUBE_CONTEXT", raising=False)
+    assert isinstance(make_backend("kind", settings=StackSettings()), kind.KindBackend)
+    assert isinstance(make_backend("existing", settings=StackSettings()), kind.ExistingBackend)
