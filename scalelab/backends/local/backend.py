@@ -13,6 +13,7 @@ metrics, the scale subresource, the target's env).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import platform
 import shutil
@@ -173,11 +174,11 @@ class LocalBackend(Backend):
             replicas = self.settings.agent_replicas if name == AGENT_DEPLOYMENT else None
             sup = Supervisor(
                 spec=self.specs[name], command=self.service_commands[name],
-                launch=lambda pod, n=name: self._launch(n, pod),
+                launch=functools.partial(self._launch, name),
                 workdir=self.workdir, replicas=replicas,
                 grace_period=self.specs[name].termination_grace_period
                 or timing.termination_grace_period,
-                cwd=paths.ROOT, host=bind, on_change=lambda n=name: self._write_sd(n))
+                cwd=paths.ROOT, host=bind, on_change=functools.partial(self._write_sd, name))
             self.supervisors[name] = sup
             sup.start()
         self._sampler = threading.Thread(target=self._sample_loop, name="resource-sampler",
@@ -230,7 +231,11 @@ class LocalBackend(Backend):
         port_var = PORT_ENV[deployment]
         container_port = int(spec.resolve_env(pod=pod)[port_var])
         sup = self.supervisors.get(deployment)
-        in_use = {p.port(container_port) for p in sup.pods()} if sup else set()
+        in_use: set[int] = set()
+        for other in sup.pods() if sup else []:
+            taken = other.port(container_port)
+            if taken is not None:
+                in_use.add(taken)
         if deployment == API_DEPLOYMENT and self._api_port not in in_use:
             port = self._api_port        # the Service's stable address
         else:

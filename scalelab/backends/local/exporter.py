@@ -88,8 +88,8 @@ class KubeStateCollector(Collector):
             rs_name = f"{s.name}-{s.template_hash}"
             for pod in sup.pods():
                 for cond in ("true", "false", "unknown"):
-                    value = float((cond == "true") == pod.ready) if cond != "unknown" else 0.0
-                    pod_ready.add_metric([ns, pod.name, pod.uid, cond, s.name], value)
+                    flag = float((cond == "true") == pod.ready) if cond != "unknown" else 0.0
+                    pod_ready.add_metric([ns, pod.name, pod.uid, cond, s.name], flag)
                 owner.add_metric([ns, pod.name, pod.uid, "ReplicaSet", rs_name, "true", s.name],
                                  1.0)
                 resources: list[tuple[GaugeMetricFamily, Any, str, str, float]] = [
