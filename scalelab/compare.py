@@ -84,9 +84,10 @@ def compare_runs(baseline: Path, contender: Path, *, margin: float = DEFAULT_MAR
         pages[name] = (base[name].path / "index.html", cont[name].path / "index.html")
         for m in METRICS:
             bv, cv = b.get(m.key), c.get(m.key)
-            numeric = isinstance(bv, int | float) and isinstance(cv, int | float)
-            diff = cv - bv if numeric else None
-            pct = (diff / abs(bv) * 100.0) if numeric and bv else None
+            diff = pct = None
+            if isinstance(bv, int | float) and isinstance(cv, int | float):
+                diff = cv - bv
+                pct = diff / abs(bv) * 100.0 if bv else None
             rows.append(Row(scenario=name, metric=m, baseline=bv, contender=cv, diff=diff,
                             pct=pct, verdict=classify(m, bv, cv, margin=margin)))
     return Comparison(

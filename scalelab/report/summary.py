@@ -5,8 +5,9 @@ can never disagree about what "time to first scale-up" means.
 
 Definitions (times in seconds, from the record's ``timeline`` and ``phases``):
 
-- *load start*: start of the first phase whose ``load`` asks for users / a rate > 0
-  (else the first phase, else ``started_at``); *load end*: end of the last such phase.
+- *load start*: start of the first phase whose ``load`` (``scalelab.scenario.Load.as_dict``)
+  is not ``mode: idle`` and asks for users, a rate or tasks > 0 (else the first phase, else
+  ``started_at``); *load end*: end of the last such phase.
 - *floor*: ``spec`` replicas at the first timeline sample (before the autoscaler acted).
 - *time to first scale-up*: first sample after load start whose ``spec`` exceeds the floor.
 - *peak replicas*: highest ``ready`` count; *time to peak*: first sample reaching it.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-_LOAD_KEYS = ("users", "rate", "rps", "tasks_per_second", "peak_users")
+_LOAD_KEYS = ("users", "rate", "tasks", "rps")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +54,8 @@ METRICS: tuple[Metric, ...] = (
 
 def _is_loaded(phase: dict[str, Any]) -> bool:
     load = phase.get("load") or {}
+    if load.get("mode") == "idle":  # scalelab.scenario.Load: idle publishes nothing
+        return False
     return any(isinstance(load.get(k), int | float) and load[k] > 0 for k in _LOAD_KEYS)
 
 

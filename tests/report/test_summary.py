@@ -33,6 +33,10 @@ def _record(specs: list[int], *, ready_lag: int = 1, loaded: tuple[float, float]
 
 def test_load_window_is_the_loaded_phases() -> None:
     assert load_window(_record([2, 2])) == (110.0, 130.0)
+    rec = _record([2, 2])
+    rec["phases"][1]["load"] = {"mode": "idle", "users": 3}
+    rec["phases"][2]["load"] = {"mode": "rate", "rate": 5.0}
+    assert load_window(rec) == (130.0, 200.0)
 
 
 def test_first_scale_up_peak_and_back_to_floor() -> None:
