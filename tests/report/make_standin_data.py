@@ -56,7 +56,8 @@ def _scenario(name: str, *, start: float, run_id: str, slow: float, fail: bool,
     phases, t = [], start
     for pname, dur, users in plan:
         phases.append({"name": pname, "start": t, "end": t + dur, "planned_duration": dur,
-                       "load": {"users": users, "spawn_rate": 5}})
+                       "load": {"mode": "users" if users else "idle", "users": users,
+                                "spawn_rate": 5}})
         t += dur
     end = t
     load_start, load_end = start + 30.0, start + 180.0
