@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import pika
 import port_for
+import psutil
 import pytest
 import requests
 from mirakuru import SimpleExecutor
@@ -111,7 +112,11 @@ class ServiceProcess:
                     code = process.wait(timeout=timeout)
             else:
                 code = process.returncode
-            self.executor.kill()  # SIGKILL the group and anything carrying its marker
+            # SIGKILL the group and anything carrying mirakuru's marker; as non-root the
+            # marker sweep can meet other users' processes (AccessDenied): the group is
+            # killed before that sweep, which is what matters for our services.
+            with contextlib.suppress(psutil.Error):
+                self.executor.kill()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -33,9 +33,10 @@ from urllib.parse import quote, urlsplit
 
 import pika
 import port_for
+import psutil
 import requests
 from mirakuru import SimpleExecutor
-from mirakuru.base_env import processes_with_env
+from mirakuru.base import ENV_UUID
 from mirakuru.exceptions import ProcessFinishedWithError
 
 from scalelab.errors import BackendError, MissingDependencyError, ProcessStartError
@@ -136,6 +137,18 @@ def _overview(management_url: str) -> dict[str, object]:
     resp.raise_for_status()
     data: dict[str, object] = resp.json()
     return data
+
+
+def _marked_processes(marker: str) -> list[int]:
+    """Processes carrying mirakuru's environment marker (those we may read)."""
+    pids = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(ENV_UUID) == marker:
+                pids.append(proc.pid)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+            continue
+    return pids
 
 
 class RabbitMQNode:
@@ -312,12 +325,14 @@ class RabbitMQNode:
                 executor.stop()
             except ProcessFinishedWithError as err:
                 LOG.info("rabbitmq-server exited with %s on stop", err.exit_code)
-            except OSError as err:
+            except (OSError, psutil.Error) as err:
+                # psutil.AccessDenied: mirakuru's sweep met another user's process (non-root)
                 LOG.warning("stopping rabbitmq-server: %s", err)
-                executor.kill()
+                with contextlib.suppress(OSError, psutil.Error):
+                    executor.kill()
             # epmd daemonizes into its own session: not in the process group, but it
             # carries mirakuru's marker. SIGKILL whatever is left.
-            for pid in processes_with_env("mirakuru_uuid", marker):
+            for pid in _marked_processes(marker):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         if self._console is not None:
