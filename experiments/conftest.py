@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from scalelab.pytest_options import scalelab_option
 from scalelab import record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
 from scalelab.errors import ScalelabError
 from scalelab.paths import ROOT, SCENARIOS
+from scalelab.pytest_options import scalelab_option
 from scalelab.settings import StackSettings
 
 
@@ -37,16 +37,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except ScalelabError as err:
         # Bad input stops the session at collection, before anything starts.
         raise pytest.UsageError(f"invalid scenario: {err}") from err
+    for tag in sorted({t for s in scenarios for t in s.tags}):
+        metafunc.config.addinivalue_line("markers", f"{tag}: scenario tag")
     metafunc.parametrize(
         "scenario",
         [pytest.param(s, id=s.name, marks=[getattr(pytest.mark, t) for t in s.tags])
          for s in scenarios],
     )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    for tag in ("hpa", "keda", "cpu", "queue", "hybrid", "scale_to_zero", "flapping"):
-        config.addinivalue_line("markers", f"{tag}: scenario tag")
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +79,8 @@ def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # typ
     say(f"scalelab: backend {choice.name.upper()} ({choice.reason})")
     backend = make_backend(choice.name, settings=StackSettings())
     keep = bool(scalelab_option(pytestconfig, "keep_stack"))
+    started = time.monotonic()
     try:
-        started = time.monotonic()
         endpoints = backend.up()
         say(f"scalelab: stack up in {time.monotonic() - started:.1f}s: "
             + ", ".join(f"{k}={v}" for k, v in endpoints.as_dict().items()))
@@ -93,16 +90,30 @@ def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # typ
             say("scalelab: --keep-stack: leaving the stack running")
         else:
             backend.down()
+        _figures(report_dir / run_id, time.monotonic() - started, say)
         _render_report(report_dir, run_id, say)
+
+
+def _figures(run_dir: Path, session_wall: float, say) -> None:  # type: ignore[no-untyped-def]
+    """The benchmark figures of this run (scalelab.figures), printed at the end."""
+    from scalelab.figures import format_figures
+
+    records = [record.load(p.parent) for p in sorted(run_dir.glob(f"*/{record.RUN_FILE}"))]
+    if not records:
+        return
+    phases = sum(p["planned_duration"] for r in records for p in r["phases"])
+    say("scalelab: figures (seconds)\n" + format_figures(records))
+    say(f"scalelab: session wall time {session_wall:.0f}s (bring-up and teardown included) "
+        f"for {phases:.0f}s of phases: {session_wall / phases:.2f}x")
 
 
 def _render_report(report_dir: Path, run_id: str, say) -> None:  # type: ignore[no-untyped-def]
     if not (report_dir / run_id).exists():
         return
     try:
-        from scalelab.report.render import render_all
+        from scalelab.report.render import render_reports
 
-        index = render_all(report_dir)
-        say(f"scalelab: report {index}")
+        written = render_reports(report_dir, runs=[run_id])
+        say(f"scalelab: report {written[-1]} (this run: {report_dir / run_id})")
     except Exception as err:  # the records are safe on disk; `scalelab report` re-renders
         say(f"scalelab: could not render the report ({err}); run `scalelab report`")

@@ -32,6 +32,7 @@ class TaskLedger:
         self._queue = queue
         self._counts: Counter[str] = Counter()
         self._outcomes: Counter[str] = Counter()
+        self._rejected = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,9 +85,15 @@ class TaskLedger:
             task_id = str(doc["id"])
         except (ValueError, KeyError, TypeError):
             return
+        outcome = str(doc.get("outcome", "unknown"))
         with self._lock:
-            self._counts[task_id] += 1
-            self._outcomes[str(doc.get("outcome", "unknown"))] += 1
+            self._outcomes[outcome] += 1
+            # "rejected" records are invalid messages sent to the dead-letter queue: they
+            # were never accepted tasks, so they do not count as processed.
+            if outcome == "rejected":
+                self._rejected += 1
+            else:
+                self._counts[task_id] += 1
 
     def processed_ids(self) -> set[str]:
         with self._lock:
@@ -97,12 +104,13 @@ class TaskLedger:
         with self._lock:
             return {i for i in published if i not in self._counts}
 
-    def summary(self, published: Iterable[str], *, dead_lettered: int = 0) -> dict[str, Any]:
+    def summary(self, published: Iterable[str]) -> dict[str, Any]:
         """The run record's ``tasks`` section for the ids the API accepted."""
         published_ids = set(published)
         with self._lock:
             counts = {i: self._counts[i] for i in published_ids if i in self._counts}
             outcomes = dict(self._outcomes)
+            dead_lettered = self._rejected
         lost = sorted(published_ids - counts.keys())
         dups = sorted(i for i, n in counts.items() if n > 1)
         return {

@@ -8,6 +8,7 @@ a thin driver around :func:`run_scenario`, and so can any other orchestrator be.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 import traceback
@@ -127,7 +128,13 @@ def run_scenario(
         locust = LocustRun(api_url=endpoints.api, scenario=scenario,
                            out_dir=scenario_dir / "locust")
         locust.start()
-        load_start = clock()
+        # The plan starts when Locust's shape starts its first phase (Locust takes a second
+        # or two to boot); the phases' wall-clock boundaries are what the expectations use.
+        first = wait_for(locust.phase_times, bool, what="Locust to start the first phase",
+                         expected="a phase start in phases.jsonl",
+                         timeout=60.0, interval=0.2, sleep=sleep,
+                         fix="see the Locust log in the scenario's locust/ folder")
+        load_start = float(first[0]["start"])
         run.phases = _plan_phases(scenario, load_start)
         _drive(scenario, backend, run, timing=timing, load_start=load_start,
                progress=progress, clock=clock, sleep=sleep)
@@ -135,6 +142,7 @@ def run_scenario(
         run.locust = locust.results()
         published = set(run.locust.get("task_ids", []))
         run.locust = {k: v for k, v in run.locust.items() if k != "task_ids"}
+        _actual_phase_times(run.phases, run.locust.get("phases") or [])
 
         progress(f"[{scenario.name}] draining: {len(published)} tasks published, waiting for "
                  f"every one to be processed (timeout {settings.drain_timeout:.0f}s)")
@@ -169,7 +177,8 @@ def run_scenario(
             ledger.stop()
         try:
             series = queries.capture_series(endpoints.prometheus, start=run.started_at,
-                                            end=ended, scenario=scenario.to_dict())
+                                            end=ended, scenario=scenario.to_dict(),
+                                            scrape_interval=timing.scrape_interval)
         except Exception as err:  # a report without graphs beats no record at all
             progress(f"[{scenario.name}] could not capture Prometheus series: {err}")
         doc = _record(scenario, backend, run, settings=settings, ended=ended)
@@ -195,6 +204,19 @@ def _plan_phases(scenario: Any, start: float) -> list[dict[str, Any]]:
                        "planned_duration": phase.duration, "load": phase.load_dict()})
         t += phase.duration
     return phases
+
+
+def _actual_phase_times(planned: list[dict[str, Any]], actual: list[dict[str, Any]]) -> None:
+    """Replace planned boundaries by the ones Locust's shape logged, where it logged them."""
+    by_name = {p["name"]: p for p in actual}
+    for phase in planned:
+        seen = by_name.get(phase["name"])
+        if seen is None:
+            continue
+        if seen.get("start") is not None:
+            phase["start"] = float(seen["start"])
+        if seen.get("end") is not None:
+            phase["end"] = float(seen["end"])
 
 
 def _drive(scenario: Any, backend: Backend, run: _Run, *, timing: Any, load_start: float,
@@ -231,10 +253,8 @@ def _record(scenario: Any, backend: Backend, run: _Run, *, settings: ExperimentS
         "scalelab": __version__, "python": platform.python_version(),
         "locust": _version("locust"),
     }
-    try:
+    with contextlib.suppress(ScalelabError):
         versions.update(backend.versions())
-    except ScalelabError:
-        pass
     diagnostics = None
     decisions: list[dict[str, Any]] = []
     try:
@@ -247,9 +267,7 @@ def _record(scenario: Any, backend: Backend, run: _Run, *, settings: ExperimentS
         "schema_version": record.SCHEMA_VERSION,
         "run_id": settings.run_id,
         "status": run.status,
-        "scenario": {"name": scenario.name, "description": scenario.description,
-                     "tags": list(scenario.tags), "file": _rel(scenario.file),
-                     "spec": scenario.to_dict()},
+        "scenario": {**scenario.to_dict(), "file": _rel(scenario.file)},
         "backend": {"name": backend.name, "details": {}},
         "versions": versions,
         "timing_profile": backend.settings.timing.as_dict(),

@@ -1,4 +1,6 @@
-"""pytest options for scalelab experiments: ``--backend``, ``--scenarios``, ``--report-dir``, ``--keep-stack``.
+"""pytest options for scalelab experiments.
+
+``--backend``, ``--scenarios``, ``--report-dir``, ``--keep-stack``.
 
 Each option is also an ini setting (``[tool.pytest.ini_options]`` or ``pytest.ini``) so a
 project can pin its defaults; the command line wins.

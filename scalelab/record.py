@@ -18,26 +18,29 @@ run.json, top level (all times are unix seconds, durations seconds):
 - ``timeline``: [{t, spec, current, ready, desired, queue_ready, queue_unacked,
   cpu_utilization}] (sampled every ``poll_interval``; null where unknown)
 - ``decisions``: [``ScalingEvent.as_dict()``]
-- ``locust``: {requests, failures, rps, p50_ms, p95_ms, p99_ms, history: [{t, users, rps, p95_ms}]}
-- ``tasks``: {published, processed, lost, duplicated, dead_lettered, lost_ids (<=100), duplicate_ids (<=100)}
+- ``locust``: {requests, failures, rps, p50_ms, p95_ms, p99_ms, phases,
+  history: [{t, users, rps, p95_ms}]}
+- ``tasks``: {published, processed, lost, duplicated, dead_lettered, outcomes, queue_left,
+  lost_ids (<=100), duplicate_ids (<=100)}
 - ``verdicts``: [{id, kind, phase, passed, expected, observed, at, message}]
 - ``error``: null | {type, message}
 - ``diagnostics``: {...} (only when status is not passed)
 - ``series_file``: "series.json" | null
 
-series.json: {start, end, step, queries: {key: {title, promql, unit, series: [{labels, values: [[t, v], ...]}]}}}
+series.json: {start, end, step, queries: {key: {title, promql, unit, chart, target, error,
+series: [{labels, values: [[t, v], ...]}]}}}
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-import secrets
 
 import jsonschema
 
