@@ -76,12 +76,15 @@ def run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         # unwind whatever the main thread is doing (bring-up or waiting) into teardown
         stop.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C must tear down even when we were started with SIGINT ignored (a background
+    # job of a non-interactive shell inherits SIG_IGN, and Python then installs no handler).
+    previous_int = signal.signal(signal.SIGINT, on_signal)
     try:
         with backend:
             for name, count in args.scale:
@@ -110,4 +113,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return 0
