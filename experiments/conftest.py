@@ -5,6 +5,7 @@ All experiment logic lives in ``scalelab.experiment``; this file only wires pyte
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,12 +62,15 @@ def run_id() -> str:
 def say(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
     """Print a line live, even under output capture (progress belongs in CI logs)."""
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def _say(line: str) -> None:
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            print(line, flush=True)
+        # Output capture redirects fd 1 while tests and fixtures run: suspend it per line.
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if reporter is not None:
+                reporter.write_line(line)
+            else:
+                print(line, flush=True)
 
     return _say
 
