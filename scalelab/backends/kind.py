@@ -14,7 +14,6 @@ Everything that touches a cluster goes through ``scalelab.kube`` (``KubeApi``, `
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -28,12 +27,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import jinja2
-import pika
 import port_for
 import yaml
 
 from scalelab import kube, paths
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
+from scalelab.backends.broker import purge_queue
 from scalelab.errors import BackendError, ConfigError, MissingDependencyError
 from scalelab.manifests import load_scaling
 from scalelab.settings import (
@@ -848,19 +847,7 @@ class ClusterBackend(Backend):
                                   replicas=replicas)
 
     def purge_queue(self) -> int:
-        connection = pika.BlockingConnection(pika.URLParameters(self.endpoints.amqp))
-        try:
-            channel = connection.channel()
-            try:
-                frame = channel.queue_purge(TASK_QUEUE)
-            except pika.exceptions.ChannelClosedByBroker as err:
-                if err.reply_code == 404:   # never declared: nothing to drop
-                    return 0
-                raise BackendError(f"purging {TASK_QUEUE} failed: {err}") from err
-            return int(frame.method.message_count)
-        finally:
-            with contextlib.suppress(Exception):
-                connection.close()
+        return purge_queue(self.endpoints.amqp, TASK_QUEUE)
 
 
 class ExistingBackend(ClusterBackend):

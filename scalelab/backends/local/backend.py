@@ -25,12 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pika
 import port_for
 from prometheus_client import CollectorRegistry
 
 from scalelab import paths
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
+from scalelab.backends.broker import purge_queue
 from scalelab.backends.local.exporter import Exporter, KubeStateCollector
 from scalelab.backends.local.manifests import BASE, DeploymentSpec, load_deployment, load_documents
 from scalelab.backends.local.pods import Launch, Supervisor
@@ -393,16 +393,4 @@ class LocalBackend(Backend):
         self._applied = []
 
     def purge_queue(self) -> int:
-        connection = pika.BlockingConnection(pika.URLParameters(self.endpoints.amqp))
-        try:
-            channel = connection.channel()
-            try:
-                frame = channel.queue_purge(TASK_QUEUE)
-            except pika.exceptions.ChannelClosedByBroker as err:
-                if err.reply_code == 404:   # never declared: nothing to drop
-                    return 0
-                raise BackendError(f"purging {TASK_QUEUE} failed: {err}") from err
-            return int(frame.method.message_count)
-        finally:
-            with contextlib.suppress(Exception):
-                connection.close()
+        return purge_queue(self.endpoints.amqp, TASK_QUEUE)
