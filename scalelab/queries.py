@@ -76,9 +76,13 @@ def build_queries(
     namespace: str = settings.NAMESPACE,
     deployment: str = settings.AGENT_DEPLOYMENT,
     queue: str = settings.TASK_QUEUE,
-    rate_window: str = "1m",
+    rate_window: str = "20s",
 ) -> tuple[Query, ...]:
-    """The queries for one stack; parameters exist so the names live in ``settings`` only."""
+    """The queries for one stack; parameters exist so the names live in ``settings`` only.
+
+    ``rate_window`` 20 s spans four 5 s scrapes (rate() always has samples) and two 10 s
+    metrics windows, so the curves follow what the HPA saw instead of a minute's average.
+    """
     ns = f'namespace="{namespace}"'
     dep = f'{ns},deployment="{deployment}"'
     pods = f'{ns},pod=~"{deployment}-.*"'
@@ -107,13 +111,18 @@ def build_queries(
               promql=f"kube_horizontalpodautoscaler_spec_max_replicas{{{ns}}}"),
         # HPA utilization = sum of usage / sum of requests over the pods
         # (kubernetes pkg/controller/podautoscaler/metrics/utilization.go).
-        Query(key="cpu_utilization", title="average (HPA view)", unit="%", chart="cpu",
+        Query(key="cpu_utilization", title="average (rate over the window)", unit="%",
+              chart="cpu",
               target="cpu_target",
               promql=(
                   f'100 * sum(rate(container_cpu_usage_seconds_total{{{pods},container!=""}}'
                   f"[{w}])) / sum(kube_pod_container_resource_requests"
                   f'{{{pods},resource="cpu"}})'
               )),
+        # What the HPA itself computed at its last sync (its own metrics window).
+        Query(key="hpa_cpu_observed", title="HPA observed", unit="%", chart="cpu",
+              promql=(f"kube_horizontalpodautoscaler_status_target_metric{{{ns},"
+                      'metric_name="cpu",metric_target_type="utilization"}')),
         Query(key="cpu_utilization_by_pod", title="per pod", unit="%", chart="cpu",
               promql=(
                   "100 * sum by (namespace, pod) (rate(container_cpu_usage_seconds_total"
