@@ -14,10 +14,16 @@ does not move for the whole period). Times are relative to the phase's actual st
 Windows for ``within`` are closed (a sample exactly at ``start + within`` counts); a
 phase's own samples are ``start <= t < end`` (the sample at the boundary belongs to the
 next phase).
+
+``scaled_by`` reads the run's scaling ``decisions`` (``ScalingEvent.as_dict()`` items:
+``{t, controller, object, from_replicas, to_replicas, reason, conditions}``) instead of
+the timeline: it passes when a scale-up made inside the phase names the metric in its
+reason (see ``REASON_MARKS``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,20 +31,40 @@ from scalelab.scenario import Expectation, Scenario
 
 Sample = tuple[float, int]
 
+#: What a scale-up's reason contains (lowercased) when that metric drove it. The HPA names
+#: the metric with the largest proposal (kubernetes pkg/controller/podautoscaler/
+#: horizontal.go, computeReplicasForMetric): "cpu resource utilization (percentage of
+#: request)" or "cpu resource" for Resource metrics, "external metric <name>(<selector>)"
+#: for External ones; the reason is "<that> above target", as in the emulation
+#: (``scalelab.control.hpa``) and the real ``SuccessfulRescale`` events ("New size: N;
+#: reason: ..."). KEDA names a rabbitmq trigger's metric ``s<i>-rabbitmq-<queue>``, which
+#: its activation events repeat ("..., triggered by s1-rabbitmq-agent-tasks").
+REASON_MARKS: Mapping[str, tuple[str, ...]] = {
+    "cpu": ("cpu resource",),
+    "memory": ("memory resource",),
+    "rabbitmq": ("rabbitmq",),
+    "external": ("external metric",),
+}
+
 
 def evaluate(
     scenario: Scenario, *, timeline: Sequence[Mapping[str, Any]],
     phases: Sequence[Mapping[str, Any]], tasks: Mapping[str, Any] | None,
     locust: Mapping[str, Any] | None,
+    decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One verdict per expectation of ``scenario``, in scenario order."""
+    """One verdict per expectation of ``scenario``, in scenario order.
+
+    ``decisions`` are the run's scaling decisions; only ``scaled_by`` reads them (None: they
+    were not collected, and a ``scaled_by`` check fails saying so).
+    """
     by_name = {p["name"]: p for p in phases}
     run_start = next((p["start"] for p in phases if p.get("start") is not None), None)
     if run_start is None and timeline:
         run_start = timeline[0]["t"]
     return [
         evaluate_one(e, timeline=timeline, phases=by_name, tasks=tasks, locust=locust,
-                     run_start=run_start)
+                     run_start=run_start, decisions=decisions)
         for e in scenario.expectations
     ]
 
@@ -47,6 +73,7 @@ def evaluate_one(
     exp: Expectation, *, timeline: Sequence[Mapping[str, Any]],
     phases: Mapping[str, Mapping[str, Any]], tasks: Mapping[str, Any] | None,
     locust: Mapping[str, Any] | None, run_start: float | None,
+    decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one expectation; never raises for missing data (that is a failed verdict)."""
     verdict = _Verdict(exp)
@@ -69,6 +96,8 @@ def evaluate_one(
         end = float("inf")
     verdict.origin = start if start != float("-inf") else None
 
+    if exp.kind == "scaled_by":
+        return _scaled_by(verdict, decisions, start, end)
     if exp.kind in ("reaches", "at_least", "at_most"):
         return _within(verdict, samples, start, end)
     window = [s for s in samples if start <= s[0] < end]
@@ -113,6 +142,7 @@ class _Verdict:
             "max_replica_changes": f"at most {n} changes of {what}",
             "no_task_loss": "every published task processed, queue empty at the end",
             "latency_p95_ms": f"API p95 latency <= {n} ms",
+            "scaled_by": f"a scale-up whose reason names {e.metric}",
         }
         scoped = e.kind not in ("no_task_loss", "latency_p95_ms")
         return texts[e.kind] + (scope if scoped else "")
@@ -260,3 +290,61 @@ def _latency(v: _Verdict, locust: Mapping[str, Any] | None) -> dict[str, Any]:
     if float(p95) <= v.exp.value:
         return v.ok(observed=observed)
     return v.fail(observed=observed)
+
+
+def is_scale_up(decision: Mapping[str, Any]) -> bool:
+    """A decision that adds replicas.
+
+    A cluster's HPA events carry only the new size; when the previous one is unknown
+    (``from_replicas`` -1) the reason decides: the HPA says "... above target" only when it
+    scales up.
+    """
+    before, after = decision.get("from_replicas"), decision.get("to_replicas")
+    if before is None or after is None:
+        return False
+    if int(before) < 0:
+        return "above target" in str(decision.get("reason", "")).lower()
+    return int(after) > int(before)
+
+
+def names_metric(decision: Mapping[str, Any], metric: str) -> bool:
+    """Whether the decision's reason names ``metric`` (one of ``REASON_MARKS``)."""
+    reason = str(decision.get("reason", "")).lower()
+    return any(mark in reason for mark in REASON_MARKS[metric])
+
+
+def short_reason(reason: str, limit: int = 72) -> str:
+    """The reason without label selectors and boilerplate, cut to ``limit`` characters."""
+    text = re.sub(r"(external metric [^\s(]+)\([^()]*\)", r"\1", reason)
+    text = text.replace(" (percentage of request)", "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scaled_by(v: _Verdict, decisions: Sequence[Mapping[str, Any]] | None, start: float,
+               end: float) -> dict[str, Any]:
+    metric = str(v.exp.metric)
+    if decisions is None:
+        return v.fail(observed="no decisions recorded",
+                      message=f"{v.exp.id}: NOT met: no decisions recorded: the run did not "
+                              "collect the autoscalers' scaling decisions")
+    ups = sorted((d for d in decisions
+                  if start <= float(d["t"]) < end and is_scale_up(d)),
+                 key=lambda d: float(d["t"]))
+    if not ups:
+        seen = sum(1 for d in decisions if start <= float(d["t"]) < end)
+        observed = "no scale-up in the phase" + (
+            f" ({seen} other decision{'s' if seen != 1 else ''})" if seen else "")
+        return v.fail(observed=observed)
+    shown = [f"{v.rel(float(d['t']))} {_size(d['from_replicas'])}->{d['to_replicas']} "
+             f"({short_reason(str(d.get('reason', '')))})" for d in ups[:8]]
+    if len(ups) > 8:
+        shown.append(f"+{len(ups) - 8} more")
+    observed = "; ".join(shown)
+    first = next((d for d in ups if names_metric(d, metric)), None)
+    if first is None:
+        return v.fail(observed=observed)
+    return v.ok(observed=observed, at=float(first["t"]))
+
+
+def _size(n: Any) -> str:
+    return "?" if n is None or int(n) < 0 else str(int(n))

@@ -43,14 +43,17 @@ CountField = Literal["ready", "current", "spec"]
 PHASE_WINDOW_KINDS = ("reaches", "at_least", "at_most")
 KINDS = (
     "reaches", "at_least", "at_most", "holds", "stays", "never_above", "never_below",
-    "max_replica_changes", "no_task_loss", "latency_p95_ms",
+    "max_replica_changes", "no_task_loss", "latency_p95_ms", "scaled_by",
 )
 #: Kinds whose value is a replica count (checked against the manifest's min/max).
 REPLICA_KINDS = ("reaches", "at_least", "at_most", "holds", "stays", "never_above",
                  "never_below")
 #: Kinds that need ``phase``; the others may take one (run-wide when absent) or refuse it.
-PHASE_REQUIRED = ("reaches", "at_least", "at_most", "holds", "stays")
+PHASE_REQUIRED = ("reaches", "at_least", "at_most", "holds", "stays", "scaled_by")
 PHASE_REFUSED = ("no_task_loss", "latency_p95_ms")
+#: Metrics ``scaled_by`` can name: a resource trigger/metric (cpu, memory), the rabbitmq
+#: trigger, or any External metric (every KEDA event trigger is one in the HPA it drives).
+SCALED_BY_METRICS = ("cpu", "memory", "rabbitmq", "external")
 
 
 # -- the typed scenario -------------------------------------------------------------------
@@ -125,8 +128,11 @@ class Expectation:
 
     id: str
     kind: str
+    #: The kind's number (replica count, change bound, ms); 0 for kinds without one.
     value: float
     phase: str | None = None
+    #: The metric a scale-up must name (``scaled_by`` only: one of ``SCALED_BY_METRICS``).
+    metric: str | None = None
     #: Seconds after the phase start by which the target must be seen (reaches/at_*).
     within: float | None = None
     #: Seconds the count must hold without a break (holds).
@@ -278,6 +284,35 @@ def _load_scaling(path: Path, *, strict: bool) -> list[Any]:
     return list(validate_scaling(path) if strict else load_scaling(path))
 
 
+def offered_metrics(doc: Mapping[str, Any]) -> frozenset[str]:
+    """The ``scaled_by`` names a scaling object can scale on.
+
+    HPA ``spec.metrics``: a Resource metric offers its resource (cpu, memory), an External
+    one offers ``external`` (and ``rabbitmq`` when its name says so, as KEDA's
+    ``s<i>-rabbitmq-<queue>`` does). ScaledObject ``spec.triggers``: cpu/memory triggers become
+    Resource metrics of the HPA KEDA generates; every other trigger becomes an External
+    metric (``s<i>-<type>-...``), so rabbitmq offers ``rabbitmq`` and ``external``.
+    """
+    spec = doc.get("spec") or {}
+    out: set[str] = set()
+    if doc.get("kind") == "ScaledObject":
+        for trig in spec.get("triggers") or []:
+            kind = str((trig or {}).get("type", ""))
+            out.update({kind} if kind in ("cpu", "memory") else {kind, "external"})
+    else:
+        for metric in spec.get("metrics") or []:
+            kind = str((metric or {}).get("type", ""))
+            if kind == "Resource":
+                out.add(str(((metric or {}).get("resource") or {}).get("name", "")))
+            elif kind == "External":
+                out.add("external")
+                name = str((((metric or {}).get("external") or {}).get("metric") or {})
+                           .get("name", ""))
+                if "rabbitmq" in name.lower():
+                    out.add("rabbitmq")
+    return frozenset(out & set(SCALED_BY_METRICS))
+
+
 class _Checker:
     """The semantic pass over a schema-valid document."""
 
@@ -286,6 +321,8 @@ class _Checker:
         self.file = file
         self.strict = strict
         self.fname = str(file)
+        #: Metrics the agent's scaling object scales on (for ``scaled_by``), set by manifests().
+        self.offered: frozenset[str] = frozenset(SCALED_BY_METRICS)
 
     def error(self, message: str, field: str, fix: str) -> ConfigError:
         return ConfigError(message, file=self.fname, field=field, fix=fix)
@@ -331,6 +368,7 @@ class _Checker:
                 "triggers, e.g. cpu + rabbitmq)",
             )
         only = scalers[0]
+        self.offered = offered_metrics(only.doc)
         return tuple(resolved), tuple(objects), (int(only.min_replicas), int(only.max_replicas))
 
     def tools(self, raw: Mapping[str, Any], where: str) -> tuple[Tool, ...]:
@@ -423,8 +461,9 @@ class _Checker:
                 raise self.error(f"'{kind}' is checked over the whole run, not a phase",
                                  f"{where}.phase", "remove 'phase'")
             if phase is None and kind in PHASE_REQUIRED:
-                raise self.error(f"'{kind}' is measured from a phase's start",
-                                 f"{where}.phase",
+                why = ("is checked among one phase's scaling decisions" if kind == "scaled_by"
+                       else "is measured from a phase's start")
+                raise self.error(f"'{kind}' {why}", f"{where}.phase",
                                  f"add 'phase: <one of {', '.join(by_name)}>'")
             if phase is not None and phase not in by_name:
                 raise self.error(f"phase '{phase}' does not exist", f"{where}.phase",
@@ -448,6 +487,13 @@ class _Checker:
                     f"{where}.{kind}",
                     f"use a count between {lo} and {hi} (minReplicas..maxReplicas)",
                 )
+            if kind == "scaled_by" and value not in self.offered:
+                have = ", ".join(m for m in SCALED_BY_METRICS if m in self.offered) or "none"
+                raise self.error(
+                    f"'scaled_by: {value}': the scaling object has no {value} metric or "
+                    f"trigger (it scales on: {have})", f"{where}.scaled_by",
+                    f"use one of: {have}, or add a {value} trigger to the manifest",
+                )
             limit_phase = by_name[phase] if phase is not None else None
             for key in ("within", "for"):
                 if key in raw and limit_phase is not None and raw[key] > limit_phase.duration:
@@ -470,9 +516,13 @@ class _Checker:
                     n += 1
                 exp_id = f"{exp_id}-{n}"
             ids[exp_id] = i
+            if kind == "scaled_by":
+                number, metric = 0.0, str(value)
+            else:
+                number, metric = (float(value) if value is not True else 1.0), None
             out.append(Expectation(
-                id=exp_id, kind=kind, value=float(value) if value is not True else 1.0,
-                phase=phase, within=raw.get("within"), hold_for=raw.get("for"),
+                id=exp_id, kind=kind, value=number, metric=metric, phase=phase,
+                within=raw.get("within"), hold_for=raw.get("for"),
                 count=raw.get("count", "ready"), description=raw.get("description", ""),
             ))
         return tuple(out)

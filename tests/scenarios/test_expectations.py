@@ -22,10 +22,11 @@ PHASES = [
 ]
 
 
-def scenario(tmp_path: Path, expectations: list[dict[str, Any]]) -> Scenario:
+def scenario(tmp_path: Path, expectations: list[dict[str, Any]], *,
+             manifest: str = "manifests/scaling/hpa-cpu.yaml") -> Scenario:
     doc = {
         "name": "exp", "description": "expectation tests",
-        "manifests": ["manifests/scaling/hpa-cpu.yaml"],
+        "manifests": [manifest],
         "workload": {"tools": {"cpu": {"cpu_ms": 100}}},
         "phases": PHASES, "expectations": expectations,
     }
@@ -169,3 +170,105 @@ def test_ids_are_stable_and_in_order(tmp_path: Path) -> None:
                         {"never_above": 4}, {"no_task_loss": True}])
     assert [v["id"] for v in vs] == ["scale-out", "never_above-4", "no_task_loss"]
     assert vs[0]["phase"] == "load" and vs[1]["phase"] is None
+
+
+# -- scaled_by: which metric drove the scale-ups of a phase ----------------------------------
+# Reasons as the HPA words them (emulated and real SuccessfulRescale events alike).
+CPU_UP = "cpu resource utilization (percentage of request) above target"
+QUEUE_UP = ("external metric s1-rabbitmq-agent-tasks(&LabelSelector{MatchLabels:map[string]"
+            "string{scaledobject.keda.sh/name: agent,},MatchExpressions:[]"
+            "LabelSelectorRequirement{},}) above target")
+DOWN = "All metrics below target"
+HYBRID = "manifests/scaling/keda-hybrid.yaml"
+
+
+def decision(offset: float, before: int, after: int, reason: str,
+             controller: str = "hpa") -> dict[str, Any]:
+    return {"t": T0 + offset, "controller": controller,
+            "object": "HorizontalPodAutoscaler/keda-hpa-agent", "from_replicas": before,
+            "to_replicas": after, "reason": reason, "conditions": []}
+
+
+def scaled_by(tmp_path: Path, exps: list[dict[str, Any]],
+              decisions: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    verdicts = evaluate(scenario(tmp_path, exps, manifest=HYBRID), timeline=timeline(STEPS),
+                        phases=ran_phases(), tasks=TASKS_OK, locust=None, decisions=decisions)
+    item_schema = record.schema()["properties"]["verdicts"]["items"]
+    for v in verdicts:
+        jsonschema.validate(v, item_schema)
+    return verdicts
+
+
+# load phase: +20 .. +80; cooldown: +80 .. +140
+RUN = [decision(30, 2, 3, CPU_UP), decision(44, 3, 4, QUEUE_UP), decision(110, 4, 2, DOWN)]
+
+
+def test_scaled_by_met(tmp_path: Path) -> None:
+    cpu, queue = scaled_by(tmp_path, [{"phase": "load", "scaled_by": "cpu"},
+                                      {"phase": "load", "scaled_by": "rabbitmq"}], RUN)
+    assert cpu["passed"] and cpu["at"] == T0 + 30, cpu
+    assert queue["passed"] and queue["at"] == T0 + 44, queue
+    # observed: both scale-ups of the phase, offsets from its start, reasons shortened
+    assert cpu["observed"] == ("+10.0s 2->3 (cpu resource utilization above target); "
+                               "+24.0s 3->4 (external metric s1-rabbitmq-agent-tasks above "
+                               "target)"), cpu
+    assert cpu["id"] == "scaled_by-load-cpu" and cpu["kind"] == "scaled_by"
+    assert "names cpu in phase 'load'" in cpu["expected"]
+
+
+def test_scaled_by_missed_and_wrong_metric(tmp_path: Path) -> None:
+    only_queue = [decision(30, 2, 3, QUEUE_UP), decision(44, 3, 4, QUEUE_UP)]
+    cpu, external = scaled_by(tmp_path, [{"phase": "load", "scaled_by": "cpu"},
+                                         {"phase": "load", "scaled_by": "external"}],
+                              only_queue)
+    assert not cpu["passed"] and cpu["at"] is None
+    assert "NOT met" in cpu["message"] and "s1-rabbitmq-agent-tasks" in cpu["observed"]
+    assert external["passed"] and external["at"] == T0 + 30
+    # a cpu scale-up does not count for rabbitmq
+    (queue,) = scaled_by(tmp_path, [{"phase": "load", "scaled_by": "rabbitmq"}],
+                         [decision(30, 2, 4, CPU_UP)])
+    assert not queue["passed"] and "cpu resource" in queue["observed"]
+
+
+def test_scaled_by_ignores_scale_downs(tmp_path: Path) -> None:
+    # a scale-down whose text mentions cpu must not count (nor a no-op decision)
+    downs = [decision(110, 4, 3, DOWN), decision(120, 3, 2, "cpu resource below target"),
+             decision(125, 2, 2, CPU_UP)]
+    (v,) = scaled_by(tmp_path, [{"phase": "cooldown", "scaled_by": "cpu"}], downs)
+    assert not v["passed"]
+    assert v["observed"] == "no scale-up in the phase (3 other decisions)"
+
+
+def test_scaled_by_only_inside_the_phase(tmp_path: Path) -> None:
+    # cpu scale-ups just before the load phase (+19) and at its end (+80 belongs to the
+    # cooldown, as a sample there would): neither counts for 'load'
+    around = [decision(19, 2, 3, CPU_UP), decision(50, 3, 4, QUEUE_UP),
+              decision(80, 2, 3, CPU_UP)]
+    load, cool = scaled_by(tmp_path, [{"phase": "load", "scaled_by": "cpu"},
+                                      {"phase": "cooldown", "scaled_by": "cpu"}], around)
+    assert not load["passed"] and load["observed"].startswith("+30.0s 3->4"), load
+    assert cool["passed"] and cool["at"] == T0 + 80
+
+
+def test_scaled_by_without_decisions(tmp_path: Path) -> None:
+    exps = [{"phase": "load", "scaled_by": "cpu"}]
+    (none,) = scaled_by(tmp_path, exps, None)
+    assert not none["passed"] and none["observed"] == "no decisions recorded"
+    (empty,) = scaled_by(tmp_path, exps, [])
+    assert not empty["passed"] and empty["observed"] == "no scale-up in the phase"
+    (skipped,) = evaluate(scenario(tmp_path, exps, manifest=HYBRID), timeline=[],
+                          phases=ran_phases(skip="load"), tasks=None, locust=None,
+                          decisions=RUN)
+    assert not skipped["passed"] and skipped["observed"] == "phase did not run"
+
+
+def test_scaled_by_cluster_events_and_keda_activation(tmp_path: Path) -> None:
+    # A cluster's SuccessfulRescale may lack the previous size (-1): "above target" is an
+    # increase. KEDA's 0 -> N activation names the trigger that woke the target.
+    unknown = [decision(30, -1, 3, CPU_UP)]
+    (cpu,) = scaled_by(tmp_path, [{"phase": "load", "scaled_by": "cpu"}], unknown)
+    assert cpu["passed"] and cpu["observed"].startswith("+10.0s ?->3"), cpu
+    woke = [decision(25, 0, 2, "KEDAScaleTargetActivated: Scaled Deployment scalelab/agent "
+                               "from 0 to 2, triggered by s1-rabbitmq-agent-tasks", "keda")]
+    (queue,) = scaled_by(tmp_path, [{"phase": "load", "scaled_by": "rabbitmq"}], woke)
+    assert queue["passed"] and queue["at"] == T0 + 25
