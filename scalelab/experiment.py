@@ -54,6 +54,7 @@ class _Run:
     started_at: float
     phases: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] | None = None
     manifests: list[dict[str, Any]] = field(default_factory=list)
     locust: dict[str, Any] | None = None
     tasks: dict[str, Any] = field(default_factory=lambda: {
@@ -152,9 +153,10 @@ def run_scenario(
         run.tasks["queue_left"] = depth
         if missing:
             progress(f"[{scenario.name}] {len(missing)} tasks not processed after drain")
+        run.decisions = [e.as_dict() for e in backend.scaling_events(since=run.started_at)]
         run.verdicts = expectations.evaluate(
             scenario, timeline=run.timeline, phases=run.phases, tasks=run.tasks,
-            locust=run.locust)
+            locust=run.locust, decisions=run.decisions)
         run.status = "passed" if all(v["passed"] for v in run.verdicts) else "failed"
     except KeyboardInterrupt:
         run.status = "interrupted"
@@ -256,9 +258,10 @@ def _record(scenario: Any, backend: Backend, run: _Run, *, settings: ExperimentS
     with contextlib.suppress(ScalelabError):
         versions.update(backend.versions())
     diagnostics = None
-    decisions: list[dict[str, Any]] = []
+    decisions = run.decisions or []
     try:
-        decisions = [e.as_dict() for e in backend.scaling_events(since=run.started_at)]
+        if run.decisions is None:  # the run stopped before it collected them
+            decisions = [e.as_dict() for e in backend.scaling_events(since=run.started_at)]
         if run.status != "passed":
             diagnostics = backend.diagnostics()
     except (ScalelabError, WaitTimeout, OSError) as err:
