@@ -18,6 +18,7 @@ import requests
 
 from scalelab import record
 from scalelab.backends.local.backend import LocalBackend
+from scalelab.errors import ExperimentError
 from scalelab.experiment import ExperimentSettings, run_scenario
 from scalelab.scenario import load_scenario
 from scalelab.settings import StackSettings
@@ -78,3 +79,45 @@ def test_scales_out_under_load_and_back_after(stack: LocalBackend, tmp_path: Pat
 
     series = json.loads((tmp_path / "test-run" / name / record.SERIES_FILE).read_text())
     assert series["queries"], "series.json captured no query"
+
+
+class _StopAfter:
+    """A progress sink that raises after ``n`` progress lines: a user's Ctrl-C, or a crash."""
+
+    def __init__(self, n: int, exc: BaseException) -> None:
+        self.n = n
+        self.exc = exc
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if line.startswith("[hpa-short] baseline") and len(self.lines) >= self.n:
+            raise self.exc
+
+
+def _locust_processes() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if "locust" in " ".join(p.info["cmdline"] or []) and "-f" in (p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize(("exc", "raised", "status"), [
+    (KeyboardInterrupt(), KeyboardInterrupt, "interrupted"),
+    (RuntimeError("boom"), ExperimentError, "error"),
+])
+def test_interrupted_or_crashed_run_still_writes_its_record(
+        stack: LocalBackend, tmp_path: Path, exc: BaseException, raised: type[BaseException],
+        status: str) -> None:
+    scenario = load_scenario(DATA / "hpa-short.yaml")
+    before = set(_locust_processes())
+    with pytest.raises(raised):
+        run_scenario(scenario, stack, progress=_StopAfter(6, exc),
+                     settings=ExperimentSettings(run_id="cut", report_dir=tmp_path))
+    rec = record.load(tmp_path / "cut" / "hpa-short")
+    assert rec["status"] == status
+    assert rec["error"] and rec["error"]["message"]
+    assert rec["timeline"], "the samples taken before the stop are kept"
+    assert set(_locust_processes()) <= before, "the Locust process was left running"
+    # The stack is still usable: the next scenario's reset brings it back to the baseline.
+    assert stack.replicas("agent").spec == 2
