@@ -55,6 +55,7 @@ class _Run:
     phases: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] | None = None
+    series_start: float | None = None
     manifests: list[dict[str, Any]] = field(default_factory=list)
     locust: dict[str, Any] | None = None
     tasks: dict[str, Any] = field(default_factory=lambda: {
@@ -119,6 +120,8 @@ def run_scenario(
         progress(f"[{scenario.name}] reset: baseline {settings.baseline_replicas} replicas, "
                  "queue purged, scaling objects removed")
         reset(backend, settings=settings)
+        # Graphs start here: before it, the previous scenario's tail and the reset.
+        run.series_start = clock()
         ledger = TaskLedger(amqp_url=endpoints.amqp).start()
         for path in scenario.manifests:
             objects = backend.apply_scaling(path)
@@ -178,7 +181,8 @@ def run_scenario(
         if ledger is not None:
             ledger.stop()
         try:
-            series = queries.capture_series(endpoints.prometheus, start=run.started_at,
+            series = queries.capture_series(endpoints.prometheus,
+                                            start=run.series_start or run.started_at,
                                             end=ended, scenario=scenario.to_dict(),
                                             scrape_interval=timing.scrape_interval)
         except Exception as err:  # a report without graphs beats no record at all
