@@ -16,6 +16,7 @@ from scalelab import record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
 from scalelab.errors import ScalelabError
+from scalelab.experiment import ExperimentSettings
 from scalelab.paths import ROOT, SCENARIOS
 from scalelab.pytest_options import scalelab_option
 from scalelab.settings import StackSettings
@@ -42,9 +43,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.config.addinivalue_line("markers", f"{tag}: scenario tag")
     metafunc.parametrize(
         "scenario",
-        [pytest.param(s, id=s.name, marks=[getattr(pytest.mark, t) for t in s.tags])
+        [pytest.param(s, id=s.name, marks=[*(getattr(pytest.mark, t) for t in s.tags),
+                                           pytest.mark.timeout(_budget(s))])
          for s in scenarios],
     )
+
+
+def _budget(scenario) -> float:  # type: ignore[no-untyped-def]
+    """pytest-timeout for one scenario: its phases plus every bounded wait of the pipeline
+    (stack bring-up, settle, Locust start, load grace, drain), so only a real hang trips it."""
+    s = ExperimentSettings(run_id="-")
+    return scenario.duration + 120 + s.settle_timeout + 60 + s.load_grace + s.drain_timeout
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +100,17 @@ def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # typ
         yield backend
     finally:
         if keep:
-            say("scalelab: --keep-stack: leaving the stack running")
-        else:
-            backend.down()
-        _figures(report_dir / run_id, time.monotonic() - started, say)
-        _render_report(report_dir, run_id, say)
+            # Our processes die with pytest (mirakuru reaps its children at exit), so
+            # keeping the stack means keeping this process: until Ctrl-C.
+            say("scalelab: --keep-stack: the stack stays up; press Ctrl-C to tear it down")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(1.0)
+        backend.down()
+        try:
+            _figures(report_dir / run_id, time.monotonic() - started, say)
+        finally:
+            _render_report(report_dir, run_id, say)
 
 
 def _figures(run_dir: Path, session_wall: float, say) -> None:  # type: ignore[no-untyped-def]
@@ -107,8 +122,9 @@ def _figures(run_dir: Path, session_wall: float, say) -> None:  # type: ignore[n
         return
     phases = sum(p["planned_duration"] for r in records for p in r["phases"])
     say("scalelab: figures (seconds)\n" + format_figures(records))
-    say(f"scalelab: session wall time {session_wall:.0f}s (bring-up and teardown included) "
-        f"for {phases:.0f}s of phases: {session_wall / phases:.2f}x")
+    if phases:
+        say(f"scalelab: session wall time {session_wall:.0f}s (bring-up and teardown "
+            f"included) for {phases:.0f}s of phases: {session_wall / phases:.2f}x")
 
 
 def _render_report(report_dir: Path, run_id: str, say) -> None:  # type: ignore[no-untyped-def]

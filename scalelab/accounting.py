@@ -36,7 +36,9 @@ class TaskLedger:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        #: The last error consuming the results queue: reported with the summary so that
+        #: tasks counted lost because the ledger could not read are not a mystery.
+        self._error: str | None = None
 
     def start(self) -> TaskLedger:
         self._thread = threading.Thread(target=self._run, name="task-ledger", daemon=True)
@@ -55,7 +57,7 @@ class TaskLedger:
                 self._consume()
             except (pika.exceptions.AMQPError, OSError) as err:
                 # Broker restart or connection loss: reconnect; acks not sent are redelivered.
-                self._error = err
+                self._error = f"{type(err).__name__}: {err}"
                 self._stop.wait(1.0)
 
     def _consume(self) -> None:
@@ -113,7 +115,7 @@ class TaskLedger:
             dead_lettered = self._rejected
         lost = sorted(published_ids - counts.keys())
         dups = sorted(i for i, n in counts.items() if n > 1)
-        return {
+        summary: dict[str, Any] = {
             "published": len(published_ids),
             "processed": len(counts),
             "lost": len(lost),
@@ -123,6 +125,9 @@ class TaskLedger:
             "lost_ids": lost[:MAX_LISTED_IDS],
             "duplicate_ids": dups[:MAX_LISTED_IDS],
         }
+        if self._error is not None:
+            summary["ledger_error"] = self._error
+        return summary
 
     def wait_processed(self, published: set[str], *, timeout: float,
                        clock: Any = time.monotonic, sleep: Any = time.sleep) -> set[str]:

@@ -21,7 +21,7 @@ from typing import Any
 from scalelab import __version__, record
 from scalelab.accounting import TaskLedger
 from scalelab.backends.base import Backend
-from scalelab.errors import ExperimentError, ScalelabError, WaitTimeout
+from scalelab.errors import ExperimentError, ProcessStartError, ScalelabError, WaitTimeout
 from scalelab.observe import Observer, management_session, progress_line, queue_depth
 from scalelab.paths import REPORTS, ROOT
 from scalelab.settings import AGENT_DEPLOYMENT
@@ -134,7 +134,8 @@ def run_scenario(
         locust.start()
         # The plan starts when Locust's shape starts its first phase (Locust takes a second
         # or two to boot); the phases' wall-clock boundaries are what the expectations use.
-        first = wait_for(locust.phase_times, bool, what="Locust to start the first phase",
+        first = wait_for(lambda: _first_phase(locust), bool,
+                         what="Locust to start the first phase",
                          expected="a phase start in phases.jsonl",
                          timeout=60.0, interval=0.2, sleep=sleep,
                          fix="see the Locust log in the scenario's locust/ folder")
@@ -174,6 +175,10 @@ def run_scenario(
         run.error = {"type": type(err).__name__,
                      "message": f"{err}\n{traceback.format_exc(limit=8)}"}
         raise ExperimentError(f"scenario {scenario.name} failed to run: {err}") from err
+    except BaseException as err:  # e.g. pytest-timeout's Failed, SystemExit
+        run.status = "error"
+        run.error = {"type": type(err).__name__, "message": str(err) or repr(err)}
+        raise
     finally:
         ended = clock()
         if locust is not None:
@@ -210,6 +215,16 @@ def _plan_phases(scenario: Any, start: float) -> list[dict[str, Any]]:
                        "planned_duration": phase.duration, "load": phase.load_dict()})
         t += phase.duration
     return phases
+
+
+def _first_phase(locust: Any) -> list[dict[str, Any]]:
+    """Locust's logged phases so far; a Locust that already exited fails fast with its log."""
+    times: list[dict[str, Any]] = locust.phase_times()
+    if not times and not locust.running():
+        raise ProcessStartError(
+            f"Locust exited (code {locust.exit_code}) before starting the first phase:\n"
+            f"{locust.log_tail()}", fix="see the Locust log in the scenario's locust/ folder")
+    return times
 
 
 def _actual_phase_times(planned: list[dict[str, Any]], actual: list[dict[str, Any]]) -> None:

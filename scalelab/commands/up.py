@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from scalelab.backends import choose_backend, make_backend
 from scalelab.errors import ConfigError
 from scalelab.settings import AGENT_DEPLOYMENT, StackSettings
 
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
         description="Start RabbitMQ, Prometheus, the api and the agents; print the URLs; "
                     "stop everything on Ctrl-C or SIGTERM.")
     parser.add_argument("--backend", default="local",
-                        help="local (default), kind or existing (when available)")
+                        help="local (default), kind, existing or auto (kind when Docker answers)")
     parser.add_argument("--scaling", type=Path, metavar="FILE",
                         help="a scaling manifest (HPA / ScaledObject) to apply once up")
     parser.add_argument("--scale", type=_scale_arg, action="append", default=[],
@@ -43,24 +44,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON line with the URLs once ready")
     parser.set_defaults(func=run)
-
-
-def _make_backend(name: str, settings: StackSettings) -> Any:
-    if name == "local":
-        from scalelab.backends.local.backend import LocalBackend
-
-        return LocalBackend(settings=settings)
-    if name in ("kind", "existing"):
-        try:
-            import scalelab.backends.kind  # noqa: F401  (does the kind backend exist?)
-            from scalelab.backends import make_backend
-        except ImportError:
-            raise ConfigError(
-                f"the {name} backend is not available yet in this version of scalelab",
-                field="--backend", fix="use --backend local (the default)") from None
-        return make_backend(name, settings=settings)
-    raise ConfigError(f"unknown backend {name!r}", field="--backend",
-                      fix="use local, kind or existing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
         if name == AGENT_DEPLOYMENT:
             agent_replicas = count
     settings = StackSettings(agent_replicas=agent_replicas)
-    backend = _make_backend(args.backend, settings)
+    backend = make_backend(choose_backend(args.backend).name, settings=settings)
 
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # unwind whatever the main thread is doing (bring-up or waiting) into teardown
+        if stop.is_set():  # already tearing down: a second Ctrl-C must not abort it
+            return
         stop.set()
         raise KeyboardInterrupt
 

@@ -80,7 +80,6 @@ def test_cli_reports_config_error(tmp_path, capsys):
 
 
 def test_keda_scaled_object(tmp_path):
-    pytest.importorskip("scalelab.control.keda", reason="C2's KEDA module not present")
     manifest = SCALING_MANIFESTS / "keda-queue.yaml"
     trace = write(tmp_path, "t.csv", "t,queue_length\n0,0\n30,200\n")
     spec, notes = load_manifest(manifest)

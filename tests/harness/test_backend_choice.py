@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from scalelab import backends
@@ -22,9 +25,15 @@ def test_auto_with_docker_and_kind_is_kind(monkeypatch: pytest.MonkeyPatch) -> N
     assert backends.choose_backend("auto").name == "kind"
 
 
-def test_docker_cli_without_daemon_does_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    # This machine has the docker CLI but no engine: `docker info` fails.
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+def test_docker_cli_without_daemon_does_not_count(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    # A docker CLI that is installed but finds no engine (`docker info` exits 1), as on
+    # machines with the client package only.
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert backends.shutil.which("docker") == str(fake)
     assert backends.docker_answers(timeout=10) is False
 
 

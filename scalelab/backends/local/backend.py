@@ -262,16 +262,18 @@ class LocalBackend(Backend):
         if sup is None or self.workdir is None:
             return
         spec = sup.spec
-        groups = []
-        for pod in sup.pods():
-            port = pod.port(spec.scrape_port)
-            if pod.deleting or pod.phase != "Running" or port is None:
-                continue
-            groups.append(prom.file_sd_group(
-                address=f"{self.settings.bind}:{port}", metrics_path=spec.scrape_path,
-                labels={"namespace": spec.namespace, "pod": pod.name,
-                        "deployment": deployment, "container": spec.container}))
+        # Snapshot and write under one lock: threads reporting pod changes concurrently
+        # must not let an older snapshot be written last.
         with self._sd_lock:
+            groups = []
+            for pod in sup.pods():
+                port = pod.port(spec.scrape_port)
+                if pod.deleting or pod.phase != "Running" or port is None:
+                    continue
+                groups.append(prom.file_sd_group(
+                    address=f"{self.settings.bind}:{port}", metrics_path=spec.scrape_path,
+                    labels={"namespace": spec.namespace, "pod": pod.name,
+                            "deployment": deployment, "container": spec.container}))
             prom.write_file_sd(self._sd_path(deployment), groups)
 
     def _sample_loop(self) -> None:
@@ -362,14 +364,7 @@ class LocalBackend(Backend):
         self._supervisor(deployment).scale(replicas)
 
     def apply_scaling(self, manifest: Path) -> list[str]:
-        try:
-            from scalelab.control.loop import ControlLoop
-        except ImportError as err:
-            raise BackendError(
-                "the emulated HPA/KEDA control loop (scalelab.control.loop) is not part of "
-                "this build, so the local backend cannot apply scaling manifests yet",
-                fix="run without a scaling manifest, or use a build that has the control loop",
-            ) from err
+        from scalelab.control.loop import ControlLoop
         from scalelab.manifests import validate_scaling
 
         agent_file = self.manifests / f"{AGENT_DEPLOYMENT}.yaml"
