@@ -743,7 +743,7 @@ def parse_quantity_milli(value: Any, *, source: str, field_: str) -> int:
     except (ValueError, TypeError, InvalidOperation) as err:
         raise ConfigError(
             f"{value!r} is not a Kubernetes quantity ({err})", file=source, field=field_,
-            fix="write a number or a quantity such as 500m, 2, 1k, 512Mi",
+            fix="write a number or a quantity such as 250m (CPU), 2, 1k, 128Mi (memory)",
         ) from None
     return int(math.ceil(dec * Decimal(1000)))
 

@@ -12,7 +12,6 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import yaml
 from kubernetes.utils import parse_quantity
 
 from scalelab import paths
+from scalelab.control.hpa import parse_quantity_milli
 from scalelab.errors import ConfigError
 
 BASE = paths.MANIFESTS / "base"
@@ -122,12 +122,14 @@ class DeploymentSpec:
 def _quantity(value: Any, *, file: Path, field_: str, milli: bool) -> int | None:
     if value is None:
         return None
+    if milli:  # the same conversion as the HPA emulation (Quantity.MilliValue rounds up)
+        return parse_quantity_milli(value, source=str(file), field_=field_)
     try:
         number = parse_quantity(value)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"not a Kubernetes quantity: {value!r} ({err})", file=str(file),
                           field=field_, fix="write e.g. 250m or 1 (CPU), 128Mi (memory)") from None
-    return int(number * Decimal(1000)) if milli else int(number)
+    return int(number)
 
 
 def _probe(raw: Any, ports: Mapping[str, int], *, file: Path, field_: str) -> Probe | None:
