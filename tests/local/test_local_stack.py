@@ -93,8 +93,13 @@ def test_kube_series_are_scraped(stack: LocalBackend) -> None:
     _wait_value(stack, 'sum(kube_pod_container_resource_requests'
                        '{deployment="agent",resource="cpu",unit="core"})', 0.5)
     _wait_value(stack, 'sum(kube_pod_status_ready{condition="true",pod=~"agent-.*"})', 2)
-    cpu = _prom(stack).custom_query('container_cpu_usage_seconds_total{pod=~"agent-.*"}')
-    assert len(cpu) == 2 and all(float(s["value"][1]) > 0 for s in cpu)
+    # A pod's CPU counter is exported from its second accounting sample on (like
+    # metrics-server) and then needs a scrape: wait for both pods' series.
+    wait_for(lambda: _prom(stack).custom_query('container_cpu_usage_seconds_total'
+                                               '{pod=~"agent-.*"}'),
+             lambda r: len(r) == 2 and all(float(s["value"][1]) > 0 for s in r),
+             what="CPU usage series of both agent pods", expected="2 series > 0",
+             timeout=30, interval=0.5)
     # RabbitMQ's per-queue series come through the params of the rabbitmq job
     wait_for(lambda: _prom(stack).custom_query('rabbitmq_detailed_queue_consumers'),
              lambda r: bool(r), what="rabbitmq per-queue series", expected="a series",
