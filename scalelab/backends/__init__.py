@@ -54,13 +54,8 @@ def make_backend(name: str, *, settings: StackSettings) -> Backend:
 
         return LocalBackend(settings=settings)
     if name in ("kind", "existing"):
-        try:
-            from scalelab.backends.kind import make_cluster_backend
-        except ImportError as err:
-            raise ConfigError(
-                f"the {name} backend is not available in this version of scalelab",
-                field="--backend", fix="use --backend local (the default without Docker)",
-            ) from err
+        from scalelab.backends.kind import make_cluster_backend
+
         return make_cluster_backend(name, settings=settings)
     raise ConfigError(f"unknown backend {name!r}", field="--backend",
                       fix=f"use one of {', '.join(BACKEND_NAMES[1:])}")
