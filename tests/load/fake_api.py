@@ -2,8 +2,9 @@
 
 Run as a process by tests/load (the real API, with its broker, is tested in
 tests/services). It hands out fresh uuids, answers every ``REJECT_EVERY``-th request with
-503 (as the real API does when the broker is down), and logs every accepted request
-(time, ids, tools) as JSON lines so the test can compare served and recorded ids.
+503 (as the real API does when the broker is down), and logs every request (time, ids
+or the rejected count, tools, arguments) as JSON lines so the test can compare served and
+recorded ids.
 
 usage: python fake_api.py PORT LOGFILE REJECT_EVERY
 """
@@ -29,7 +30,8 @@ def _accept(tasks: list[dict]) -> list[str] | None:
     with lock:
         state["n"] += 1
         if reject_every and state["n"] % reject_every == 0:
-            log.write(json.dumps({"t": time.time(), "rejected": len(tasks)}) + "\n")
+            log.write(json.dumps({"t": time.time(), "rejected": len(tasks),
+                                  "arguments": [t["arguments"] for t in tasks]}) + "\n")
             log.flush()
             return None
         ids = [str(uuid.uuid4()) for _ in tasks]
