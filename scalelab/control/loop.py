@@ -92,6 +92,10 @@ class ControlLoop:
         self._amqp_fetch = amqp_fetch
         self._settings = HPAControllerSettings.from_timing(timing)
         self._sync_period = timing.hpa_sync_period
+        # _step_lock serializes passes; _lock guards the state the exporter and the
+        # experiment read, and is never held across a trigger's HTTP poll, so a scrape
+        # does not wait for a slow RabbitMQ management API.
+        self._step_lock = threading.Lock()
         self._lock = threading.RLock()
         self._events: list[ScalingEvent] = []
         self._stop = threading.Event()
@@ -168,39 +172,45 @@ class ControlLoop:
     def step(self, now: float | None = None) -> None:
         """Run every poll and sync that is due at ``now`` (default: the clock)."""
         now = self._clock() if now is None else now
-        with self._lock:
+        with self._step_lock:
             for unit in self._keda:
                 if now >= unit.next_poll:
                     self._poll_keda(unit, now)
-                    unit.next_poll = now + unit.spec.polling_interval
+                    with self._lock:
+                        unit.next_poll = now + unit.spec.polling_interval
             for hpa in self._hpas:
                 if now >= hpa.next_sync:
                     self._sync_hpa(hpa, now)
-                    hpa.next_sync = now + self._sync_period
+                    with self._lock:
+                        hpa.next_sync = now + self._sync_period
 
     def _read_trigger(self, unit: _KedaUnit, trig: EventTrigger) -> TriggerReading:
+        """Poll one trigger (outside the state lock: it is an HTTP or AMQP round trip)."""
         res = rmq.poll(trig.metadata, http_get=self._http_get, amqp_fetch=self._amqp_fetch)
         if res.error is not None:
-            unit.errors[trig.index] = unit.errors.get(trig.index, 0) + 1
             log.warning("%s trigger %d: %s", unit.spec.object_ref, trig.index, res.error)
         reading = TriggerReading(index=trig.index, value=res.value, active=res.active,
                                  error=res.error)
-        unit.readings[trig.index] = reading
+        with self._lock:
+            if res.error is not None:
+                unit.errors[trig.index] = unit.errors.get(trig.index, 0) + 1
+            unit.readings[trig.index] = reading
         return reading
 
     def _poll_keda(self, unit: _KedaUnit, now: float) -> None:
         spec = unit.spec
         readings = [self._read_trigger(unit, t) for t in spec.triggers
                     if isinstance(t, EventTrigger)]
-        current = self._view.spec_replicas(spec.target)
-        action, unit.state = activate(spec, now=now, current_replicas=current,
-                                      readings=readings, state=unit.state)
-        if action.desired_replicas is not None:
-            self._view.scale(spec.target, action.desired_replicas)
-            self._record(ScalingEvent(t=now, controller="keda", object=spec.object_ref,
-                                      from_replicas=current,
-                                      to_replicas=action.desired_replicas,
-                                      reason=action.reason, conditions=list(action.conditions)))
+        with self._lock:
+            current = self._view.spec_replicas(spec.target)
+            action, unit.state = activate(spec, now=now, current_replicas=current,
+                                          readings=readings, state=unit.state)
+            if action.desired_replicas is not None:
+                self._view.scale(spec.target, action.desired_replicas)
+                self._record(ScalingEvent(
+                    t=now, controller="keda", object=spec.object_ref, from_replicas=current,
+                    to_replicas=action.desired_replicas, reason=action.reason,
+                    conditions=list(action.conditions)))
 
     def _sync_hpa(self, hpa: _HPAUnit, now: float) -> None:
         target = hpa.spec.target_name
@@ -210,19 +220,20 @@ class ControlLoop:
                 if isinstance(t, EventTrigger):
                     r = self._read_trigger(hpa.owner, t)
                     external[t.metric_name] = None if r.value is None else [r.value]
-        inputs = HPAInputs(now=now, spec_replicas=self._view.spec_replicas(target),
-                           pods=self._view.pods(target),
-                           pod_metrics=self._view.pod_metrics(target),
-                           external_metrics=external)
-        decision, hpa.state = reconcile(hpa.spec, inputs, hpa.state, self._settings)
-        hpa.last = decision
-        if decision.scaled and decision.desired_replicas != decision.current_replicas:
-            self._view.scale(target, decision.desired_replicas)
-            self._record(ScalingEvent(t=now, controller="hpa", object=hpa.spec.object_ref,
-                                      from_replicas=decision.current_replicas,
-                                      to_replicas=decision.desired_replicas,
-                                      reason=decision.reason,
-                                      conditions=decision.conditions_as_dicts()))
+        with self._lock:
+            inputs = HPAInputs(now=now, spec_replicas=self._view.spec_replicas(target),
+                               pods=self._view.pods(target),
+                               pod_metrics=self._view.pod_metrics(target),
+                               external_metrics=external)
+            decision, hpa.state = reconcile(hpa.spec, inputs, hpa.state, self._settings)
+            hpa.last = decision
+            if decision.scaled and decision.desired_replicas != decision.current_replicas:
+                self._view.scale(target, decision.desired_replicas)
+                self._record(ScalingEvent(
+                    t=now, controller="hpa", object=hpa.spec.object_ref,
+                    from_replicas=decision.current_replicas,
+                    to_replicas=decision.desired_replicas, reason=decision.reason,
+                    conditions=decision.conditions_as_dicts()))
 
     def _record(self, event: ScalingEvent) -> None:
         log.info("%s %s: %d -> %d (%s)", event.controller, event.object, event.from_replicas,

@@ -10,6 +10,7 @@ HPA core, KEDA activation, metric plumbing, events and the exported series - is 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -227,6 +228,37 @@ def test_exported_series() -> None:
     loop.stop()
     loop.stop()  # idempotent
     assert "kube_horizontalpodautoscaler" not in generate_latest(registry).decode()
+
+
+def test_a_slow_trigger_poll_does_not_block_a_scrape() -> None:
+    """The management API may take seconds to answer; the exporter must not wait for it."""
+    registry = CollectorRegistry()
+    view = FakeView(replicas=2)
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging(url: str, timeout: float) -> tuple[int, bytes]:
+        entered.set()
+        release.wait(timeout=10)
+        return FakeManagement(messages=30)(url, timeout)
+
+    loop = ControlLoop(objects=list(yaml.safe_load_all(
+        (SCALING_MANIFESTS / "keda-queue.yaml").read_text())), view=view, timing=TIMING,
+        registry=registry, clock=lambda: 0.0, http_get=hanging, source="keda-queue.yaml")
+    stepper = threading.Thread(target=loop.step, args=(0.0,), daemon=True)
+    stepper.start()
+    try:
+        assert entered.wait(timeout=10), "the poll never started"
+        scraped = threading.Thread(target=generate_latest, args=(registry,), daemon=True)
+        scraped.start()
+        scraped.join(timeout=5)
+        assert not scraped.is_alive(), "a scrape waited for the trigger's HTTP poll"
+        assert loop.events() == [] and view.scaled == []
+    finally:
+        release.set()
+        stepper.join(timeout=10)
+    assert not stepper.is_alive()
+    assert view.scaled, "the poll went on after the scrape and scaled on 30 messages"
+    loop.stop()
 
 
 def test_thread_runs_and_stops() -> None:
