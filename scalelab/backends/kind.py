@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -459,6 +460,11 @@ class ClusterSettings:
     rollout_timeout: float = 300.0
     helm_timeout: float = 600.0
     port_forward_timeout: float = 30.0
+    #: How often a dead port-forward is looked for, and how many times one is restarted
+    #: before the backend gives up on it (kubectl port-forward ends when the pod it picked
+    #: goes away, e.g. a rolled or evicted RabbitMQ pod).
+    forward_check_interval: float = 2.0
+    max_forward_restarts: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClusterSettings:
@@ -528,7 +534,13 @@ class ClusterBackend(Backend):
         self.api = api if api is not None else kube.KubeApi(
             kubeconfig=self.kubeconfig, context=self.cluster.context)
         self._forwards: dict[str, kube.Process] = {}
+        self._forward_cmds: dict[str, list[str]] = {}
         self._ports: dict[str, int] = {}
+        #: Port-forwards restarted by the watchdog, by key (in diagnostics).
+        self.forward_restarts: dict[str, int] = {}
+        self._forward_lock = threading.Lock()
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._endpoints: Endpoints | None = None
         self._applied: list[AppliedObject] = []
         self._stack_touched = False
@@ -624,7 +636,12 @@ class ClusterBackend(Backend):
     def down(self) -> None:
         """Stop port-forwards, then remove what was created; idempotent, never raises."""
         self._endpoints = None
-        forwards, self._forwards = self._forwards, {}
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+            self._watcher = None
+        with self._forward_lock:
+            forwards, self._forwards = self._forwards, {}
         for key, proc in forwards.items():
             try:
                 proc.stop()
@@ -712,6 +729,7 @@ class ClusterBackend(Backend):
             log_file = self.work_dir / "logs" / f"port-forward-{fwd.key}.log"
             proc = self._spawn(cmd, log_file=log_file)
             self._forwards[fwd.key] = proc
+            self._forward_cmds[fwd.key] = cmd
             self._ports[fwd.key] = local
 
             def probe(p: kube.Process = proc, port: int = local,
@@ -735,6 +753,45 @@ class ClusterBackend(Backend):
             prometheus=f"http://127.0.0.1:{p['prometheus']}",
             rabbitmq_management=f"http://127.0.0.1:{p['rabbitmq_management']}",
             amqp=f"amqp://guest:guest@127.0.0.1:{p['amqp']}/%2F")
+        self._watch_stop.clear()
+        self._watcher = threading.Thread(target=self._watch_forwards,
+                                         name="scalelab-port-forwards", daemon=True)
+        self._watcher.start()
+
+    def heal_forwards(self) -> list[str]:
+        """Restart every port-forward that exited, on the same local port; return their keys.
+
+        ``kubectl port-forward svc/...`` binds to one pod and exits when that pod goes away,
+        so a long experiment would otherwise lose its endpoints mid-run. The endpoints the
+        experiment holds stay valid because the local port does not change.
+        """
+        healed: list[str] = []
+        with self._forward_lock:
+            for key, proc in list(self._forwards.items()):
+                if proc.running():
+                    continue
+                count = self.forward_restarts.get(key, 0)
+                if count >= self.cluster.max_forward_restarts:
+                    continue
+                self.forward_restarts[key] = count + 1
+                log.warning("port-forward %s exited; restarting it (%d of at most %d)", key,
+                            count + 1, self.cluster.max_forward_restarts)
+                log_file = self.work_dir / "logs" / f"port-forward-{key}.log"
+                try:
+                    self._forwards[key] = self._spawn(self._forward_cmds[key],
+                                                      log_file=log_file)
+                except Exception as err:  # noqa: BLE001 - retried on the next check
+                    log.warning("restarting port-forward %s: %s", key, err)
+                    continue
+                healed.append(key)
+        return healed
+
+    def _watch_forwards(self) -> None:
+        while not self._watch_stop.wait(self.cluster.forward_check_interval):
+            try:
+                self.heal_forwards()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive one bad check
+                log.exception("port-forward watchdog")
 
     # -- observation -------------------------------------------------------------------------
     @property
@@ -763,7 +820,8 @@ class ClusterBackend(Backend):
 
     def diagnostics(self) -> dict[str, Any]:
         ns = self.settings.namespace
-        out: dict[str, Any] = {"backend": self.name, "errors": []}
+        out: dict[str, Any] = {"backend": self.name, "errors": [],
+                               "port_forward_restarts": dict(self.forward_restarts)}
         try:
             pods = self.api.list_pods(namespace=ns)
             out["pods"] = [{

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,6 +33,7 @@ from scalelab.backends.base import Replicas, ScalingEvent
 from scalelab.errors import BackendError, ConfigError, MissingDependencyError, WaitTimeout
 from scalelab.kube import CommandError, Completed
 from scalelab.settings import StackSettings, TimingProfile
+from scalelab.waiting import wait_for
 
 DATA = Path(__file__).parent / "data"
 KUBECONFIG = """apiVersion: v1
@@ -473,6 +475,52 @@ def test_a_failing_kubectl_apply_raises_with_its_stderr(
     b._run = failing
     with pytest.raises(CommandError, match="already managed by the hpa"):
         b.apply_scaling(paths.SCALING_MANIFESTS / "keda-queue.yaml")
+
+
+def test_a_dead_port_forward_is_restarted_on_the_same_port(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl port-forward exits when its pod goes away; the endpoints must survive that."""
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, max_forward_restarts=2)
+    endpoints = b.up()
+    try:
+        spawned = [c for c in rec.calls if "port-forward" in c]
+        api_cmd = next(c for c in spawned if "svc/api" in c)
+        assert b.heal_forwards() == [], "nothing to heal while every forward runs"
+        api_fwd = rec.forwards[spawned.index(api_cmd)]
+        api_fwd.stop()   # the pod behind it went away
+        assert b.heal_forwards() == ["api"]
+        assert rec.calls[-1] == api_cmd, "restarted with the same command and local port"
+        assert b.endpoints == endpoints
+        port = int(endpoints.api.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        assert b.diagnostics()["port_forward_restarts"] == {"api": 1}
+        rec.forwards[-1].stop()
+        assert b.heal_forwards() == ["api"]
+        rec.forwards[-1].stop()
+        assert b.heal_forwards() == [], "gives up after max_forward_restarts"
+        assert b.forward_restarts == {"api": 2}
+    finally:
+        b.down()
+    assert all(f.stopped for f in rec.forwards)
+
+
+def test_the_port_forward_watchdog_runs_until_down(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, forward_check_interval=0.05)
+    b.up()
+    try:
+        rec.forwards[0].stop()
+        wait_for(lambda: sum(b.forward_restarts.values()), lambda n: n == 1,
+                 what="the watchdog to restart a dead port-forward", expected=1,
+                 timeout=10.0, interval=0.05)
+        assert not rec.forwards[-1].stopped
+    finally:
+        b.down()
+    spawns = len(rec.forwards)
+    rec.forwards[-1].stop()
+    time.sleep(0.3)
+    assert len(rec.forwards) == spawns, "no restart after down()"
 
 
 def test_replicas_from_a_recorded_deployment(
