@@ -27,10 +27,6 @@ from scalelab.paths import REPORTS, ROOT
 from scalelab.settings import AGENT_DEPLOYMENT
 from scalelab.waiting import wait_for
 
-#: Replicas the agent Deployment is reset to between scenarios (manifests/base/agent.yaml).
-BASELINE_REPLICAS = 2
-
-
 @dataclass(frozen=True, kw_only=True)
 class ExperimentSettings:
     """How one scenario is run; the timing profile itself belongs to the backend."""
@@ -44,7 +40,9 @@ class ExperimentSettings:
     settle_timeout: float = 120.0
     #: How much longer than the planned phases Locust may run before it is killed.
     load_grace: float = 60.0
-    baseline_replicas: int = BASELINE_REPLICAS
+    #: Replicas the agent Deployment is reset to between scenarios. None: the Deployment's
+    #: spec, i.e. the stack's ``agent_replicas`` override or ``manifests/base/agent.yaml``.
+    baseline_replicas: int | None = None
 
 
 @dataclass
@@ -72,14 +70,25 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def baseline_replicas(backend: Backend, settings: ExperimentSettings) -> int:
+    """The agent replicas a scenario starts from: what the Deployment asks for."""
+    if settings.baseline_replicas is not None:
+        return settings.baseline_replicas
+    if backend.settings.agent_replicas is not None:
+        return backend.settings.agent_replicas
+    from scalelab.backends.local.manifests import load_deployment
+
+    return load_deployment(AGENT_DEPLOYMENT).replicas
+
+
 def reset(backend: Backend, *, settings: ExperimentSettings,
           clock: Callable[[], float] = time.monotonic,
           sleep: Callable[[float], None] = time.sleep) -> None:
     """Bring the stack back to the baseline so scenarios do not leak into each other."""
+    target = baseline_replicas(backend, settings)
     backend.remove_scaling()
     backend.purge_queue()
-    backend.scale(AGENT_DEPLOYMENT, settings.baseline_replicas)
-    target = settings.baseline_replicas
+    backend.scale(AGENT_DEPLOYMENT, target)
 
     def settled(r: Any) -> bool:
         return bool(r.spec == target and r.current == target and r.ready == target)
@@ -117,7 +126,8 @@ def run_scenario(
     series: dict[str, Any] | None = None
     endpoints = backend.endpoints
     try:
-        progress(f"[{scenario.name}] reset: baseline {settings.baseline_replicas} replicas, "
+        progress(f"[{scenario.name}] reset: baseline "
+                 f"{baseline_replicas(backend, settings)} replicas, "
                  "queue purged, scaling objects removed")
         reset(backend, settings=settings)
         # Graphs start here: before it, the previous scenario's tail and the reset.
