@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,16 +30,24 @@ def _scenario_paths(config: pytest.Config) -> list[Path]:
     return [Path(p) if Path(p).is_absolute() else Path.cwd() / p for p in raw.split(",") if p]
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "scenario" not in metafunc.fixturenames:
-        return
+_SCENARIOS = pytest.StashKey[list[Any]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load and validate every scenario before anything starts; bad input ends the session
+    with the file, the field and the fix (exit code 4, no traceback)."""
     from scalelab.scenario import load_scenarios
 
     try:
-        scenarios = load_scenarios(_scenario_paths(metafunc.config))
+        config.stash[_SCENARIOS] = load_scenarios(_scenario_paths(config))
     except ScalelabError as err:
-        # Bad input stops the session at collection, before anything starts.
-        raise pytest.UsageError(f"invalid scenario: {err}") from err
+        raise pytest.UsageError(f"invalid scenario: {err}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "scenario" not in metafunc.fixturenames:
+        return
+    scenarios = metafunc.config.stash[_SCENARIOS]
     for tag in sorted({t for s in scenarios for t in s.tags}):
         metafunc.config.addinivalue_line("markers", f"{tag}: scenario tag")
     metafunc.parametrize(
@@ -99,18 +108,23 @@ def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # typ
             + ", ".join(f"{k}={v}" for k, v in endpoints.as_dict().items()))
         yield backend
     finally:
-        if keep:
-            # Our processes die with pytest (mirakuru reaps its children at exit), so
-            # keeping the stack means keeping this process: until Ctrl-C.
-            say("scalelab: --keep-stack: the stack stays up; press Ctrl-C to tear it down")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(1.0)
-        backend.down()
+        if not keep:
+            backend.down()
         try:
             _figures(report_dir / run_id, time.monotonic() - started, say)
         finally:
             _render_report(report_dir, run_id, say)
+        if keep:
+            # Our processes die with pytest (mirakuru reaps its children at exit), so
+            # keeping the stack means keeping this process: until Ctrl-C. The report is
+            # already written, so it can be read while the stack is explored.
+            say("scalelab: --keep-stack: the stack stays up; press Ctrl-C to tear it down")
+            try:
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(1.0)
+            finally:
+                backend.down()
 
 
 def _figures(run_dir: Path, session_wall: float, say) -> None:  # type: ignore[no-untyped-def]
