@@ -24,8 +24,10 @@ from scalelab.backends.base import Backend
 from scalelab.errors import ExperimentError, ProcessStartError, ScalelabError, WaitTimeout
 from scalelab.observe import Observer, management_session, progress_line, queue_depth
 from scalelab.paths import REPORTS, ROOT
+from scalelab.queries import scaling_names
 from scalelab.settings import AGENT_DEPLOYMENT
 from scalelab.waiting import wait_for
+
 
 @dataclass(frozen=True, kw_only=True)
 class ExperimentSettings:
@@ -196,16 +198,24 @@ def run_scenario(
         if ledger is not None:
             ledger.stop()
         try:
-            series = queries.capture_series(endpoints.prometheus,
-                                            start=run.series_start or run.started_at,
-                                            end=ended, scenario=scenario.to_dict(),
-                                            scrape_interval=timing.scrape_interval)
+            series = queries.capture_series(
+                endpoints.prometheus, start=run.series_start or run.started_at, end=ended,
+                scenario=scenario.to_dict(), scrape_interval=timing.scrape_interval,
+                queries=_scoped_queries(run.manifests))
         except Exception as err:  # a report without graphs beats no record at all
             progress(f"[{scenario.name}] could not capture Prometheus series: {err}")
         doc = _record(scenario, backend, run, settings=settings, ended=ended)
         record.write(scenario_dir, doc, series)
         progress(f"[{scenario.name}] {run.status}: record {scenario_dir / record.RUN_FILE}")
     return doc
+
+
+def _scoped_queries(manifests: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """The report's queries, limited to the autoscalers this scenario applied."""
+    from scalelab.queries import build_queries
+
+    names = scaling_names(manifests)
+    return build_queries(hpas=names.hpas, scaled_objects=names.scaled_objects)
 
 
 def _rel(path: Path | str) -> str:
@@ -254,7 +264,8 @@ def _drive(scenario: Any, backend: Backend, run: _Run, *, timing: Any, load_star
            progress: Callable[[str], None], clock: Callable[[], float],
            sleep: Callable[[float], None]) -> None:
     """Observe until the last phase ends; one timeline sample and progress line per poll."""
-    observer = Observer(backend=backend, metrics_window=timing.metrics_window, clock=clock)
+    observer = Observer(backend=backend, metrics_window=timing.metrics_window, clock=clock,
+                        hpas=scaling_names(run.manifests).hpas)
     total = sum(p["planned_duration"] for p in run.phases)
     end = load_start + total
     while True:

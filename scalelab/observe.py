@@ -8,7 +8,7 @@ the same PromQL on every backend (the local backend exports Kubernetes' metric n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from scalelab.backends.base import Backend
+from scalelab.queries import name_matcher
 from scalelab.settings import AGENT_DEPLOYMENT, NAMESPACE, TASK_QUEUE
 
 CPU_UTILIZATION_QUERY = (
@@ -25,7 +26,7 @@ CPU_UTILIZATION_QUERY = (
     "resource=\"cpu\"}})"
 )
 DESIRED_REPLICAS_QUERY = (
-    "max(kube_horizontalpodautoscaler_status_desired_replicas{{namespace=\"{ns}\"}})"
+    "max(kube_horizontalpodautoscaler_status_desired_replicas{{namespace=\"{ns}\"{hpas}}})"
 )
 
 
@@ -78,7 +79,9 @@ class Observer:
 
     def __init__(self, *, backend: Backend, metrics_window: float,
                  deployment: str = AGENT_DEPLOYMENT, namespace: str = NAMESPACE,
+                 hpas: Sequence[str] = (),
                  clock: Callable[[], float] = time.time) -> None:
+        """``hpas``: the scenario's HPAs, so a removed one's last sample is not read."""
         self._backend = backend
         self._deployment = deployment
         self._clock = clock
@@ -89,7 +92,8 @@ class Observer:
         # rate() needs at least two samples in its range: never shorter than 2 scrapes.
         window = max(int(metrics_window), 20)
         self._cpu_query = CPU_UTILIZATION_QUERY.format(ns=namespace, dep=deployment, window=window)
-        self._desired_query = DESIRED_REPLICAS_QUERY.format(ns=namespace)
+        self._desired_query = DESIRED_REPLICAS_QUERY.format(
+            ns=namespace, hpas=name_matcher("horizontalpodautoscaler", hpas))
 
     def sample(self) -> dict[str, Any]:
         replicas = self._backend.replicas(self._deployment)

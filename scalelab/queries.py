@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,13 +78,20 @@ def build_queries(
     deployment: str = settings.AGENT_DEPLOYMENT,
     queue: str = settings.TASK_QUEUE,
     rate_window: str = "20s",
+    hpas: Sequence[str] = (),
+    scaled_objects: Sequence[str] = (),
 ) -> tuple[Query, ...]:
     """The queries for one stack; parameters exist so the names live in ``settings`` only.
 
     ``rate_window`` 20 s spans four 5 s scrapes (rate() always has samples) and two 10 s
     metrics windows, so the curves follow what the HPA saw instead of a minute's average.
+    ``hpas`` / ``scaled_objects`` (see ``scaling_names``) keep the autoscaler series to the
+    scenario's own objects: the previous scenario's HPA may still be in the first scrape
+    after a reset.
     """
     ns = f'namespace="{namespace}"'
+    hpa_ns = ns + name_matcher("horizontalpodautoscaler", hpas)
+    keda_ns = ns + name_matcher("scaledObject", scaled_objects)
     dep = f'{ns},deployment="{deployment}"'
     pods = f'{ns},pod=~"{deployment}-.*"'
     w = rate_window
@@ -100,15 +108,15 @@ def build_queries(
         Query(key="replicas_ready", title="ready", unit="replicas", chart="replicas",
               promql=f"kube_deployment_status_replicas_ready{{{dep}}}"),
         Query(key="replicas_desired", title="HPA desired", unit="replicas", chart="replicas",
-              promql=f"kube_horizontalpodautoscaler_status_desired_replicas{{{ns}}}"),
+              promql=f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa_ns}}}"),
         Query(key="hpa_min_replicas", title="HPA minReplicas", unit="replicas",
               chart="replicas",
               draw=False,
-              promql=f"kube_horizontalpodautoscaler_spec_min_replicas{{{ns}}}"),
+              promql=f"kube_horizontalpodautoscaler_spec_min_replicas{{{hpa_ns}}}"),
         Query(key="hpa_max_replicas", title="HPA maxReplicas", unit="replicas",
               chart="replicas",
               draw=False,
-              promql=f"kube_horizontalpodautoscaler_spec_max_replicas{{{ns}}}"),
+              promql=f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa_ns}}}"),
         # HPA utilization = sum of usage / sum of requests over the pods
         # (kubernetes pkg/controller/podautoscaler/metrics/utilization.go).
         Query(key="cpu_utilization", title="average (rate over the window)", unit="%",
@@ -121,7 +129,7 @@ def build_queries(
               )),
         # What the HPA itself computed at its last sync (its own metrics window).
         Query(key="hpa_cpu_observed", title="HPA observed", unit="%", chart="cpu",
-              promql=(f"kube_horizontalpodautoscaler_status_target_metric{{{ns},"
+              promql=(f"kube_horizontalpodautoscaler_status_target_metric{{{hpa_ns},"
                       'metric_name="cpu",metric_target_type="utilization"}')),
         Query(key="cpu_utilization_by_pod", title="per pod", unit="%", chart="cpu",
               promql=(
@@ -131,14 +139,14 @@ def build_queries(
               )),
         Query(key="hpa_target_metric", title="HPA target", unit="%", chart="cpu",
               draw=False,
-              promql=f"kube_horizontalpodautoscaler_spec_target_metric{{{ns}}}"),
+              promql=f"kube_horizontalpodautoscaler_spec_target_metric{{{hpa_ns}}}"),
         Query(key="queue_ready", title="ready", unit="messages", chart="queue",
               target="queue_target",
               promql=f'sum(rabbitmq_detailed_queue_messages_ready{{queue="{queue}"}})'),
         Query(key="queue_unacked", title="unacked", unit="messages", chart="queue",
               promql=f'sum(rabbitmq_detailed_queue_messages_unacked{{queue="{queue}"}})'),
         Query(key="keda_metric", title="KEDA scaler value", unit="messages", chart="queue",
-              promql=f"keda_scaler_metrics_value{{{ns}}}"),
+              promql=f"keda_scaler_metrics_value{{{keda_ns}}}"),
         Query(key="tasks_published_rate", title="published", unit="tasks/s",
               chart="throughput",
               promql=f"sum(rate(scalelab_api_tasks_published_total[{w}]))"),
@@ -161,7 +169,54 @@ def build_queries(
     )
 
 
-#: The queries for the default names; what ``capture_series`` runs.
+def name_matcher(label: str, names: Sequence[str]) -> str:
+    """``,label=~"a|b"`` for a selector, or nothing when ``names`` is empty."""
+    if not names:
+        return ""
+    # Kubernetes names are [a-z0-9.-]: only the dot is special in a regex, and PromQL
+    # strings take Go escapes, so it is written "\\." (no re.escape: "\-" breaks PromQL).
+    alternatives = "|".join(n.replace(".", "\\\\.") for n in sorted(set(names)))
+    return f',{label}=~"{alternatives}"'
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalingNames:
+    """The autoscaler objects a scenario created, to scope queries to them."""
+
+    hpas: tuple[str, ...] = ()
+    scaled_objects: tuple[str, ...] = ()
+
+
+def scaling_names(manifests: list[dict[str, Any]]) -> ScalingNames:
+    """The HPAs and ScaledObjects the applied manifests create (``build_queries`` filters).
+
+    A ScaledObject's HPA is ``keda-hpa-<name>`` unless
+    ``spec.advanced.horizontalPodAutoscalerConfig.name`` says otherwise (KEDA's
+    pkg/scaling/executor names it so).
+    """
+    hpas: list[str] = []
+    scaled: list[str] = []
+    for manifest in manifests:
+        try:
+            docs = [d for d in yaml.safe_load_all(manifest.get("text") or "")
+                    if isinstance(d, dict)]
+        except yaml.YAMLError:
+            continue
+        for doc in docs:
+            name = (doc.get("metadata") or {}).get("name")
+            if not isinstance(name, str):
+                continue
+            if doc.get("kind") == "HorizontalPodAutoscaler":
+                hpas.append(name)
+            elif doc.get("kind") == "ScaledObject":
+                scaled.append(name)
+                advanced = (doc.get("spec") or {}).get("advanced") or {}
+                config = advanced.get("horizontalPodAutoscalerConfig") or {}
+                hpas.append(config.get("name") or f"keda-hpa-{name}")
+    return ScalingNames(hpas=tuple(hpas), scaled_objects=tuple(scaled))
+
+
+#: The queries for the default names; what ``capture_series`` runs unless given others.
 QUERIES: tuple[Query, ...] = build_queries()
 
 

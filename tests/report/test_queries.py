@@ -76,6 +76,21 @@ def test_targets_from_hpa_and_scaledobject() -> None:
     assert queries.targets_from_manifests([{"path": "c", "objects": []}]) == queries.Targets()
 
 
+def test_scaling_names_scope_the_autoscaler_queries() -> None:
+    named = KEDA.replace("spec:\n", "spec:\n  advanced: {horizontalPodAutoscalerConfig: "
+                         "{name: custom}}\n", 1).replace("name: agent", "name: other")
+    names = queries.scaling_names([{"text": HPA}, {"text": KEDA}, {"text": named},
+                                   {"text": ": not yaml ["}])
+    assert names.hpas == ("agent", "keda-hpa-agent", "custom")
+    assert names.scaled_objects == ("agent", "other")
+    by_key = {q.key: q.promql for q in queries.build_queries(
+        hpas=names.hpas, scaled_objects=names.scaled_objects)}
+    assert 'horizontalpodautoscaler=~"agent|custom|keda-hpa-agent"' in by_key["replicas_desired"]
+    assert 'scaledObject=~"agent|other"' in by_key["keda_metric"]
+    unscoped = {q.key: q.promql for q in queries.QUERIES}
+    assert "horizontalpodautoscaler=~" not in unscoped["replicas_desired"]
+
+
 def test_unreachable_prometheus_is_recorded_not_raised() -> None:
     port = port_for.select_random()
     out = queries.capture_series(f"http://127.0.0.1:{port}", start=0.0, end=60.0, timeout=2)
@@ -90,6 +105,11 @@ def exporter() -> Iterator[tuple[str, Gauge]]:
     gauge = Gauge("kube_deployment_spec_replicas", "spec.replicas",
                   ["namespace", "deployment"], registry=registry)
     gauge.labels("scalelab", "agent").set(3)
+    desired = Gauge("kube_horizontalpodautoscaler_status_desired_replicas", "desired",
+                    ["namespace", "horizontalpodautoscaler"], registry=registry)
+    # the scenario's HPA, a previous scenario's, and a dotted name with a near miss
+    for hpa, value in (("keda-hpa-agent", 2), ("agent", 4), ("old.one", 9), ("oldxone", 7)):
+        desired.labels("scalelab", hpa).set(value)
     port = port_for.select_random()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
@@ -128,6 +148,15 @@ def test_capture_series_from_a_real_prometheus(tmp_path: Path,
                                      scenario={"name": "s1", "timing_profile":
                                                {"scrape_interval": 1.0}},
                                      queries=(spec, bad))
+        # scoped to the scenario's autoscalers, Prometheus returns only theirs (the dotted
+        # name is matched literally, and the escaping parses)
+        scoped = {}
+        for hpas in (("keda-hpa-agent",), ("old.one", "keda-hpa-agent")):
+            desired = next(q for q in queries.build_queries(hpas=hpas)
+                           if q.key == "replicas_desired")
+            scoped[hpas] = queries.capture_series(
+                server.url, start=start, end=end, scrape_interval=1.0,
+                queries=(desired,))["queries"]["replicas_desired"]
     finally:
         server.stop()
     assert out["scenario"] == "s1" and out["step"] == 1.0
@@ -138,3 +167,10 @@ def test_capture_series_from_a_real_prometheus(tmp_path: Path,
     assert {v for _, v in series["values"]} == {3.0}
     assert "parse error" in out["queries"]["bad"]["error"], out["queries"]["bad"]["error"]
     assert out["queries"]["bad"]["series"] == []
+    for hpas, expected in ((("keda-hpa-agent",), {"keda-hpa-agent": 2.0}),
+                           (("old.one", "keda-hpa-agent"), {"keda-hpa-agent": 2.0,
+                                                            "old.one": 9.0})):
+        got = scoped[hpas]
+        assert "error" not in got, got
+        assert {s["labels"]["horizontalpodautoscaler"]: s["values"][-1][1]
+                for s in got["series"]} == expected
