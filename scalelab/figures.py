@@ -2,12 +2,14 @@
 
 - *wall/phases*: a scenario's wall time (reset, Locust boot, drain, capture included) over
   the sum of its planned phase durations (goal ≤ 1.15×).
-- *reaction*: from the load start to the first sample with more ready replicas than the
-  floor. *bound*: what the control loop allows: scrape interval + HPA sync period + metrics
-  window + pod start (seen in the run: first spec increase → first ready increase) + the
-  experiment's poll interval (the sampling resolution). Goal reaction/bound ≤ 1.0×. For
-  queue-driven scenarios the reaction also includes the time the backlog needs to pass the
-  target, so a ratio above 1 there is about the load, not the loop.
+- *reaction*: from the reaction start (``scalelab.report.summary``: the scenario's
+  ``reaction_phase``, else the load start) to the first sample with more ready replicas
+  than at that start. *bound*: what the control loop allows: scrape interval + HPA sync
+  period + metrics window + pod start (seen in the run: first spec increase → first ready
+  increase). Goal reaction/bound ≤ 1.0×. The reaction is read from samples taken every
+  ``poll_interval``, so it may be late by up to one poll. For queue-driven scenarios the
+  reaction also includes the time the backlog needs to pass the target, so a ratio above
+  1 there is about the load, not the loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from scalelab.report.summary import load_window
+from scalelab.report.summary import reaction_start, sample_at
 
 
 def scenario_figures(record: dict[str, Any]) -> dict[str, Any]:
@@ -30,15 +32,15 @@ def scenario_figures(record: dict[str, Any]) -> dict[str, Any]:
     timeline = sorted(record.get("timeline") or [], key=lambda s: s["t"])
     if not timeline:
         return out
-    start, _ = load_window(record)
-    floor = timeline[0]["ready"]
+    start = reaction_start(record)
+    floor = sample_at(timeline, start)["ready"]
     spec_up = next((s["t"] for s in timeline if s["t"] >= start and s["spec"] > floor), None)
     ready_up = next((s["t"] for s in timeline if s["t"] >= start and s["ready"] > floor), None)
     if spec_up is None or ready_up is None:
         return out
     timing = record["timing_profile"]
     bound = (timing["scrape_interval"] + timing["hpa_sync_period"] + timing["metrics_window"]
-             + max(0.0, ready_up - spec_up) + timing["poll_interval"])
+             + max(0.0, ready_up - spec_up))
     out.update(reaction_s=ready_up - start, bound_s=bound,
                reaction_ratio=(ready_up - start) / bound)
     return out

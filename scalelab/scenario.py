@@ -159,6 +159,8 @@ class Scenario:
     replica_bounds: tuple[int, int]
     #: ``scalelab.manifests.ScalingObject`` items from every manifest, in file order.
     scaling_objects: tuple[Any, ...] = ()
+    #: The phase the reaction times count from (None: the first phase with load).
+    reaction_phase: str | None = None
     spec: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -551,10 +553,15 @@ def load_scenario(path: Path | str, *, strict_manifests: bool = False) -> Scenar
     workload = check.workload()
     phases = check.phases()
     expectations = check.expectations(phases, bounds)
+    reaction_phase = doc.get("reaction_phase")
+    if reaction_phase is not None and reaction_phase not in {p.name for p in phases}:
+        raise check.error(f"phase '{reaction_phase}' does not exist", "reaction_phase",
+                          f"use one of: {', '.join(p.name for p in phases)}")
     return Scenario(
         name=doc["name"], description=doc["description"], tags=tuple(doc.get("tags", [])),
         file=path.resolve(), manifests=manifests, workload=workload, phases=phases,
-        expectations=expectations, replica_bounds=bounds, scaling_objects=objects, spec=doc,
+        expectations=expectations, replica_bounds=bounds, scaling_objects=objects,
+        reaction_phase=reaction_phase, spec=doc,
     )
 
 

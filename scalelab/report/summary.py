@@ -8,9 +8,13 @@ Definitions (times in seconds, from the record's ``timeline`` and ``phases``):
 - *load start*: start of the first phase whose ``load`` (``scalelab.scenario.Load.as_dict``)
   is not ``mode: idle`` and asks for users, a rate or tasks > 0 (else the first phase, else
   ``started_at``); *load end*: end of the last such phase.
-- *floor*: ``spec`` replicas at the first timeline sample (before the autoscaler acted).
-- *time to first scale-up*: first sample after load start whose ``spec`` exceeds the floor.
-- *peak replicas*: highest ``ready`` count; *time to peak*: first sample reaching it.
+- *reaction start*: start of the scenario's ``reaction_phase`` when it names one (e.g. the
+  backlog after a trickle that must not wake anything), else the load start.
+- *floor*: ``spec`` replicas at the reaction start (the last sample at or before it).
+- *time to first scale-up*: from the reaction start to the first sample whose ``spec``
+  exceeds the floor.
+- *peak replicas*: highest ``ready`` count; *time to peak*: from the reaction start to the
+  first sample reaching it.
 - *time back to the floor*: after load end (and the peak), first sample with
   ``spec <= floor``, measured from load end; None if it never came back.
 - *replica changes*: number of times ``spec`` changed (flapping shows up here).
@@ -68,10 +72,27 @@ def load_window(record: dict[str, Any]) -> tuple[float, float | None]:
     return float(loaded[0]["start"]), loaded[-1].get("end")
 
 
+def reaction_start(record: dict[str, Any]) -> float:
+    """Where the reaction times count from (module docstring)."""
+    spec = (record.get("scenario") or {}).get("spec") or {}
+    name = spec.get("reaction_phase")
+    for phase in record.get("phases") or []:
+        if name and phase.get("name") == name and phase.get("start") is not None:
+            return float(phase["start"])
+    return load_window(record)[0]
+
+
+def sample_at(timeline: list[dict[str, Any]], t: float) -> dict[str, Any]:
+    """The timeline sample in force at ``t``: the last at or before it, else the first."""
+    before = [s for s in timeline if s["t"] <= t]
+    return before[-1] if before else timeline[0]
+
+
 def summarize(record: dict[str, Any]) -> dict[str, Any]:
     """The key figures of one scenario run (None where the run does not tell)."""
     timeline = sorted(record.get("timeline") or [], key=lambda s: s["t"])
-    start, end = load_window(record)
+    _, end = load_window(record)
+    start = reaction_start(record)
     out: dict[str, Any] = {m.key: None for m in METRICS}
     verdicts = record.get("verdicts") or []
     out.update(
@@ -82,7 +103,8 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         load_end=end,
     )
     if timeline:
-        floor = timeline[0]["spec"]
+        at_start = sample_at(timeline, start)
+        floor = at_start["spec"]
         out["floor"] = floor
         up = next((s for s in timeline if s["t"] >= start and s["spec"] > floor), None)
         if up is not None:
@@ -90,7 +112,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         peak = max(s["ready"] for s in timeline)
         out["peak_replicas"] = peak
         peak_at = next(s["t"] for s in timeline if s["ready"] == peak)
-        if peak > timeline[0]["ready"]:
+        if peak > at_start["ready"]:
             out["time_to_peak"] = max(0.0, peak_at - start)
             since = max(end if end is not None else peak_at, peak_at)
             back = next((s for s in timeline if s["t"] >= since and s["spec"] <= floor), None)

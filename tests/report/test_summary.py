@@ -70,3 +70,20 @@ def test_format_value() -> None:
     assert format_value(None) == "–"
     assert format_value(3.0, "s") == "3.0 s"
     assert format_value(12345) == "12,345"
+
+
+def test_reaction_phase_moves_the_start_and_the_floor() -> None:
+    """A scale-to-zero run: load that must not wake it, then the phase it reacts to."""
+    #         t=100 102 ... 110 ... 130 132 134 136 138 140 142
+    specs = [2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 4, 4, 0]
+    rec = _record(specs)
+    default = summarize(rec)
+    assert default["floor"] == 0                    # spec at the load start (t=110)
+    assert default["time_to_first_scale_up"] == 22.0  # 1 at t=132, counted from 110
+    rec["scenario"] = {"name": "zero", "spec": {"reaction_phase": "cool"}}
+    m = summarize(rec)
+    assert m["floor"] == 0
+    assert m["time_to_first_scale_up"] == 2.0       # from the cool phase's start (130)
+    assert m["time_to_peak"] == 10.0                # ready 4 at t=140 (one sample lag)
+    rec["scenario"]["spec"]["reaction_phase"] = "idle"
+    assert summarize(rec)["floor"] == 2             # the first sample, at t=100

@@ -63,6 +63,10 @@ def test_good_scenario_loads(tmp_path: Path) -> None:
     record = sc.to_dict()
     assert record["name"] == "demo" and record["spec"]["phases"][0]["name"] == "baseline"
     assert sc.phases[2].load_dict() == {"mode": "tasks", "rate": 10.0, "tasks": 40}
+    assert sc.reaction_phase is None
+    timed = load_scenario(write(tmp_path, {**GOOD, "reaction_phase": "burst"}))
+    assert timed.reaction_phase == "burst"
+    assert timed.to_dict()["spec"]["reaction_phase"] == "burst"  # what the report reads
 
 
 def test_manifest_relative_to_scenario_file(tmp_path: Path) -> None:
@@ -117,6 +121,8 @@ BAD: list[tuple[str, Any, str, str]] = [
      "phases[2].duration", "greater than 0"),
     ("missing-manifest", mutate(lambda d: d.update(manifests=["manifests/scaling/nope.yaml"])),
      "manifests[0]", "hpa-cpu.yaml"),
+    ("reaction-phase-unknown", mutate(lambda d: d.update(reaction_phase="burts")),
+     "reaction_phase", "baseline, load, burst"),
     ("expectation-unknown-phase",
      mutate(lambda d: d["expectations"][0].update(phase="lod")), "expectations[0].phase",
      "baseline, load, burst"),
