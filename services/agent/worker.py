@@ -117,7 +117,11 @@ class Worker:
         redelivered = bool(method.redelivered)
         try:
             task_id, tool, arguments, enqueued_at = parse_request(body)
-        except TaskError as err:
+        except Exception as exc:  # noqa: BLE001 - a message that kills the parser must
+            # not kill the agent: it would be redelivered to the next one, forever.
+            err = exc if isinstance(exc, TaskError) else TaskError(
+                f"unparseable message: {type(exc).__name__}: {exc}", field="body",
+                reason="unparseable")
             LOG.warning("rejecting invalid message %s to the dead-letter queue: %s (%s)",
                         props.message_id, err, err.field)
             self.metrics.dead_lettered.labels(reason=err.reason).inc()

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from services.api.metrics import ApiMetrics
 from services.api.publisher import Publisher, PublishError
@@ -69,7 +69,10 @@ def create_app(config: ApiConfig | None = None, *, publisher: Publisher | None =
         return _error(500, f"internal error: {type(err).__name__}")
 
     def _json_body() -> Any:
-        return request.get_json(force=True, silent=False)
+        try:
+            return request.get_json(force=True, silent=False)
+        except RecursionError:  # nested too deeply for the parser: malformed for us
+            raise BadRequest("JSON nested too deeply") from None
 
     def _publish(tasks: list[tuple[str, dict[str, int]]]) -> list[str] | Response:
         ids: list[str] = []

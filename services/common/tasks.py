@@ -101,7 +101,10 @@ def parse_request(body: bytes) -> tuple[str, str, dict[str, int], float | None]:
     """Agent side: bytes from the queue -> (id, tool, arguments, enqueued_at) or TaskError."""
     try:
         message = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except RecursionError:  # e.g. 20,000 nested '[': the parser gives up, so do we
+        raise TaskError("not JSON: nested too deeply", field="body",
+                        reason="bad_json") from None
+    except ValueError as err:  # bad UTF-8, bad JSON, an integer too long to convert
         raise TaskError(f"not JSON: {err}", field="body", reason="bad_json") from None
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         raise TaskError("not a JSON-RPC 2.0 request", field="jsonrpc", reason="bad_envelope")

@@ -75,6 +75,10 @@ CASES: list[tuple[str, str, bytes, int, str | None]] = [
      json.dumps({"tasks": [_ok(), _ok(), {"tool": "io", "arguments": {"io_ms": -4}}]}).encode(),
      422, "tasks[2].arguments.io_ms"),
     ("batch malformed", "/tasks/batch", b'{"tasks": [', 400, "body"),
+    # the parser itself gives up (RecursionError; ValueError past 4300 digits): still 400
+    ("nested too deeply", "/tasks", b"[" * 20_000, 400, "body"),
+    ("integer too long", "/tasks",
+     b'{"tool": "cpu", "arguments": {"cpu_ms": ' + b"9" * 5000 + b"}}", 400, "body"),
 ]
 
 

@@ -85,33 +85,42 @@ def test_invalid_message_is_dead_lettered_and_counted(
         rabbitmq: RabbitMQNode, services: ServiceFactory, queue_names: QueueNames) -> None:
     agent = services.agent(amqp_url=rabbitmq.amqp_url, task_queue=queue_names.tasks,
                            results_queue=queue_names.results)
+    # message id -> (reason, body)
     bad = {
-        "bad_json": b"{not json",
-        "bad_method": json.dumps({"jsonrpc": "2.0", "id": "m1", "method": "tools/list",
-                                  "params": {}}).encode(),
-        "bad_tool": json.dumps({"jsonrpc": "2.0", "id": "t1", "method": "tools/call",
-                                "params": {"name": "gpu", "arguments": {}}}).encode(),
-        "bad_arguments": json.dumps({"jsonrpc": "2.0", "id": "a1", "method": "tools/call",
-                                     "params": {"name": "cpu",
-                                                "arguments": {"cpu_ms": -1}}}).encode(),
+        "bad_json": ("bad_json", b"{not json"),
+        # these two made the parser itself raise (RecursionError, ValueError on a
+        # 5000-digit integer): the agent died and the message killed the next one
+        "too_deep": ("bad_json", b"[" * 20000),
+        "huge_int": ("bad_json", b'{"jsonrpc": "2.0", "id": ' + b"9" * 5000 + b"}"),
+        "bad_method": ("bad_method", json.dumps({
+            "jsonrpc": "2.0", "id": "m1", "method": "tools/list", "params": {}}).encode()),
+        "bad_tool": ("bad_tool", json.dumps({
+            "jsonrpc": "2.0", "id": "t1", "method": "tools/call",
+            "params": {"name": "gpu", "arguments": {}}}).encode()),
+        "bad_arguments": ("bad_arguments", json.dumps({
+            "jsonrpc": "2.0", "id": "a1", "method": "tools/call",
+            "params": {"name": "cpu", "arguments": {"cpu_ms": -1}}}).encode()),
     }
     conn = pika.BlockingConnection(pika.URLParameters(rabbitmq.amqp_url))
     try:
         ch = conn.channel()
         ch.confirm_delivery()
-        for reason, body in bad.items():
+        for message_id, (_, body) in bad.items():
             ch.basic_publish("", queue_names.tasks, body,
-                             pika.BasicProperties(delivery_mode=2, message_id=reason))
+                             pika.BasicProperties(delivery_mode=2, message_id=message_id))
     finally:
         conn.close()
-    dead = drain_json_raw(rabbitmq.amqp_url, queue_names.dead, expected=4)
-    assert sorted(dead) == sorted(bad.values())  # exactly once each, not requeued forever
-    records = drain_json(rabbitmq.amqp_url, queue_names.results, expected=4, timeout=30)
-    assert {r["id"]: r["reason"] for r in records} == {k: k for k in bad}
+    dead = drain_json_raw(rabbitmq.amqp_url, queue_names.dead, expected=len(bad))
+    # exactly once each, not requeued forever
+    assert sorted(dead) == sorted(body for _, body in bad.values())
+    records = drain_json(rabbitmq.amqp_url, queue_names.results, expected=len(bad), timeout=30)
+    assert {r["id"]: r["reason"] for r in records} == {k: r for k, (r, _) in bad.items()}
     assert {r["outcome"] for r in records} == {"rejected"}
+    assert agent.running(), "an invalid message must not kill the agent:\n" + agent.log_tail()
     m = agent.metrics()
-    for reason in bad:
-        assert metric(m, "scalelab_agent_dead_lettered_total", reason=reason) == 1
+    for reason in {r for r, _ in bad.values()}:
+        expected = sum(1 for r, _ in bad.values() if r == reason)
+        assert metric(m, "scalelab_agent_dead_lettered_total", reason=reason) == expected
     assert metric(m, "scalelab_agent_tasks_processed_total") == 0
     assert queue_depth(rabbitmq.amqp_url, queue_names.tasks) == 0
 
