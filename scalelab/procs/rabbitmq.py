@@ -394,6 +394,10 @@ class RabbitMQNode:
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # the distribution listener (RABBITMQ_DIST_PORT) binds every interface unless
+            # told; the CLI tools' own short-lived nodes likewise
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": _LOOPBACK_DIST,
+            "RABBITMQ_CTL_ERL_ARGS": _LOOPBACK_DIST,
             "RABBITMQ_CONFIG_FILE": str(wd / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(wd / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(wd / "rabbitmq-env.conf"),
@@ -404,6 +408,10 @@ class RabbitMQNode:
             "RABBITMQ_LOGS": str(wd / "log" / "rabbit.log"),
             "RABBITMQ_PID_FILE": str(wd / "rabbit.pid"),
         }
+
+
+#: erl flag: Erlang distribution listens on loopback only (kernel app, inet_dist_use_interface).
+_LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 
 class ExistingRabbitMQ:

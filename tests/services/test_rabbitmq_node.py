@@ -39,6 +39,20 @@ def test_node_serves_amqp_management_and_prometheus(rabbitmq: RabbitMQNode) -> N
     # private: bound to loopback on our own ports, never the system's 5672
     assert rabbitmq.amqp_port != 5672
     assert rabbitmq.amqp_url.startswith("amqp://guest:guest@127.0.0.1:")
+    # every listening socket of the node's processes (beam, epmd) is on loopback,
+    # the Erlang distribution port included
+    marker = rabbitmq._executor._uuid  # type: ignore[union-attr]
+    listening = []
+    for pid in processes_with_env("mirakuru_uuid", marker):
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
+    ports = {addr.port for addr in listening}
+    assert {rabbitmq.amqp_port, rabbitmq.dist_port} <= ports, listening
+    exposed = [a for a in listening if a.ip not in ("127.0.0.1", "::1")]
+    assert exposed == [], f"listening beyond loopback: {exposed}"
 
 
 @pytest.mark.slow
