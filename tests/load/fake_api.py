@@ -31,6 +31,7 @@ def _accept(tasks: list[dict]) -> list[str] | None:
         state["n"] += 1
         if reject_every and state["n"] % reject_every == 0:
             log.write(json.dumps({"t": time.time(), "rejected": len(tasks),
+                                  "tools": [t["tool"] for t in tasks],
                                   "arguments": [t["arguments"] for t in tasks]}) + "\n")
             log.flush()
             return None
