@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import hypothesis
 import pika
 import port_for
 import psutil
@@ -34,6 +35,11 @@ from scalelab.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+# Property tests check behaviour, not speed: hypothesis' 200 ms deadline would turn a GC
+# pause on a busy CI machine into a failure ("speed goals live in benchmarks").
+hypothesis.settings.register_profile("scalelab", deadline=None)
+hypothesis.settings.load_profile("scalelab")
 
 
 # -- the broker ------------------------------------------------------------------------

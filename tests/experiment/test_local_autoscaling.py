@@ -82,17 +82,21 @@ def test_scales_out_under_load_and_back_after(stack: LocalBackend, tmp_path: Pat
 
 
 class _StopAfter:
-    """A progress sink that raises after ``n`` progress lines: a user's Ctrl-C, or a crash."""
+    """A progress sink that raises at the ``n``-th sample line of a phase (each follows a
+    timeline sample): a user's Ctrl-C, or a crash, mid-run however slow the machine."""
+
+    PHASES = tuple(f"[hpa-short] {name} " for name in ("baseline", "load", "cooldown"))
 
     def __init__(self, n: int, exc: BaseException) -> None:
         self.n = n
         self.exc = exc
-        self.lines: list[str] = []
+        self.samples = 0
 
     def __call__(self, line: str) -> None:
-        self.lines.append(line)
-        if line.startswith("[hpa-short] baseline") and len(self.lines) >= self.n:
-            raise self.exc
+        if line.startswith(self.PHASES):
+            self.samples += 1
+            if self.samples >= self.n:
+                raise self.exc
 
 
 def _locust_processes() -> list[int]:
@@ -112,7 +116,7 @@ def test_interrupted_or_crashed_run_still_writes_its_record(
     scenario = load_scenario(DATA / "hpa-short.yaml")
     before = set(_locust_processes())
     with pytest.raises(raised):
-        run_scenario(scenario, stack, progress=_StopAfter(6, exc),
+        run_scenario(scenario, stack, progress=_StopAfter(2, exc),
                      settings=ExperimentSettings(run_id="cut", report_dir=tmp_path))
     rec = record.load(tmp_path / "cut" / "hpa-short")
     assert rec["status"] == status

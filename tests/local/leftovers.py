@@ -28,6 +28,14 @@ def tagged(tag: str) -> list[psutil.Process]:
     return found
 
 
+def name_of(proc: psutil.Process) -> str:
+    """The process name, or "" if it is already gone (short-lived shells come and go)."""
+    try:
+        return str(proc.name())
+    except psutil.Error:
+        return ""
+
+
 def describe(procs: list[psutil.Process]) -> list[str]:
     out = []
     for proc in procs:

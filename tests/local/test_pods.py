@@ -46,7 +46,15 @@ def _server(root: Path, *, ignore_term: bool = False) -> list[str]:
 
 
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """Our pod processes (the session's broker, also a descendant, forks shells of its own)."""
+    pids = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "http.server" in " ".join(proc.cmdline()):
+                pids.add(proc.pid)
+        except psutil.Error:
+            continue
+    return pids
 
 
 @pytest.fixture
@@ -88,7 +96,8 @@ def test_scale_up_then_down_deletes_newest_pods(supervisor: Supervisor) -> None:
     supervisor.scale(2)
     assert supervisor.counts()[:2] == (2, 2)          # terminating pods are not counted
     deleting = {p.name for p in supervisor.pods() if p.deleting}
-    assert deleting == newest                          # ready for less time goes first
+    # ready for less time goes first (a fast one may already be gone from the list)
+    assert deleting <= newest, (deleting, newest)
     wait_for(lambda: {p.name for p in supervisor.pods()}, lambda names: names == first,
              what="terminated pods removed", expected=first, timeout=15, interval=0.05)
     for name in newest:

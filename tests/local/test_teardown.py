@@ -25,7 +25,7 @@ from scalelab.errors import MissingDependencyError, ProcessStartError
 from scalelab.procs import prometheus as prom
 from scalelab.settings import StackSettings
 from scalelab.waiting import wait_for
-from tests.local.leftovers import MARKER, describe, listening, tagged
+from tests.local.leftovers import MARKER, describe, listening, name_of, tagged
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_signal_mid_bring_up_leaves_nothing(tag: str, tmp_path: Path, sig: int) 
     proc = _scalelab(["up", "--json"], tmp_path)
     try:
         # wait until the broker is being started (its processes carry our tag)
-        wait_for(lambda: [p for p in tagged(tag) if "beam" in p.name()], bool,
+        wait_for(lambda: [p for p in tagged(tag) if "beam" in name_of(p)], bool,
                  what="broker starting", expected="a beam process", timeout=30, interval=0.05)
         time.sleep(0.5)
         proc.send_signal(sig)

@@ -42,15 +42,16 @@ def test_sigterm_finishes_and_acks_the_task_in_hand_then_exits_0(
     api = services.api(amqp_url=rabbitmq.amqp_url, task_queue=queue_names.tasks)
     agent = services.agent(amqp_url=rabbitmq.amqp_url, task_queue=queue_names.tasks,
                            results_queue=queue_names.results)
-    task_id = _post(api, "io", io_ms=2000)
+    # long enough that the signal surely lands mid-task on a slow machine
+    task_id = _post(api, "io", io_ms=5000)
     wait_for(lambda: _current_task(agent), lambda t: t == task_id,
-             what="the agent to start the 2 s task", expected=task_id, timeout=15)
+             what="the agent to start the 5 s task", expected=task_id, timeout=15)
     agent.signal(signal.SIGTERM)
     assert agent.wait_exit(timeout=20) == 0
     records = drain_json(rabbitmq.amqp_url, queue_names.results, expected=1, timeout=10)
     assert [(r["id"], r["outcome"], r["redelivered"]) for r in records] == [
         (task_id, "ok", False)]
-    assert records[0]["finished_at"] - records[0]["started_at"] >= 1.9
+    assert records[0]["finished_at"] - records[0]["started_at"] >= 4.9
     assert queue_depth(rabbitmq.amqp_url, queue_names.tasks) == 0  # acked, not requeued
     assert "signal 15" in agent.log_tail()
 
@@ -61,7 +62,7 @@ def test_sigkill_mid_task_is_redelivered_to_another_agent_and_counted(
     agents = {name: services.agent(amqp_url=rabbitmq.amqp_url, task_queue=queue_names.tasks,
                                    results_queue=queue_names.results, pod_name=name)
               for name in ("agent-a", "agent-b")}
-    task_id = _post(api, "io", io_ms=1500)
+    task_id = _post(api, "io", io_ms=5000)  # still running when the kill lands
 
     def holder() -> str | None:
         return next((n for n, a in agents.items() if _current_task(a) == task_id), None)
@@ -83,7 +84,8 @@ def test_broker_restart_with_tasks_queued_loses_none(
     api = services.api(amqp_url=rabbitmq.amqp_url, task_queue=queue_names.tasks)
     agent = services.agent(amqp_url=rabbitmq.amqp_url, task_queue=queue_names.tasks,
                            results_queue=queue_names.results)
-    before = [_post(api, "io", io_ms=300) for _ in range(10)]
+    # 1 s each: one agent cannot drain them while they are posted, even on a slow disk
+    before = [_post(api, "io", io_ms=1000) for _ in range(10)]
     assert queue_depth(rabbitmq.amqp_url, queue_names.tasks) >= 5  # still queued
     rabbitmq.restart()
     # the API reconnects on the next request (one retry inside the request, then backoff)

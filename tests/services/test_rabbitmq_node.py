@@ -14,6 +14,7 @@ from mirakuru.base_env import processes_with_env
 from scalelab.errors import MissingDependencyError, ProcessStartError, WaitTimeout
 from scalelab.procs import rabbitmq as rabbitmq_mod
 from scalelab.procs.rabbitmq import GUEST, ExistingRabbitMQ, RabbitMQNode
+from scalelab.waiting import wait_for
 
 
 def _port_open(port: int) -> bool:
@@ -85,11 +86,23 @@ def test_restart_keeps_messages_and_ports_then_stop_leaves_nothing() -> None:
     node.stop()  # idempotent
     assert not node.running()
     assert not workdir.exists()
-    leftovers = [p for p in processes_with_env("mirakuru_uuid", marker)
-                 if psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert leftovers == []
-    for p in (node.amqp_port, node.management_port, node.prometheus_port, node.epmd_port):
-        assert not _port_open(p), f"port {p} still open after stop"
+
+    def leftovers() -> list[int]:
+        alive = []
+        for pid in processes_with_env("mirakuru_uuid", marker):
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                continue
+        return alive
+
+    # stop() SIGKILLs what outlives the grace period (epmd): let the kernel reap it
+    wait_for(leftovers, lambda pids: pids == [], what="no process of the node after stop",
+             expected=[], timeout=10, interval=0.2)
+    ports = (node.amqp_port, node.management_port, node.prometheus_port, node.epmd_port)
+    wait_for(lambda: [p for p in ports if _port_open(p)], lambda open_: open_ == [],
+             what="the node's ports closed after stop", expected=[], timeout=10, interval=0.2)
 
 
 @pytest.mark.slow
