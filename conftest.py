@@ -1,3 +1,7 @@
-"""Root conftest: registers scalelab's pytest options (see ``scalelab.pytest_options``)."""
+"""Root conftest: scalelab's pytest options and SIGTERM handling (``scalelab.pytest_options``)."""
 
-from scalelab.pytest_options import pytest_addoption  # noqa: F401
+from scalelab.pytest_options import (  # noqa: F401
+    pytest_addoption,
+    pytest_configure,
+    pytest_unconfigure,
+)

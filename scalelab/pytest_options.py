@@ -4,9 +4,18 @@
 
 Each option is also an ini setting (``[tool.pytest.ini_options]`` or ``pytest.ini``) so a
 project can pin its defaults; the command line wins.
+
+SIGTERM (a cancelled CI job, ``kill``, tox passing a stop on) becomes KeyboardInterrupt, so
+pytest stops as on Ctrl-C and runs every fixture's teardown: without it the process dies
+on the spot and the broker, Prometheus and the pods it started keep running.
 """
 
 from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -32,3 +41,22 @@ def scalelab_option(config: pytest.Config, name: str) -> object:
     """The command-line value if given, else the ini value."""
     value = config.getoption(f"scalelab_{name}")
     return config.getini(f"scalelab_{name}") if value is None else value
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+_previous: dict[str, Any] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        _previous["term"] = signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "term" in _previous and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _previous.pop("term"))

@@ -7,6 +7,7 @@ at the test's own directory; ports by trying to connect.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -135,4 +136,55 @@ def test_bad_scaling_file_is_refused_before_anything_starts(tag: str, tmp_path: 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "nope.yaml" in err and "--scaling" in err
+    _assert_clean(tag, tmp_path / "tmp")
+
+
+SIGTERMED_SESSION = '''
+import os, time
+from pathlib import Path
+import pytest
+from scalelab.backends.local.backend import LocalBackend
+from scalelab.settings import StackSettings
+
+@pytest.fixture
+def stack():
+    backend = LocalBackend(settings=StackSettings())
+    backend.up()
+    try:
+        yield backend
+    finally:
+        backend.down()
+
+def test_runs_until_killed(stack):
+    Path(os.environ["READY_FILE"]).write_text("up")
+    time.sleep(300)
+'''
+
+
+def test_sigterm_to_pytest_still_tears_the_stack_down(tag: str, tmp_path: Path) -> None:
+    """A cancelled CI job sends SIGTERM: fixture teardown must still run."""
+    test_file = tmp_path / "session" / "test_killed.py"
+    test_file.parent.mkdir()
+    test_file.write_text(SIGTERMED_SESSION)
+    ready = tmp_path / "ready"
+    env = {**os.environ, "READY_FILE": str(ready)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", str(test_file), "-p", "scalelab.pytest_options",
+         "-p", "no:cacheprovider", "-q", "--rootdir", str(test_file.parent)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: ready.exists() or proc.poll() is not None, bool,
+                 what="the stack up inside the pytest session", expected="ready file",
+                 timeout=90, interval=0.2)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert tagged(tag), "the session's stack carries our tag"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=90)
+        out = proc.stdout.read() if proc.stdout else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 2, out          # pytest's "interrupted"
+    assert "KeyboardInterrupt" in out and "signal 15" in out, out
     _assert_clean(tag, tmp_path / "tmp")
