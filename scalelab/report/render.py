@@ -247,6 +247,64 @@ def write_csvs(scenario_dir: Path, rec: dict[str, Any], series: dict[str, Any] |
                 w.writerow(["" if item.get(c) is None else item.get(c) for c in cols])
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and 1e9 < value < 1e10:  # a unix time: say when
+        return datetime.fromtimestamp(value, tz=UTC).strftime("%H:%M:%S.%f")[:-5]
+    if isinstance(value, str | int | float | bool):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
+
+
+def _is_text(value: Any, key: str = "") -> bool:
+    """A log tail or message block: shown as its own <pre>, not in a table cell."""
+    return isinstance(value, str) and ("tail" in key or "\n" in value or len(value) > 200)
+
+
+def diagnostic_blocks(value: Any, title: str = "", depth: int = 0) -> list[dict[str, Any]]:
+    """Turn a backend's diagnostics into readable blocks: tables for lists of records
+    (pods, events, decisions), one <pre> per log tail, key/value rows for small mappings.
+
+    The shapes differ between backends (``LocalBackend.diagnostics``,
+    ``ClusterBackend.diagnostics``), so this walks the data instead of naming fields.
+    """
+    blocks: list[dict[str, Any]] = []
+    if isinstance(value, str):
+        blocks.append({"kind": "pre", "title": title, "text": value})
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        columns: list[str] = []
+        texts: list[dict[str, Any]] = []
+        for row in value:
+            for key, cell in row.items():
+                if _is_text(cell, str(key)):
+                    label = row.get("name") or row.get("pod") or f"row {len(texts) + 1}"
+                    texts.append({"kind": "pre", "title": f"{label}: {key}", "text": cell})
+                elif key not in columns:
+                    columns.append(key)
+        rows = [[_cell(row.get(c)) for c in columns] for row in value]
+        blocks.append({"kind": "table", "title": title, "columns": columns, "rows": rows})
+        blocks.extend(texts)
+    elif isinstance(value, dict) and value:
+        plain = {k: v for k, v in value.items()
+                 if not isinstance(v, dict | list) and not _is_text(v, str(k))}
+        if plain:
+            blocks.append({"kind": "kv", "title": title,
+                           "rows": [[str(k), _cell(v)] for k, v in plain.items()]})
+        for key, sub in value.items():
+            if key in plain:
+                continue
+            name = f"{title} / {key}" if title else str(key)
+            blocks.extend(diagnostic_blocks(sub, name, depth + 1))
+    elif isinstance(value, list):
+        blocks.append({"kind": "kv", "title": title,
+                       "rows": [[str(i), _cell(v)] for i, v in enumerate(value)] or
+                               [["", "(none)"]]})
+    else:
+        blocks.append({"kind": "kv", "title": title, "rows": [["", _cell(value)]]})
+    return blocks
+
+
 def render_scenario(scenario_dir: Path, *, env: jinja2.Environment | None = None) -> Path:
     """Write ``index.html`` and ``series/*.csv`` for one scenario folder; return the page."""
     env = env or environment()
@@ -263,6 +321,7 @@ def render_scenario(scenario_dir: Path, *, env: jinja2.Environment | None = None
         charts=build_charts(rec, series),
         targets=targets_from_manifests(rec.get("manifests") or []),
         backend_note=BACKEND_NOTES.get(rec["backend"]["name"], ""),
+        diagnostics=diagnostic_blocks(rec.get("diagnostics") or {}),
         has_series=series is not None,
         step=(series or {}).get("step"),
         generated=_clock(datetime.now(tz=UTC).timestamp()),

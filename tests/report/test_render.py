@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -97,8 +98,21 @@ def test_failed_scenario_shows_diagnostics(reports: Path) -> None:
     failed = [p.parent for p in reports.glob("*/*/run.json")
               if record.load(p)["status"] != "passed"]
     assert failed, "tests/report/data must hold a failed scenario's record"
+    rec = record.load(failed[0])
     page = render_scenario(failed[0]).read_text()
     assert 'id="diagnostics"' in page
+    body = page[page.index('id="diagnostics-body"'):page.index('id="environment"')]
+    # each pod's log tail is its own block, readable (not an escaped string in JSON)
+    agent = rec["diagnostics"]["deployments"]["agent"]
+    for pod in agent["pods"]:
+        line = next(x for x in reversed(pod["log_tail"].splitlines()) if x.strip())
+        assert html.escape(line, quote=False) in body, line
+        assert f"{pod['name']}: log_tail</summary><pre>" in body
+    # pods and scaling decisions are tables with their fields as columns
+    assert "<th>name</th><th>phase</th><th>ready</th>" in body
+    event = rec["diagnostics"]["scaling_events"][0]
+    assert f"<td>{html.escape(event['reason'], quote=True)}</td>" in body
+    assert "\\n" not in body, "no escaped newlines left in the diagnostics"
 
 
 def test_script_in_description_and_labels_is_text(reports: Path, run_ids: list[str]) -> None:
