@@ -150,6 +150,23 @@ def _target_lines(*, kind: str | None, targets: Targets, t0: float, t1: float,
     return []
 
 
+def verdict_markers(rec: dict[str, Any], *, end: float) -> list[charts.Marker]:
+    """One marker per expectation: where it was met or failed (its ``at``), else, for a
+    check over a whole phase or run that held, at the end of what it covered."""
+    phase_end = {p["name"]: p.get("end") for p in rec.get("phases") or []}
+    out = []
+    for v in rec.get("verdicts") or []:
+        label = f"{v['id']}: expected {v['expected']}, observed {v['observed']}"
+        t = v.get("at")
+        if t is None:
+            covered = v.get("phase")
+            t = phase_end.get(covered) if covered else None
+            t = end if t is None else t
+            label += f" (checked over {'phase ' + covered if covered else 'the run'})"
+        out.append(charts.Marker(t=float(t), passed=bool(v["passed"]), label=label))
+    return out
+
+
 def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every chart of a scenario page: SVG plus the queries and CSV files behind it."""
     timeline = sorted(rec.get("timeline") or [], key=lambda s: s["t"])
@@ -160,11 +177,7 @@ def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dic
     targets = targets_from_manifests(rec.get("manifests") or [])
     bands = [charts.Band(name=p["name"], start=p["start"], end=p["end"] or t1)
              for p in rec.get("phases") or [] if p.get("start") is not None]
-    markers = [
-        charts.Marker(t=v["at"], passed=v["passed"],
-                      label=f"{v['id']}: expected {v['expected']}, observed {v['observed']}")
-        for v in rec.get("verdicts") or [] if v.get("at") is not None
-    ]
+    markers = verdict_markers(rec, end=t1)
     queries = (series or {}).get("queries") or {}
     replicas: list[charts.Point] = []
     cur = (queries.get("replicas_current") or {}).get("series") or []

@@ -82,6 +82,14 @@ def test_scenario_page_has_charts_tables_csv_and_promql(reports: Path,
         assert section in page
     for verdict in rec["verdicts"]:
         assert verdict["id"] in page
+    # every expectation is marked on the replica chart, met or failed
+    chart = page[page.index('id="chart-replicas"'):]
+    chart = chart[:chart.index("</svg>")]
+    marks = re.findall(r'<g class="marker (met|failed)">.*?<title>(.*?)</title>', chart)
+    assert len(marks) == len(rec["verdicts"])
+    for verdict in rec["verdicts"]:
+        (state,) = [m for m, label in marks if label.startswith(html.escape(verdict["id"]) + ":")]
+        assert state == ("met" if verdict["passed"] else "failed")
     series = record.load_series(scenario)
     if series is not None:
         for key, entry in series["queries"].items():
