@@ -210,6 +210,13 @@ def run_scenario(
     return doc
 
 
+def _details(backend: Backend) -> dict[str, Any]:
+    try:
+        return backend.details()
+    except Exception as err:  # noqa: BLE001 - the record is written whatever happens
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
 def _scoped_queries(manifests: list[dict[str, Any]]) -> tuple[Any, ...]:
     """The report's queries, limited to the autoscalers this scenario applied."""
     from scalelab.queries import build_queries
@@ -311,7 +318,7 @@ def _record(scenario: Any, backend: Backend, run: _Run, *, settings: ExperimentS
         "run_id": settings.run_id,
         "status": run.status,
         "scenario": {**scenario.to_dict(), "file": _rel(scenario.file)},
-        "backend": {"name": backend.name, "details": {}},
+        "backend": {"name": backend.name, "details": _details(backend)},
         "versions": versions,
         "timing_profile": backend.settings.timing.as_dict(),
         "manifests": run.manifests,

@@ -107,6 +107,11 @@ class Backend(abc.ABC):
         """Versions of the parts this backend runs (broker, Prometheus, Kubernetes...)."""
         return {}
 
+    def details(self) -> dict[str, Any]:
+        """What a reader of the run record needs to know about where it ran (the record's
+        ``backend.details``): what is real and what is emulated, which cluster."""
+        return {}
+
     # -- control ---------------------------------------------------------------------
     @abc.abstractmethod
     def apply_scaling(self, manifest: Path) -> list[str]:

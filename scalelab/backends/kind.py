@@ -851,6 +851,15 @@ class ClusterBackend(Backend):
             out["errors"].append(f"events: {err}")
         return out
 
+    def details(self) -> dict[str, Any]:
+        c = self.cluster
+        return {"cluster": c.cluster_name if self.name == "kind" else None,
+                "context": c.context, "kubeconfig": str(self.kubeconfig or "~/.kube/config"),
+                "addons_installed_by_scalelab": c.install_addons,
+                "images": f"{c.image_prefix + '/' if c.image_prefix else ''}scalelab/*:"
+                          f"{c.image_tag}",
+                "prometheus_service": c.prometheus_service}
+
     def versions(self) -> dict[str, str]:
         out: dict[str, str] = {}
         try:

@@ -59,6 +59,7 @@ def test_scales_out_under_load_and_back_after(stack: LocalBackend, tmp_path: Pat
 
     assert rec["status"] == "passed", _explain(rec)
     assert rec["backend"]["name"] == "local"
+    assert "KEDA operator" in rec["backend"]["details"]["emulated"]
     # The stored record is valid against the documented schema and holds the decisions.
     stored = record.load(tmp_path / "test-run" / name)
     ups = [d for d in stored["decisions"] if d["to_replicas"] > d["from_replicas"]]

@@ -578,6 +578,9 @@ def test_versions_report_server_and_charts(
     assert v["keda"] == "2.16.0"
     assert v["chart/kube-prometheus-stack"] == "66.3.0"
     assert v["chart/metrics-server"] == "3.12.2"   # pinned, not yet reported by helm
+    d = b.details()
+    assert d["cluster"] == "scalelab" and d["addons_installed_by_scalelab"] is True
+    assert d["images"] == "scalelab/*:dev" and d["kubeconfig"] == str(b.kubeconfig)
 
 
 def test_settings_from_env_name_the_variable_on_bad_input() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -333,6 +334,14 @@ class LocalBackend(Backend):
         with contextlib.suppress(Exception):
             out["scaling_events"] = [e.as_dict() for e in self.scaling_events()][-50:]
         return out
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "real": ["RabbitMQ", "Prometheus", "api", "agent", "Locust"],
+            "emulated": ["HPA controller", "KEDA operator", "metrics-server",
+                         "kube-state-metrics / cAdvisor series"],
+            "host": platform.node(), "cpus": os.cpu_count(),
+        }
 
     def versions(self) -> dict[str, str]:
         out = {"python": platform.python_version(), "kubernetes": "none (local emulation)"}
