@@ -451,7 +451,10 @@ def _compute_replicas_for_metric(
                   for name, m in inputs.pod_metrics.items()}
         replicas, usage = plain_metric_replicas(
             current_replicas=current, target_usage_milli=target.average_value_milli,
-            pods=inputs.pods, metrics=values, tolerances=tolerances, now=inputs.now)
+            pods=inputs.pods, metrics=values, tolerances=tolerances, now=inputs.now,
+            cpu_samples=inputs.pod_metrics if metric.name == "cpu" else None,
+            cpu_initialization_period=settings.cpu_initialization_period,
+            initial_readiness_delay=settings.initial_readiness_delay)
         return replicas, f"{metric.name} resource", MetricStatus(
             metric=metric.key, type=metric.type, average_value_milli=usage, proposal=replicas)
     if metric.type == "Pods":

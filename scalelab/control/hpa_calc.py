@@ -234,15 +234,19 @@ def plain_metric_replicas(
     metrics: Mapping[str, int],
     tolerances: Tolerances,
     now: float,
+    cpu_samples: Mapping[str, PodMetric] | None = None,
     cpu_initialization_period: float = 0.0,
     initial_readiness_delay: float = 0.0,
 ) -> tuple[int, int]:
     """``calcPlainMetricReplicas`` (Pods metrics, raw resource AverageValue):
-    (replicas, average usage milli). Missing pods count as the target on a scale-down."""
+    (replicas, average usage milli). Missing pods count as the target on a scale-down.
+
+    ``cpu_samples``: given for a cpu AverageValue target, whose pods are grouped with the
+    CPU readiness rules (upstream passes the resource name into ``groupPods``)."""
     if not pods:
         raise MetricUnavailable("no pods returned by selector while calculating replica count")
     work = dict(metrics)
-    groups = group_pods(pods, work, cpu_samples=None, now=now,
+    groups = group_pods(pods, work, cpu_samples=cpu_samples, now=now,
                         cpu_initialization_period=cpu_initialization_period,
                         initial_readiness_delay=initial_readiness_delay)
     for name in groups.ignored | groups.unready:
