@@ -439,7 +439,8 @@ def _compute_replicas_for_metric(
                 current_replicas=current, target_utilization=target.average_utilization,
                 pods=inputs.pods, pod_metrics=inputs.pod_metrics, tolerances=tolerances,
                 now=inputs.now, cpu_initialization_period=settings.cpu_initialization_period,
-                initial_readiness_delay=settings.initial_readiness_delay)
+                initial_readiness_delay=settings.initial_readiness_delay,
+                resource=metric.name)
             return replicas, f"{metric.name} resource utilization (percentage of request)", \
                 MetricStatus(metric=metric.key, type=metric.type, average_utilization=util,
                              average_value_milli=raw, proposal=replicas)
@@ -817,11 +818,6 @@ def _parse_metric(doc: Any, source: str, path: str) -> MetricSpec:
         target = _parse_target(_req(res, "target", source, f"{path}.resource"), source,
                                f"{path}.resource.target",
                                ("Utilization", "AverageValue"))
-        if name == "memory" and target.type == "Utilization":
-            raise ConfigError(
-                "memory Utilization needs memory requests, which the local backend does "
-                "not model", file=source, field=f"{path}.resource.target.type",
-                fix="use cpu Utilization or a memory AverageValue target")
         return MetricSpec(type=mtype, name=name, target=target)
     section = "pods" if mtype == "Pods" else "external"
     body = _req(doc, section, source, path)

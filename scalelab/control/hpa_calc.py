@@ -151,12 +151,15 @@ def metric_usage_ratio(metrics: Mapping[str, int], target_usage: int) -> tuple[f
     return usage / target_usage, usage
 
 
-def _requests(pods: Iterable[PodFacts]) -> dict[str, int]:
+def _requests(pods: Iterable[PodFacts], resource: str = "cpu") -> dict[str, int]:
+    """``calculatePodRequests`` in milli-units (memory bytes x 1000, as MilliValue)."""
     requests = {}
     for pod in pods:
-        if pod.cpu_request_milli is None:
-            raise MetricUnavailable(f"missing request for cpu in Pod {pod.name}")
-        requests[pod.name] = pod.cpu_request_milli
+        value = (pod.cpu_request_milli if resource == "cpu" else
+                 None if pod.memory_request_bytes is None else pod.memory_request_bytes * 1000)
+        if value is None:
+            raise MetricUnavailable(f"missing request for {resource} in Pod {pod.name}")
+        requests[pod.name] = value
     return requests
 
 
@@ -170,23 +173,26 @@ def resource_replicas(
     now: float,
     cpu_initialization_period: float,
     initial_readiness_delay: float,
+    resource: str = "cpu",
 ) -> tuple[int, int, int]:
-    """``GetResourceReplicas`` for cpu Utilization: (replicas, utilization %, raw avg milli)."""
+    """``GetResourceReplicas`` for a Utilization target: (replicas, utilization %, raw avg
+    milli). ``resource`` cpu or memory; only cpu has the readiness rules in groupPods."""
     if not pod_metrics:
         raise MetricUnavailable(
-            "unable to get metrics for resource cpu: no metrics returned from resource "
-            "metrics API")
+            f"unable to get metrics for resource {resource}: no metrics returned from "
+            "resource metrics API")
     if not pods:
         raise MetricUnavailable("no pods returned by selector while calculating replica count")
-    metrics = {name: m.cpu_milli for name, m in pod_metrics.items()}
-    groups = group_pods(pods, metrics, cpu_samples=pod_metrics, now=now,
-                        cpu_initialization_period=cpu_initialization_period,
+    metrics = {name: (m.cpu_milli if resource == "cpu" else m.memory_bytes * 1000)
+               for name, m in pod_metrics.items()}
+    groups = group_pods(pods, metrics, cpu_samples=pod_metrics if resource == "cpu" else None,
+                        now=now, cpu_initialization_period=cpu_initialization_period,
                         initial_readiness_delay=initial_readiness_delay)
     for name in groups.ignored | groups.unready:
         metrics.pop(name, None)
     if not metrics:
         raise MetricUnavailable("did not receive metrics for targeted pods (pods might be unready)")
-    requests = _requests(pods)
+    requests = _requests(pods, resource)
     ratio, utilization, raw = resource_utilization_ratio(metrics, requests, target_utilization)
 
     scale_up_with_unready = bool(groups.unready) and ratio > 1.0

@@ -22,6 +22,7 @@ class PodFacts:
     start_time: float | None             # status.startTime (unix s)
     ready_transition_time: float | None  # PodReady condition lastTransitionTime (unix s)
     cpu_request_milli: int | None        # sum of containers' requests.cpu; None if unset
+    memory_request_bytes: int | None = None  # sum of containers' requests.memory
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,5 +1,6 @@
 """``groupPods`` cases transcribed from kubernetes
-``pkg/controller/podautoscaler/replica_calculator_test.go`` (TestGroupPods; facts, not code).
+``pkg/controller/podautoscaler/replica_calculator_test.go`` (TestGroupPods; facts, not code),
+then the Resource paths that depend on it: cpu AverageValue and memory Utilization.
 
 Upstream runs them with a 2 min CPU initialization period and a 10 s initial readiness
 delay. A pod without a PodReady condition has no transition time here (and is not ready);
@@ -126,3 +127,37 @@ def test_an_hpa_on_cpu_average_value_leaves_a_warming_pod_out() -> None:
     decision, _ = reconcile(spec, HPAInputs(now=NOW, spec_replicas=2, pods=[warm, cold],
                                             pod_metrics=samples), HPAState(), settings)
     assert decision.desired_replicas == 3, decision
+
+
+def test_memory_utilization_uses_memory_requests_and_no_cpu_rules() -> None:
+    """``GetResourceReplicas`` for memory: usage / requests of memory; a pod that would be
+    unready for cpu (fresh start) counts, since only cpu has readiness rules."""
+    from scalelab.control.hpa import HPAControllerSettings, HPAInputs, HPASpec, HPAState, reconcile
+
+    spec = HPASpec.from_manifest({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "agent"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "agent"},
+                 "minReplicas": 1, "maxReplicas": 10,
+                 "metrics": [{"type": "Resource", "resource": {
+                     "name": "memory", "target": {"type": "Utilization",
+                                                  "averageUtilization": 50}}}]}})
+    mib = 1024 * 1024
+    pods = [PodFacts(name=n, phase="Running", ready=True, deleting=False, start_time=NOW - s,
+                     ready_transition_time=NOW - s + 1, cpu_request_milli=250,
+                     memory_request_bytes=100 * mib) for n, s in (("old", 600), ("new", 5))]
+    samples = {p.name: PodMetric(pod=p.name, cpu_milli=1, memory_bytes=150 * mib,
+                                 timestamp=NOW, window=30.0) for p in pods}
+    settings = HPAControllerSettings(cpu_initialization_period=INIT,
+                                     initial_readiness_delay=DELAY)
+    decision, _ = reconcile(spec, HPAInputs(now=NOW, spec_replicas=2, pods=pods,
+                                            pod_metrics=samples), HPAState(), settings)
+    # 150 % of requests against 50 %: ratio 3, both pods count -> 6 proposed, then the
+    # legacy scale-up limit max(2 x 2, 4) = 4
+    assert decision.metric_statuses[0].proposal == 6, decision
+    assert decision.metric_statuses[0].average_utilization == 150
+    assert decision.desired_replicas == 4
+    no_request = [PodFacts(**{**p.__dict__, "memory_request_bytes": None}) for p in pods]
+    decision, _ = reconcile(spec, HPAInputs(now=NOW, spec_replicas=2, pods=no_request,
+                                            pod_metrics=samples), HPAState(), settings)
+    assert decision.desired_replicas == 2 and "missing request for memory" in str(decision)

@@ -374,6 +374,7 @@ class Supervisor:
                     name=p.name, phase=p.phase, ready=p.ready, deleting=p.deleting,
                     start_time=p.start_time, ready_transition_time=p.ready_transition_time,
                     cpu_request_milli=self.spec.cpu_request_milli,
+                    memory_request_bytes=self.spec.memory_request_bytes,
                 )
                 for p in self._pods
             ]
