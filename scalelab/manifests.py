@@ -184,9 +184,24 @@ def _schema_error(err: jsonschema.ValidationError, *, file: str, kind: str, name
     return ConfigError(f"{kind}/{name}: {err.message}", file=file, field=where or None, fix=fix)
 
 
+#: The first schema with ``behavior.scaleUp/scaleDown.tolerance`` (KEP-4951, alpha, feature
+#: gate HPAConfigurableTolerance).
+TOLERANCE_VERSION = "1.33"
+
+
 def _validate_hpa(obj: ScalingObject) -> None:
+    behavior = (obj.doc.get("spec") or {}).get("behavior") or {}
+    tolerant = any(isinstance(behavior.get(d), dict) and "tolerance" in behavior[d]
+                   for d in ("scaleUp", "scaleDown"))
+    version = TOLERANCE_VERSION if tolerant else KUBERNETES_VERSION
+    if tolerant:
+        warnings.warn(
+            f"{obj.source}: {obj.kind}/{obj.name} sets behavior tolerance, which a cluster "
+            f"honours only from Kubernetes {TOLERANCE_VERSION} with the feature gate "
+            "HPAConfigurableTolerance (the local emulation always does); checked against "
+            f"the {TOLERANCE_VERSION} schema", UserWarning, stacklevel=3)
     try:
-        kubernetes_validate.validate(obj.doc, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(obj.doc, version, strict=True)
     except kubernetes_validate.ValidationError as err:
         raise _schema_error(err, file=str(obj.source), kind=obj.kind, name=obj.name) from None
 

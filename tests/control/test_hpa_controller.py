@@ -579,3 +579,33 @@ def test_defaults_filled_as_api_server():
     assert [(p.type, p.value, p.period_seconds) for p in up.policies] == [
         ("Pods", 4, 15), ("Percent", 100, 15)]
     assert spec.behavior.scale_down.stabilization_window_seconds is None
+
+
+def test_per_direction_tolerance_from_the_manifest_decides(tmp_path) -> None:
+    """behavior.scaleUp/scaleDown.tolerance (KEP-4951), from a manifest file through the
+    validator (the 1.33 schema, where the field exists) to reconcile."""
+    import yaml
+
+    from scalelab.manifests import validate_scaling
+
+    cpu = [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]
+    doc = manifest(min_r=1, max_r=40, metrics=cpu,
+                   behavior={"scaleUp": {"tolerance": "0.5"}, "scaleDown": {"tolerance": 0.01}})
+    doc["metadata"]["namespace"] = "scalelab"
+    path = tmp_path / "hpa.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.warns(UserWarning, match="HPAConfigurableTolerance"):
+        (obj,) = validate_scaling(path)
+    tuned = HPASpec.from_manifest(obj.doc)
+    default = HPASpec.from_manifest(manifest(min_r=1, max_r=40, metrics=cpu))
+
+    def proposal(spec: HPASpec, n: int, milli: int) -> int | None:
+        inputs = HPAInputs(now=NOW, spec_replicas=n, pods=pods(n),
+                           pod_metrics=cpu_metrics([milli] * n))
+        return reconcile(spec, inputs, HPAState(), SETTINGS)[0].metric_proposal
+
+    # 70 % against 50 %: ratio 1.4 is inside the 0.5 scale-up tolerance
+    assert (proposal(tuned, 4, 700), proposal(default, 4, 700)) == (4, 6)
+    # 47.5 %: ratio 0.95 is outside the 0.01 scale-down tolerance: ceil(20 x 0.95) = 19
+    assert (proposal(tuned, 20, 475), proposal(default, 20, 475)) == (19, 20)
