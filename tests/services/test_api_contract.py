@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import port_for
 import pytest
 import requests
 
-from scalelab.procs.rabbitmq import RabbitMQNode
+from scalelab.procs.rabbitmq import GUEST, RabbitMQNode
+from scalelab.waiting import wait_for
 from tests.conftest import ServiceFactory, ServiceProcess, metric, queue_depth
 
 pytestmark = pytest.mark.slow
@@ -151,3 +153,27 @@ def test_unroutable_publish_is_503_then_the_queue_is_redeclared(
     resp = requests.post(f"{api.url}/tasks", json=_ok(), timeout=10)
     assert resp.status_code == 202  # reconnected and declared the queue again
     assert queue_depth(rabbitmq.amqp_url, "unroutable-tasks") == 1
+
+
+def test_a_publish_the_broker_refuses_is_503_and_counted_as_nack(
+        rabbitmq: RabbitMQNode, services: ServiceFactory) -> None:
+    """A full queue with overflow reject-publish makes the broker nack the publish: the
+    client must hear 503 with Retry-After, not 202 for a task that was never stored."""
+    queue = f"full-{uuid.uuid4().hex[:8]}"
+    policy = f"{rabbitmq.management_url}/api/policies/%2F/{queue}"
+    resp = requests.put(policy, auth=GUEST, timeout=10, json={
+        "pattern": f"^{queue}$", "apply-to": "queues", "priority": 10,
+        "definition": {"max-length": 0, "overflow": "reject-publish"}})
+    assert resp.status_code in (201, 204), resp.text
+    try:
+        api = services.api(amqp_url=rabbitmq.amqp_url, task_queue=queue)
+        # policies apply a moment after the queue exists: retry until the nack shows
+        resp = wait_for(lambda: requests.post(f"{api.url}/tasks", json=_ok(), timeout=10),
+                        lambda r: r.status_code == 503, what="a refused publish",
+                        expected=503, timeout=30, interval=0.5)
+        assert resp.json()["reason"] == "nack" and int(resp.headers["Retry-After"]) >= 1
+        assert resp.json()["published"] == []
+        assert metric(api.metrics(), "scalelab_api_publish_failures_total", reason="nack") >= 1
+        assert queue_depth(rabbitmq.amqp_url, queue) == 0
+    finally:
+        requests.delete(policy, auth=GUEST, timeout=10)
