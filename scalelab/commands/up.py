@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(urls.as_dict()), flush=True)
             else:
-                print(f"scalelab stack is up ({args.backend} backend):")
+                print(f"scalelab stack is up ({backend.name} backend):")
                 print(f"  API                  {urls.api}")
                 print(f"  Prometheus           {urls.prometheus}")
                 print(f"  RabbitMQ management  {urls.rabbitmq_management}  (guest/guest)")

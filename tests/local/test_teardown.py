@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from scalelab.backends.local.backend import LocalBackend
 from scalelab.errors import MissingDependencyError, ProcessStartError
@@ -143,6 +144,7 @@ SIGTERMED_SESSION = '''
 import os, time
 from pathlib import Path
 import pytest
+import requests
 from scalelab.backends.local.backend import LocalBackend
 from scalelab.settings import StackSettings
 
@@ -187,4 +189,38 @@ def test_sigterm_to_pytest_still_tears_the_stack_down(tag: str, tmp_path: Path) 
             proc.wait()
     assert code == 2, out          # pytest's "interrupted"
     assert "KeyboardInterrupt" in out and "signal 15" in out, out
+    _assert_clean(tag, tmp_path / "tmp")
+
+
+def test_up_with_scale_and_scaling_prints_the_stack_and_runs_the_controller(
+        tag: str, tmp_path: Path) -> None:
+    proc = _scalelab(["up", "--scale", "agent=4", "--scaling",
+                      "manifests/scaling/hpa-cpu.yaml"], tmp_path)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while not lines or not lines[-1].startswith("Press Ctrl-C"):
+            line = proc.stdout.readline()
+            assert line, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
+            lines.append(line.rstrip("\n"))
+        text = "\n".join(lines)
+        assert lines[0] == "scalelab stack is up (local backend):", text
+        urls = dict(line.split(None, 1) for line in lines[1:3])
+        assert urls["API"].startswith("http://127.0.0.1:") and listening(
+            urlsplit(urls["API"]).port or 0)
+        assert "  Deployment agent: 4/4 ready" in lines, text
+        assert "  scaling objects: HorizontalPodAutoscaler/agent" in lines, text
+        prom_url = urls["Prometheus"]
+        # the emulated HPA runs: its series reach Prometheus
+        query = 'kube_horizontalpodautoscaler_spec_max_replicas{horizontalpodautoscaler="agent"}'
+        wait_for(lambda: requests.get(f"{prom_url}/api/v1/query", params={"query": query},
+                                      timeout=5).json()["data"]["result"], bool,
+                 what="the HPA's series in Prometheus", expected="one series", timeout=30,
+                 interval=0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     _assert_clean(tag, tmp_path / "tmp")
