@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Protocol
@@ -166,12 +166,14 @@ class RabbitMQNode:
         stop_timeout: float = 30.0,
         workdir: Path | None = None,
         extra_config: Mapping[str, str] | None = None,
+        exclude_ports: Iterable[int] = (),
     ) -> None:
+        """``exclude_ports``: ports the caller picked for its own servers, not bound yet."""
         self.host = host
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.extra_config = dict(extra_config or {})
-        taken: set[int] = set()
+        taken: set[int] = set(exclude_ports)
         self.amqp_port = _free_port(host, taken)
         self.management_port = _free_port(host, taken)
         self.prometheus_port = _free_port(host, taken)

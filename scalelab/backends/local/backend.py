@@ -124,13 +124,18 @@ class LocalBackend(Backend):
         self.workdir = Path(tempfile.mkdtemp(prefix="scalelab-local-"))
         # traversable (not listable) by others: as root the broker drops to user rabbitmq
         self.workdir.chmod(0o711)
+        # Every port is picked before any server binds one: each pick excludes the others
         taken: set[int] = set()
         exporter_port = port_for.select_random(exclude_ports=taken)
         taken.add(exporter_port)
         self._api_port = port_for.select_random(exclude_ports=taken)
+        taken.add(self._api_port)
         self.rabbitmq = node_class(host=bind, workdir=self.workdir / "rabbitmq",
-                                   startup_timeout=self.startup_timeout)
+                                   startup_timeout=self.startup_timeout, exclude_ports=taken)
         rabbit = self.rabbitmq
+        taken |= {rabbit.amqp_port, rabbit.management_port, rabbit.prometheus_port,
+                  rabbit.dist_port, rabbit.epmd_port}
+        prometheus_port = port_for.select_random(exclude_ports=taken)
         config = prom.build_config(
             scrape_interval=timing.scrape_interval,
             static=[
@@ -147,7 +152,8 @@ class LocalBackend(Backend):
         for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
             prom.write_file_sd(self._sd_path(name), [])
         self.prometheus = prom.PrometheusServer(config=config, workdir=self.workdir / "prometheus",
-                                                host=bind, startup_timeout=self.startup_timeout)
+                                                host=bind, port=prometheus_port,
+                                                startup_timeout=self.startup_timeout)
 
         # the broker's Erlang boot takes seconds: start Prometheus meanwhile
         t0 = time.monotonic()
