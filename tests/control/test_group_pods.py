@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from scalelab.control.hpa import HPAControllerSettings, HPAInputs, HPASpec, HPAState, reconcile
 from scalelab.control.hpa_calc import Tolerances, group_pods, plain_metric_replicas
 from scalelab.control.view import PodFacts, PodMetric
 
@@ -28,6 +29,16 @@ def pod(name: str, *, phase: str = "Succeeded", start: float | None = None,
                     start_time=None if start is None else NOW + start,
                     ready_transition_time=None if transition is None else NOW + transition,
                     cpu_request_milli=1000)
+
+
+def resource_hpa(resource: str, target: dict[str, Any]) -> HPASpec:
+    return HPASpec.from_manifest({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "agent"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "agent"},
+                 "minReplicas": 1, "maxReplicas": 10,
+                 "metrics": [{"type": "Resource",
+                              "resource": {"name": resource, "target": target}}]}})
 
 
 def metric(name: str, *, at: float | None = None, window: float = 0.0) -> PodMetric:
@@ -109,15 +120,7 @@ def test_cpu_average_value_applies_the_cpu_readiness_rules() -> None:
 
 def test_an_hpa_on_cpu_average_value_leaves_a_warming_pod_out() -> None:
     """The same through the controller: ``reconcile`` on a cpu AverageValue HPA."""
-    from scalelab.control.hpa import HPAControllerSettings, HPAInputs, HPASpec, HPAState, reconcile
-
-    spec = HPASpec.from_manifest({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "agent"},
-        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "agent"},
-                 "minReplicas": 1, "maxReplicas": 10,
-                 "metrics": [{"type": "Resource", "resource": {
-                     "name": "cpu", "target": {"type": "AverageValue", "averageValue": "300m"}}}]}})
+    spec = resource_hpa("cpu", {"type": "AverageValue", "averageValue": "300m"})
     warm = pod("warm", phase="Running", start=-600, ready=True, transition=-600)
     cold = pod("cold", phase="Running", start=-5, ready=True, transition=-2)
     samples = {p.name: PodMetric(pod=p.name, cpu_milli=900, memory_bytes=0, timestamp=NOW,
@@ -132,16 +135,7 @@ def test_an_hpa_on_cpu_average_value_leaves_a_warming_pod_out() -> None:
 def test_memory_utilization_uses_memory_requests_and_no_cpu_rules() -> None:
     """``GetResourceReplicas`` for memory: usage / requests of memory; a pod that would be
     unready for cpu (fresh start) counts, since only cpu has readiness rules."""
-    from scalelab.control.hpa import HPAControllerSettings, HPAInputs, HPASpec, HPAState, reconcile
-
-    spec = HPASpec.from_manifest({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "agent"},
-        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "agent"},
-                 "minReplicas": 1, "maxReplicas": 10,
-                 "metrics": [{"type": "Resource", "resource": {
-                     "name": "memory", "target": {"type": "Utilization",
-                                                  "averageUtilization": 50}}}]}})
+    spec = resource_hpa("memory", {"type": "Utilization", "averageUtilization": 50})
     mib = 1024 * 1024
     pods = [PodFacts(name=n, phase="Running", ready=True, deleting=False, start_time=NOW - s,
                      ready_transition_time=NOW - s + 1, cpu_request_milli=250,

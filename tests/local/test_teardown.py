@@ -85,6 +85,20 @@ def _scalelab(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
                             cwd=Path(__file__).resolve().parents[2])
 
 
+def _stop(proc: subprocess.Popen[str], sig: int, *, timeout: float) -> tuple[int, str]:
+    """Send ``sig``; return the exit code and what the process printed."""
+    proc.send_signal(sig)
+    code = proc.wait(timeout=timeout)
+    return code, proc.stdout.read() if proc.stdout else ""
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    """Whatever the test asserted: never leave the child running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def test_up_json_prints_urls_and_exits_cleanly_on_sigint(tag: str, tmp_path: Path) -> None:
     proc = _scalelab(["up", "--json"], tmp_path)
     try:
@@ -95,12 +109,9 @@ def test_up_json_prints_urls_and_exits_cleanly_on_sigint(tag: str, tmp_path: Pat
         assert set(urls) == {"api", "prometheus", "rabbitmq_management", "amqp"}
         ports = [urlsplit(u).port for u in urls.values()]
         assert all(p and listening(p) for p in ports)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        assert _stop(proc, signal.SIGINT, timeout=60)[0] == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert not [p for p in ports if p and listening(p)]
     _assert_clean(tag, tmp_path / "tmp")
 
@@ -113,13 +124,9 @@ def test_signal_mid_bring_up_leaves_nothing(tag: str, tmp_path: Path, sig: int) 
         wait_for(lambda: [p for p in tagged(tag) if "beam" in name_of(p)], bool,
                  what="broker starting", expected="a beam process", timeout=30, interval=0.05)
         time.sleep(0.5)
-        proc.send_signal(sig)
-        code = proc.wait(timeout=60)
-        out = proc.stdout.read() if proc.stdout else ""
+        code, out = _stop(proc, sig, timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert out == ""                   # never got as far as printing the URLs
     assert code in (0, 130)
     _assert_clean(tag, tmp_path / "tmp")
@@ -180,13 +187,9 @@ def test_sigterm_to_pytest_still_tears_the_stack_down(tag: str, tmp_path: Path) 
                  timeout=90, interval=0.2)
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert tagged(tag), "the session's stack carries our tag"
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=90)
-        out = proc.stdout.read() if proc.stdout else ""
+        code, out = _stop(proc, signal.SIGTERM, timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert code == 2, out          # pytest's "interrupted"
     assert "KeyboardInterrupt" in out and "signal 15" in out, out
     _assert_clean(tag, tmp_path / "tmp")
@@ -217,10 +220,7 @@ def test_up_with_scale_and_scaling_prints_the_stack_and_runs_the_controller(
                                       timeout=5).json()["data"]["result"], bool,
                  what="the HPA's series in Prometheus", expected="one series", timeout=30,
                  interval=0.5)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        assert _stop(proc, signal.SIGINT, timeout=60)[0] == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     _assert_clean(tag, tmp_path / "tmp")
