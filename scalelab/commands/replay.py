@@ -64,13 +64,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"# note: {note}")
     print(f"{'t':>8}  {'replicas':>9}  {'metrics':<28}  reason")
     for step in result.steps:
+        for event in step.keda:  # KEDA's own scaling (activation, cooldown), before the sync
+            a = event.action
+            print(f"{event.t:>8.1f}  {f'{a.current_replicas}->{a.desired_replicas}':>9}  "
+                  f"{'(KEDA)':<28}  {a.reason}")
         d = step.decision
         change = (f"{d.current_replicas}->{d.desired_replicas}" if d.scaled
                   else f"{d.current_replicas}")
         metrics = ", ".join(_metric_text(m) for m in d.metric_statuses)
         print(f"{step.t:>8.1f}  {change:>9}  {metrics:<28}  {d.reason}")
     scaled = sum(1 for s in result.steps if s.decision.scaled)
-    print(f"# {len(result.steps)} syncs, {scaled} scaling actions")
+    activations = sum(len(s.keda) for s in result.steps)
+    print(f"# {len(result.steps)} syncs, {scaled} scaling actions"
+          + (f", {activations} by KEDA itself" if activations else ""))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Replay a recorded metrics trace through the pure HPA core: what would the HPA have done?
+"""Replay a recorded metrics trace through the pure cores: what would the HPA (and KEDA) do?
 
 The simulation keeps its own replica count: every sync period it builds the inputs the
 controller would read (simulated pods, metrics.k8s.io CPU samples, external metric values)
@@ -6,12 +6,20 @@ from the trace sample in force at that time (sample-and-hold), calls
 ``scalelab.control.hpa.reconcile`` and applies the decision to its simulated pods.
 Trace formats are documented in ``docs/replay.md``.
 
+For a KEDA ScaledObject the generated HPA is replayed *and* KEDA's own scaling: every
+``pollingInterval`` the trace's value of each rabbitmq trigger's metric (the same value the
+HPA's External metric is fed) becomes a trigger reading for ``scalelab.control.keda.activate``
+(kedacore/keda ``pkg/scaling/executor/scale_scaledobjects.go`` ``RequestScale``: activation
+0/idle -> max(min, 1), cooldownPeriod, idleReplicaCount), whose decision is applied to the
+simulated pods. The two are interleaved on one simulated clock as ``loop.ControlLoop.step``
+does: at a time both are due, KEDA polls first. While KEDA holds the target at 0 the HPA
+still syncs, and declines (``ScalingDisabled``), as upstream and the live loop do.
+
 Simplifications, stated in the output: pods are Running and Ready the moment they are
 created unless ``pod_start`` is set (then Pending for that long); removed pods vanish at
 once; CPU work is conserved when the trace says how many pods were ready (utilization is
 rescaled to the simulated pod count), otherwise every simulated pod shows the traced
-utilization. For a KEDA ScaledObject only the generated HPA is replayed (KEDA's own
-activation between 0 and minReplicaCount is not).
+utilization.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import csv
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +42,15 @@ from scalelab.control.hpa import (
     HPAState,
     reconcile,
 )
+from scalelab.control.keda import (
+    EventTrigger,
+    KedaAction,
+    KedaState,
+    ScaledObjectSpec,
+    TriggerReading,
+    activate,
+)
+from scalelab.control.rabbitmq_scaler import QUEUE_LENGTH
 from scalelab.control.view import PodFacts, PodMetric
 from scalelab.errors import ConfigError
 
@@ -41,6 +58,13 @@ from scalelab.errors import ConfigError
 SIM_REQUEST_MILLI = 1000
 #: Column/key names with a fixed meaning; any other numeric column is an external metric.
 _RESERVED = {"t", "cpu_utilization", "cpu_milli", "queue_length", "ready", "external"}
+#: How long before its first poll the replayed ScaledObject was created. Upstream the first
+#: poll always comes after metadata.creationTimestamp (which is also truncated to the
+#: second), and the live loop builds its KedaState before its first step; so a never-active
+#: object with initialCooldownPeriod 0 is scaled in at the first poll, not the second.
+_CREATED_BEFORE_FIRST_POLL = 1e-3
+#: Float slack when comparing simulated times (a poll and a sync "at the same time").
+_EPS = 1e-9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,12 +80,29 @@ class TraceSample:
 
 
 @dataclass(frozen=True, kw_only=True)
+class KedaEvent:
+    """A replica change KEDA made (the live loop records it as a ``controller="keda"`` event)."""
+
+    t: float                 # seconds since the first sample
+    action: KedaAction
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReplayStep:
-    """One sync of the replay."""
+    """One HPA sync of the replay, with the KEDA scale changes since the previous sync."""
 
     t: float                 # seconds since the first sample
     decision: HPADecision
     sample: TraceSample
+    keda: tuple[KedaEvent, ...] = ()   # made before this sync's decision (KEDA polls first)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KedaHPASpec(HPASpec):
+    """The HPA KEDA generates for a ScaledObject, carrying that ScaledObject so that
+    ``replay`` also runs KEDA's own scaling (callers keep handling a plain ``HPASpec``)."""
+
+    scaled_object: ScaledObjectSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,11 +118,12 @@ class ReplayResult:
 
 
 class _PlaceholderEnv(Mapping[str, str]):
-    """Any env var a KEDA trigger reads (``hostFromEnv``) resolves to a dummy broker URL:
-    the replay never connects, it only needs the trigger to parse."""
+    """Any env var a KEDA trigger reads (``hostFromEnv``) resolves to a dummy management
+    API URL: the replay never connects, it only needs the trigger to parse, and the http
+    protocol accepts every mode (amqp refuses the rate modes, useRegex, ...)."""
 
     def __getitem__(self, key: str) -> str:
-        return "amqp://replay:replay@127.0.0.1:5672/"
+        return "http://replay:replay@127.0.0.1:15672/"
 
     def __iter__(self) -> Iterator[str]:
         return iter(())
@@ -113,12 +155,14 @@ def load_manifest(path: Path) -> tuple[HPASpec, list[str]]:
         if doc.get("kind") == "HorizontalPodAutoscaler":
             return HPASpec.from_manifest(doc, source=source), notes
         if doc.get("kind") == "ScaledObject":
-            from scalelab.control import keda  # lazy: only KEDA manifests need it
-
-            so = keda.ScaledObjectSpec.from_manifest(doc, env=_PlaceholderEnv(), source=source)
+            so = ScaledObjectSpec.from_manifest(doc, env=_PlaceholderEnv(), source=source)
             notes.append(f"KEDA ScaledObject/{so.name}: replaying its generated HPA "
-                         f"{so.hpa_name}; KEDA activation (0 <-> min) is not replayed")
-            return HPASpec.from_manifest(so.hpa_manifest(), source=source), notes
+                         f"{so.hpa_name} and KEDA's own scaling (activation 0/idle <-> "
+                         f"min, cooldownPeriod {so.cooldown_period:g}s), polled every "
+                         f"{so.polling_interval:g}s")
+            hpa = HPASpec.from_manifest(so.hpa_manifest(), source=source)
+            return KedaHPASpec(**{f.name: getattr(hpa, f.name) for f in fields(hpa)},
+                               scaled_object=so), notes
     raise ConfigError("holds no HorizontalPodAutoscaler or ScaledObject", file=source,
                       field="kind", fix="give an HPA manifest or a KEDA ScaledObject")
 
@@ -244,45 +288,108 @@ def replay(
     metrics_window: float = 60.0,
     initial_replicas: int | None = None,
 ) -> ReplayResult:
-    """Run ``reconcile`` every ``settings.sync_period`` over the trace."""
+    """Run ``reconcile`` every ``settings.sync_period`` over the trace, and for a
+    ``KedaHPASpec`` also ``keda.activate`` every ``pollingInterval`` (KEDA first when both
+    are due, as ``ControlLoop.step``). Polls after the last sync are not run: no step
+    would report them."""
     if not samples:
         raise ConfigError("the trace holds no samples", fix="give at least one row")
+    so = spec.scaled_object if isinstance(spec, KedaHPASpec) else None
+    if so is not None and so.polling_interval <= 0:
+        raise ConfigError("must be positive", file=so.source, field="spec.pollingInterval",
+                          fix="give the polling interval in seconds (KEDA's default is 30)")
     t0 = samples[0].t
     end = samples[-1].t
     replicas = initial_replicas if initial_replicas is not None else spec.min_replicas
     replicas = max(0, replicas)
-    counter = 0
-    pods: list[_SimPod] = []
-    for _ in range(replicas):
-        pods.append(_SimPod(f"pod-{counter}", t0 - 3600.0))
-        counter += 1
+    sim = _SimPods()
+    sim.resize(replicas, t0 - 3600.0)
     # With instant readiness a sample must count at once: a zero window makes it so.
     window = metrics_window if pod_start > 0 else 0.0
     state = HPAState()
+    keda_state = KedaState(created=t0 - _CREATED_BEFORE_FIRST_POLL)
     steps: list[ReplayStep] = []
     idx = 0
-    now = t0
-    while now <= end + 1e-9:
+
+    def sample_at(now: float) -> TraceSample:  # sample-and-hold; ``now`` never decreases
+        nonlocal idx
         while idx + 1 < len(samples) and samples[idx + 1].t <= now:
             idx += 1
-        sample = samples[idx]
-        inputs = _inputs(spec, sample, pods, now, pod_start, window, len(pods))
+        return samples[idx]
+
+    n_sync = n_poll = 0
+    # Times are t0 + n * period (not summed), so a poll and a sync that coincide compare equal.
+    while (now := t0 + n_sync * settings.sync_period) <= end + _EPS:
+        keda_events: list[KedaEvent] = []
+        while so is not None and (poll := t0 + n_poll * so.polling_interval) <= now + _EPS:
+            current = len(sim.pods)
+            readings = _trigger_readings(so, sample_at(poll))
+            action, keda_state = activate(so, now=poll, current_replicas=current,
+                                          readings=readings, state=keda_state)
+            if action.desired_replicas is not None:
+                sim.resize(action.desired_replicas, poll)
+                keda_events.append(KedaEvent(t=poll - t0, action=action))
+            n_poll += 1
+        sample = sample_at(now)
+        inputs = _inputs(spec, sample, sim.pods, now, pod_start, window, len(sim.pods))
         decision, state = reconcile(spec, inputs, state, settings)
         if decision.scaled:
-            target = decision.desired_replicas
-            while len(pods) > target:
-                pods.pop()
-            while len(pods) < target:
-                pods.append(_SimPod(f"pod-{counter}", now))
-                counter += 1
-        steps.append(ReplayStep(t=now - t0, decision=decision, sample=sample))
-        now += settings.sync_period
+            sim.resize(decision.desired_replicas, now)
+        steps.append(ReplayStep(t=now - t0, decision=decision, sample=sample,
+                                keda=tuple(keda_events)))
+        n_sync += 1
     notes = [
         "pods are Running and Ready as soon as they are created" if pod_start <= 0
         else f"pods are Pending for {pod_start:g}s after creation, then Ready",
         "removed pods disappear at once (no termination grace period)",
     ]
+    if so is not None:
+        notes.append(f"ScaledObject/{so.name} is created at the first sample; a trigger is "
+                     "active when its traced value is above activationValue")
+        other = sorted({t.metadata.mode for t in so.triggers
+                        if isinstance(t, EventTrigger) and t.metadata.mode != QUEUE_LENGTH})
+        if other:
+            notes.append(f"mode {', '.join(other)}: activity is judged from the traced "
+                         "metric value alone (the trace carries no queue depth or rates)")
     return ReplayResult(spec=spec, steps=tuple(steps), notes=tuple(notes))
+
+
+@dataclass
+class _SimPods:
+    """The simulated target: pods by creation order; scale-in removes the newest."""
+
+    pods: list[_SimPod] = field(default_factory=list)
+    counter: int = 0
+
+    def resize(self, target: int, now: float) -> None:
+        while len(self.pods) > target:
+            self.pods.pop()
+        while len(self.pods) < target:
+            self.pods.append(_SimPod(f"pod-{self.counter}", now))
+            self.counter += 1
+
+
+def _trigger_readings(so: ScaledObjectSpec, sample: TraceSample) -> list[TriggerReading]:
+    """One KEDA poll of every rabbitmq trigger, answered from the trace.
+
+    The value is the one ``_inputs`` feeds the HPA for that metric (its own column, else
+    ``queue_length``). Activity is rabbitmq_scaler.go ``GetMetricsAndActivity``'s rule for
+    QueueLength, value > activationValue; a missing value is a failed poll (inactive, with
+    an error), which KEDA's ``RequestScale`` never scales on.
+    """
+    readings = []
+    for trig in so.triggers:
+        if not isinstance(trig, EventTrigger):
+            continue  # cpu/memory: activate() treats them as always active
+        value = sample.external.get(trig.metric_name, sample.queue_length)
+        if value is None:
+            readings.append(TriggerReading(
+                index=trig.index, value=None, active=False,
+                error=f"the trace has no value for {trig.metric_name} (nor queue_length)"))
+        else:
+            readings.append(TriggerReading(index=trig.index, value=value,
+                                           active=value > trig.metadata.activation_value))
+    return readings
 
 
 def _inputs(spec: HPASpec, sample: TraceSample, pods: list[_SimPod], now: float,
@@ -335,10 +442,15 @@ def _cpu_per_pod(sample: TraceSample, ready: int) -> list[float] | None:
 def step_as_dict(step: ReplayStep) -> dict[str, Any]:
     """One JSONL line of ``scalelab replay --json``."""
     d = step.decision
-    return {
+    out: dict[str, Any] = {
         "t": round(step.t, 3), "current": d.current_replicas, "desired": d.desired_replicas,
         "scaled": d.scaled, "reason": d.reason, "proposal": d.metric_proposal,
         "metrics": [{k: v for k, v in vars(m).items() if v is not None}
                     for m in d.metric_statuses],
         "conditions": d.conditions_as_dicts(),
     }
+    if step.keda:  # only ScaledObject replays have the key, and only when KEDA scaled
+        out["keda"] = [{"t": round(e.t, 3), "from": e.action.current_replicas,
+                        "to": e.action.desired_replicas, "reason": e.action.reason}
+                       for e in step.keda]
+    return out
