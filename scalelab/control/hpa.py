@@ -18,10 +18,11 @@ filled in as the API server does (``pkg/apis/autoscaling/v2/defaults.go``). Per-
 ``behavior.scaleUp/scaleDown.tolerance`` (feature HPAConfigurableTolerance) is honoured
 as if the feature gate were on.
 
-Deliberate differences, none visible in decisions: history older than every window is
-dropped instead of being kept for slot reuse; only the metric types a local stack can
-produce are accepted (Resource cpu/memory, Pods, External); Object and ContainerResource
-metrics are refused at load time with a ConfigError.
+Deliberate differences, none visible in decisions: recommendations older than every
+stabilization window are dropped instead of being kept for slot reuse (they count for
+nothing); only the metric types a local stack can produce are accepted (Resource
+cpu/memory, Pods, External); Object and ContainerResource metrics are refused at load time
+with a ConfigError.
 """
 
 from __future__ import annotations
@@ -719,16 +720,25 @@ def _store_scale_event(
     behavior: Behavior, now: float, prev: int, new: int,
     up_events: tuple[ScaleEvent, ...], down_events: tuple[ScaleEvent, ...],
 ) -> tuple[tuple[ScaleEvent, ...], tuple[ScaleEvent, ...]]:
-    """``storeScaleEvent``: remember the change; events older than the direction's longest
-    policy period can no longer matter and are dropped."""
+    """``storeScaleEvent``: remember the change. As upstream, an event older than its own
+    direction's longest policy period is only *outdated*: the new event takes the first
+    outdated slot, and the others stay. They still count for the other direction's
+    policies when those have a longer period (``markScaleEventsOutdated`` and the slot
+    reuse in horizontal.go); dropping them would make scale-downs more cautious than a
+    cluster's."""
     if new > prev:
-        cutoff = now - _longest_period(behavior.scale_up)
-        up_events = tuple(e for e in up_events if e.t >= cutoff) + (ScaleEvent(now, new - prev),)
-    else:
-        cutoff = now - _longest_period(behavior.scale_down)
-        down_events = tuple(e for e in down_events if e.t >= cutoff) + (
-            ScaleEvent(now, prev - new),)
-    return up_events, down_events
+        return _reuse_slot(up_events, now - _longest_period(behavior.scale_up),
+                           ScaleEvent(now, new - prev)), down_events
+    return up_events, _reuse_slot(down_events, now - _longest_period(behavior.scale_down),
+                                  ScaleEvent(now, prev - new))
+
+
+def _reuse_slot(events: tuple[ScaleEvent, ...], cutoff: float, new: ScaleEvent
+                ) -> tuple[ScaleEvent, ...]:
+    for i, event in enumerate(events):
+        if event.t < cutoff:  # outdated: reused for the new event
+            return events[:i] + (new,) + events[i + 1:]
+    return events + (new,)
 
 
 # --------------------------------------------------------------------------------------
