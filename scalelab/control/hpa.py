@@ -721,11 +721,11 @@ def _store_scale_event(
     up_events: tuple[ScaleEvent, ...], down_events: tuple[ScaleEvent, ...],
 ) -> tuple[tuple[ScaleEvent, ...], tuple[ScaleEvent, ...]]:
     """``storeScaleEvent``: remember the change. As upstream, an event older than its own
-    direction's longest policy period is only *outdated*: the new event takes the first
-    outdated slot, and the others stay. They still count for the other direction's
-    policies when those have a longer period (``markScaleEventsOutdated`` and the slot
-    reuse in horizontal.go); dropping them would make scale-downs more cautious than a
-    cluster's."""
+    direction's longest policy period is only *outdated*: the new event takes the last
+    outdated slot (upstream's loop keeps the last index it saw), and the others stay.
+    They still count for the other direction's policies when those have a longer period
+    (``markScaleEventsOutdated`` and the slot reuse in horizontal.go); dropping them would
+    make scale-downs more cautious than a cluster's."""
     if new > prev:
         return _reuse_slot(up_events, now - _longest_period(behavior.scale_up),
                            ScaleEvent(now, new - prev)), down_events
@@ -735,10 +735,11 @@ def _store_scale_event(
 
 def _reuse_slot(events: tuple[ScaleEvent, ...], cutoff: float, new: ScaleEvent
                 ) -> tuple[ScaleEvent, ...]:
-    for i, event in enumerate(events):
-        if event.t < cutoff:  # outdated: reused for the new event
-            return events[:i] + (new,) + events[i + 1:]
-    return events + (new,)
+    outdated = [i for i, event in enumerate(events) if event.t < cutoff]
+    if not outdated:
+        return events + (new,)
+    i = outdated[-1]
+    return events[:i] + (new,) + events[i + 1:]
 
 
 # --------------------------------------------------------------------------------------

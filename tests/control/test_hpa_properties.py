@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -288,26 +289,27 @@ def test_percent_is_float64_like_upstream() -> None:
     assert sync(spec, NOW, 10, 0, HPAState(recommendations=(Recommendation(0.0, 10),)))[0] == 0
 
 
-def test_outdated_scale_events_still_count_for_the_other_direction() -> None:
+@pytest.mark.parametrize(("down_pods", "floor"), [(5, 1), (1, 5)])
+def test_outdated_scale_events_still_count_for_the_other_direction(down_pods: int,
+                                                                   floor: int) -> None:
     # Upstream trace (horizontal.go storeScaleEvent / markScaleEventsOutdated /
     # calculateScaleDownLimitWithBehaviors), 15 s syncs, scaleUp Pods 100 per 20 s,
-    # scaleDown Pods 5 per 75 s, no stabilization:
+    # scaleDown Pods N per 75 s, no stabilization:
     #   t=0  2 -> 4   up events [0:+2]
     #   t=15 4 -> 8   up events [0:+2, 15:+4]        (nothing older than 15 - 20)
     #   t=30 stays 8
-    #   t=45 8 -> 16  0 and 15 are outdated (< 25); the first outdated slot is reused:
-    #                 up events [45:+8, 15:+4 (outdated, kept)]
-    #   t=60 metric says 1: the 75 s period counts the up events after -15, 45 and 15:
-    #        start = 16 - 12 = 4, floor 4 - 5 -> minReplicas 1. (The size 75 s ago was 2,
-    #        so the documented reading also allows 1.) Dropping the outdated 15:+4 would
-    #        floor at 16 - 8 - 5 = 3.
+    #   t=45 8 -> 16  0 and 15 are outdated (< 25); the loop keeps the LAST outdated index,
+    #                 so 15:+4 is replaced: up events [0:+2 (outdated, kept), 45:+8]
+    #   t=60 metric says 1: the 75 s period counts the up events after -15, 0 and 45:
+    #        start = 16 - 10 = 6, floor 6 - N: N=5 -> 1, N=1 -> 5. (Dropping 0:+2 would
+    #        floor at 16 - 8 - N; reusing the first slot would keep 15:+4 instead: 16 - 12 - N.)
     behavior = {"scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
                     {"type": "Pods", "value": 100, "periodSeconds": 20}]},
                 "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
-                    {"type": "Pods", "value": 5, "periodSeconds": 75}]}}
+                    {"type": "Pods", "value": down_pods, "periodSeconds": 75}]}}
     steps = drive(spec_for(1, 100, behavior), 2, [(0, 4), (15, 8), (15, 8), (15, 16),
                                                   (15, 1)])
-    assert [s.after for s in steps] == [4, 8, 8, 16, 1]
+    assert [s.after for s in steps] == [4, 8, 8, 16, floor]
 
 
 # --------------------------------------------------------------------------------------
