@@ -153,18 +153,29 @@ def load_manifest(path: Path) -> tuple[HPASpec, list[str]]:
         if not isinstance(doc, dict):
             continue
         if doc.get("kind") == "HorizontalPodAutoscaler":
-            return HPASpec.from_manifest(doc, source=source), notes
+            return _replayable(HPASpec.from_manifest(doc, source=source)), notes
         if doc.get("kind") == "ScaledObject":
             so = ScaledObjectSpec.from_manifest(doc, env=_PlaceholderEnv(), source=source)
             notes.append(f"KEDA ScaledObject/{so.name}: replaying its generated HPA "
                          f"{so.hpa_name} and KEDA's own scaling (activation 0/idle <-> "
                          f"min, cooldownPeriod {so.cooldown_period:g}s), polled every "
                          f"{so.polling_interval:g}s")
-            hpa = HPASpec.from_manifest(so.hpa_manifest(), source=source)
+            hpa = _replayable(HPASpec.from_manifest(so.hpa_manifest(), source=source))
             return KedaHPASpec(**{f.name: getattr(hpa, f.name) for f in fields(hpa)},
                                scaled_object=so), notes
     raise ConfigError("holds no HorizontalPodAutoscaler or ScaledObject", file=source,
                       field="kind", fix="give an HPA manifest or a KEDA ScaledObject")
+
+
+def _replayable(spec: HPASpec) -> HPASpec:
+    """Refuse what a trace cannot drive (it has no memory column), before anything runs."""
+    for i, metric in enumerate(spec.metrics):
+        if metric.type == "Resource" and metric.name == "memory":
+            raise ConfigError(
+                "a memory metric cannot be replayed: traces carry CPU and external metrics "
+                "only", file=spec.source, field=f"spec.metrics[{i}]",
+                fix="replay a cpu or external metric (the local backend runs memory metrics)")
+    return spec
 
 
 def _num(value: Any, source: str, where: str) -> float | None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scalelab.cli import main
 from scalelab.control.hpa import HPAControllerSettings
@@ -218,3 +219,13 @@ def test_a_rate_mode_scaled_object_loads_for_replay(tmp_path):
     assert "MessageRate" in doc and "protocol" not in doc.split("triggers:")[1]
     spec, notes = load_manifest(write(tmp_path, "rate.yaml", doc))
     assert spec.max_replicas == 4 and any("KEDA" in n for n in notes)
+
+
+def test_a_memory_metric_is_refused_before_anything_runs(tmp_path):
+    doc = yaml.safe_load(HPA.read_text())
+    doc["spec"]["metrics"] = [{"type": "Resource", "resource": {
+        "name": "memory", "target": {"type": "Utilization", "averageUtilization": 50}}}]
+    path = write(tmp_path, "mem.yaml", yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        load_manifest(path)
+    assert err.value.field == "spec.metrics[0]" and "memory" in str(err.value)
