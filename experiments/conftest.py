@@ -108,23 +108,24 @@ def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # typ
             + ", ".join(f"{k}={v}" for k, v in endpoints.as_dict().items()))
         yield backend
     finally:
-        if not keep:
-            backend.down()
         try:
-            _figures(report_dir / run_id, time.monotonic() - started, say)
-        finally:
-            _render_report(report_dir, run_id, say)
-        if keep:
-            # Our processes die with pytest (mirakuru reaps its children at exit), so
-            # keeping the stack means keeping this process: until Ctrl-C. The report is
-            # already written, so it can be read while the stack is explored.
-            say("scalelab: --keep-stack: the stack stays up; press Ctrl-C to tear it down")
+            if not keep:
+                backend.down()
             try:
+                _figures(report_dir / run_id, time.monotonic() - started, say)
+            finally:
+                _render_report(report_dir, run_id, say)
+            if keep:
+                # Our processes die with pytest (mirakuru reaps its children at exit), so
+                # keeping the stack means keeping this process: until Ctrl-C. The report
+                # is already written, so it can be read while the stack is explored.
+                say("scalelab: --keep-stack: the stack stays up; press Ctrl-C to tear it "
+                    "down")
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
                         time.sleep(1.0)
-            finally:
-                backend.down()
+        finally:
+            backend.down()  # idempotent; whatever failed or was interrupted above
 
 
 def _figures(run_dir: Path, session_wall: float, say) -> None:  # type: ignore[no-untyped-def]

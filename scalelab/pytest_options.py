@@ -44,6 +44,9 @@ def scalelab_option(config: pytest.Config, name: str) -> object:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # One-shot: a second SIGTERM (CI runners follow a cancel's SIGINT with one) must not
+    # break into the teardown the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 

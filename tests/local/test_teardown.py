@@ -187,6 +187,8 @@ def test_sigterm_to_pytest_still_tears_the_stack_down(tag: str, tmp_path: Path) 
                  timeout=90, interval=0.2)
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert tagged(tag), "the session's stack carries our tag"
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)                # a second one lands in the teardown the first began
         code, out = _stop(proc, signal.SIGTERM, timeout=90)
     finally:
         _reap(proc)
