@@ -18,11 +18,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from scalelab import __version__, record
 from scalelab.accounting import TaskLedger
 from scalelab.backends.base import Backend
 from scalelab.errors import ExperimentError, ProcessStartError, ScalelabError, WaitTimeout
-from scalelab.observe import Observer, management_session, progress_line, queue_depth
+from scalelab.observe import (
+    Observer,
+    management_session,
+    progress_line,
+    prom_scalar,
+    queue_depth,
+)
 from scalelab.paths import REPORTS, ROOT
 from scalelab.queries import scaling_names
 from scalelab.settings import AGENT_DEPLOYMENT
@@ -100,6 +108,24 @@ def reset(backend: Backend, *, settings: ExperimentSettings,
              expected=f"spec=current=ready={target}", timeout=settings.settle_timeout,
              interval=1.0, clock=clock, sleep=sleep,
              fix="look at the pod logs in the diagnostics; pods may be failing to start")
+    # The next scenario's HPA usually has the same name (agent / keda-hpa-agent): until a
+    # scrape has seen the old one go, its last sample would open the new scenario's charts.
+    scrape = backend.settings.timing.scrape_interval
+    prometheus = backend.endpoints.prometheus.rstrip("/")
+    session = requests.Session()
+    wait_for(lambda: prom_scalar(session, prometheus, AUTOSCALER_SERIES.format(
+                 ns=backend.settings.namespace)), lambda n: n is None,
+             what="the previous scenario's autoscaler series to end in Prometheus",
+             expected="no kube_horizontalpodautoscaler_* / keda_scaler_* series",
+             timeout=3 * scrape + 15, interval=1.0, clock=clock, sleep=sleep,
+             fix="check that the scaling objects were deleted (kubectl get hpa,scaledobject)")
+
+
+#: Any autoscaler series left in the namespace (empty once the objects are gone).
+AUTOSCALER_SERIES = (
+    'count({{__name__=~"kube_horizontalpodautoscaler_spec_max_replicas|keda_scaler_active",'
+    'namespace="{ns}"}})'
+)
 
 
 def run_scenario(

@@ -19,7 +19,8 @@ import requests
 from scalelab import record
 from scalelab.backends.local.backend import LocalBackend
 from scalelab.errors import ExperimentError
-from scalelab.experiment import ExperimentSettings, run_scenario
+from scalelab.experiment import AUTOSCALER_SERIES, ExperimentSettings, reset, run_scenario
+from scalelab.observe import prom_scalar
 from scalelab.scenario import load_scenario
 from scalelab.settings import StackSettings
 
@@ -124,5 +125,10 @@ def test_interrupted_or_crashed_run_still_writes_its_record(
     assert rec["error"] and rec["error"]["message"]
     assert rec["timeline"], "the samples taken before the stop are kept"
     assert set(_locust_processes()) <= before, "the Locust process was left running"
-    # The stack is still usable: the next scenario's reset brings it back to the baseline.
-    assert stack.replicas("agent").spec == 2
+    # The stack is still usable: the next scenario's reset brings it back to the baseline,
+    # without the interrupted run's HPA, whose series are gone from Prometheus too.
+    reset(stack, settings=ExperimentSettings(run_id="next", report_dir=tmp_path))
+    r = stack.replicas("agent")
+    assert (r.spec, r.current, r.ready) == (2, 2, 2)
+    assert prom_scalar(requests.Session(), stack.endpoints.prometheus,
+                       AUTOSCALER_SERIES.format(ns=stack.settings.namespace)) is None

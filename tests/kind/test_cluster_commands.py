@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -515,12 +514,13 @@ def test_the_port_forward_watchdog_runs_until_down(
                  what="the watchdog to restart a dead port-forward", expected=1,
                  timeout=10.0, interval=0.05)
         assert not rec.forwards[-1].stopped
+        watcher = b._watcher
+        assert watcher is not None and watcher.is_alive()
     finally:
         b.down()
-    spawns = len(rec.forwards)
-    rec.forwards[-1].stop()
-    time.sleep(0.3)
-    assert len(rec.forwards) == spawns, "no restart after down()"
+    watcher.join(timeout=5)
+    assert not watcher.is_alive(), "down() stops the watchdog"
+    assert all(f.stopped for f in rec.forwards), "down() stops every forward, restarted ones too"
 
 
 def test_replicas_from_a_recorded_deployment(
