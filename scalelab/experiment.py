@@ -191,8 +191,7 @@ def run_scenario(
                  f"every one to be processed (timeout {settings.drain_timeout:.0f}s)")
         missing = ledger.wait_processed(published, timeout=settings.drain_timeout, sleep=sleep)
         run.tasks = ledger.summary(published)
-        depth = _queue_depth(backend)
-        run.tasks["queue_left"] = depth
+        run.tasks["queue_left"] = _queue_left(backend, clock=clock, sleep=sleep)
         if missing:
             progress(f"[{scenario.name}] {len(missing)} tasks not processed after drain")
         run.decisions = [e.as_dict() for e in backend.scaling_events(since=run.started_at)]
@@ -316,10 +315,24 @@ def _drive(scenario: Any, backend: Backend, run: _Run, *, timing: Any, load_star
         sleep(max(0.0, min(timing.poll_interval, end - clock())))
 
 
-def _queue_depth(backend: Backend) -> dict[str, int] | None:
+#: The management API refreshes queue stats every collect_statistics_interval (5 s by
+#: default): a reading right after the drain may still show the last tasks.
+QUEUE_STATS_LAG = 15.0
+
+
+def _queue_left(backend: Backend, *, clock: Callable[[], float] = time.time,
+                sleep: Callable[[float], None] = time.sleep,
+                lag: float = QUEUE_STATS_LAG) -> dict[str, int] | None:
+    """What is left in the task queue after the drain: the first empty reading, or the last
+    one after ``lag`` seconds (a real leftover stays; a stale statistic clears)."""
     session, base = management_session(backend.endpoints.rabbitmq_management)
-    depth = queue_depth(session, base)
-    return None if depth is None else {"ready": depth.ready, "unacked": depth.unacked}
+    deadline = clock() + lag
+    while True:
+        depth = queue_depth(session, base)
+        left = None if depth is None else {"ready": depth.ready, "unacked": depth.unacked}
+        if (left is not None and left["ready"] + left["unacked"] == 0) or clock() >= deadline:
+            return left
+        sleep(1.0)
 
 
 def _record(scenario: Any, backend: Backend, run: _Run, *, settings: ExperimentSettings,
