@@ -13,17 +13,7 @@ import pytest
 
 from scalelab import experiment
 from scalelab.observe import QueueDepth
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
+from tests.fakes import FakeClock
 
 
 def _backend() -> Any:
@@ -43,19 +33,19 @@ def _readings(monkeypatch: pytest.MonkeyPatch, values: list[tuple[int, int] | No
 
 def test_a_stale_reading_clears(monkeypatch: pytest.MonkeyPatch) -> None:
     _readings(monkeypatch, [(0, 4), (0, 4), (0, 0)])
-    clock = Clock()
+    clock = FakeClock()
     left = experiment._queue_left(_backend(), clock=clock, sleep=clock.sleep)
-    assert left == {"ready": 0, "unacked": 0} and clock.t == 2.0
+    assert left == {"ready": 0, "unacked": 0} and clock.now == 2.0
 
 
 def test_a_real_leftover_is_reported_after_the_lag(monkeypatch: pytest.MonkeyPatch) -> None:
     _readings(monkeypatch, [(3, 0)])
-    clock = Clock()
+    clock = FakeClock()
     left = experiment._queue_left(_backend(), clock=clock, sleep=clock.sleep, lag=15.0)
-    assert left == {"ready": 3, "unacked": 0} and clock.t >= 15.0
+    assert left == {"ready": 3, "unacked": 0} and clock.now >= 15.0
 
 
 def test_an_unreachable_api_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     _readings(monkeypatch, [None])
-    clock = Clock()
+    clock = FakeClock()
     assert experiment._queue_left(_backend(), clock=clock, sleep=clock.sleep) is None

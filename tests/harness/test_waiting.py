@@ -6,17 +6,7 @@ import pytest
 
 from scalelab.errors import WaitTimeout
 from scalelab.waiting import wait_for
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 def test_returns_the_value_that_satisfied_the_condition() -> None:

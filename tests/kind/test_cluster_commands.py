@@ -33,6 +33,7 @@ from scalelab.errors import BackendError, ConfigError, MissingDependencyError, W
 from scalelab.kube import CommandError, Completed
 from scalelab.settings import StackSettings, TimingProfile
 from scalelab.waiting import wait_for
+from tests.fakes import FakeClock
 
 DATA = Path(__file__).parent / "data"
 KUBECONFIG = """apiVersion: v1
@@ -154,17 +155,6 @@ class FakeApi:
 
     def server_version(self) -> dict[str, Any]:
         return {"gitVersion": "v1.30.4", "major": "1", "minor": "30"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @pytest.fixture

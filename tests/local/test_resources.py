@@ -5,18 +5,11 @@ from __future__ import annotations
 import os
 
 from scalelab.backends.local.resources import ResourceAccounting, process_tree_usage
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 def test_metric_published_after_one_window_as_rate_between_scrapes() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cpu = {"p": 0.0}
     acct = ResourceAccounting(window=10.0, read=lambda pid: (cpu["p"], 5_000_000), clock=clock)
     acct.sample({"agent-a": 1})
@@ -41,7 +34,7 @@ def test_metric_published_after_one_window_as_rate_between_scrapes() -> None:
 
 
 def test_counter_never_goes_backwards_and_gone_pods_are_forgotten() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     readings = iter([(5.0, 1), (4.0, 1)])
     acct = ResourceAccounting(window=10.0, read=lambda pid: next(readings), clock=clock)
     acct.sample({"p": 1})
