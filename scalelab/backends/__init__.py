@@ -54,7 +54,7 @@ def make_backend(name: str, *, settings: StackSettings) -> Backend:
 
         return LocalBackend(settings=settings)
     if name in ("kind", "existing"):
-        from scalelab.backends.kind import make_cluster_backend
+        from scalelab.backends.cluster import make_cluster_backend
 
         return make_cluster_backend(name, settings=settings)
     raise ConfigError(f"unknown backend {name!r}", field="--backend",

@@ -5,7 +5,7 @@ No cluster can run here (no Docker engine), so the seam to the cluster is replac
 * FAKE AT THE CLUSTER SEAM: ``Recorder`` stands in for the CLIs (kind, kubectl, helm,
   docker): it records each command line and answers with recorded output. pytest-kind's
   real ``KindCluster`` runs, with only its ``subprocess`` module swapped for the recorder.
-* FAKE AT THE CLUSTER SEAM: ``FakeApi`` stands in for ``scalelab.kube.KubeApi`` and returns
+* FAKE AT THE CLUSTER SEAM: ``FakeApi`` stands in for ``scalelab.backends.cluster.kube.KubeApi`` and returns
   recorded API objects (``tests/kind/data``, the JSON shape ``kubectl get -o json`` prints).
 * ``kubectl port-forward`` is replaced by a real listening socket on the chosen local port,
   so the backend's real TCP readiness probe runs.
@@ -27,10 +27,15 @@ import pytest
 import pytest_kind.cluster
 
 from scalelab import paths
-from scalelab.backends import kind
 from scalelab.backends.base import Replicas, ScalingEvent
+from scalelab.backends.cluster.backend import ClusterBackend
+from scalelab.backends.cluster.events import parse_time, replicas_from_deployment
+from scalelab.backends.cluster.existing import ExistingBackend
+from scalelab.backends.cluster.kind import KindBackend
+from scalelab.backends.cluster.kube import CommandError, Completed
+from scalelab.backends.cluster.render import load_charts, render_values
+from scalelab.backends.cluster.settings import CLUSTER_DIR, ClusterSettings
 from scalelab.errors import BackendError, ConfigError, MissingDependencyError, WaitTimeout
-from scalelab.kube import CommandError, Completed
 from scalelab.settings import StackSettings, TimingProfile
 from scalelab.waiting import wait_for
 from tests.fakes import FakeClock
@@ -89,7 +94,7 @@ class Recorder:
             raise Boom(f"injected failure at call {self.fail_at}: {' '.join(call)}")
         return call
 
-    # scalelab.kube.run
+    # scalelab.backends.cluster.kube.run
     def run(self, cmd: Sequence[str], *, input: str | None = None, timeout: float = 600.0,
             env: Any = None) -> Completed:
         call = self._record(cmd)
@@ -100,7 +105,7 @@ class Recorder:
                 return Completed(args=call, returncode=0, stdout=out, stderr="")
         return Completed(args=call, returncode=0, stdout="", stderr="")
 
-    # scalelab.kube.spawn
+    # scalelab.backends.cluster.kube.spawn
     def spawn(self, cmd: Sequence[str], *, log_file: Path) -> FakeForward:
         call = self._record(cmd)
         fwd = FakeForward(int(call[-1].split(":")[0]))
@@ -168,19 +173,19 @@ def bin_dir(tmp_path: Path) -> Path:
 
 def make(tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, *,
          backend: str = "kind", fail_at: int | None = None,
-         **cluster: Any) -> tuple[kind.ClusterBackend, Recorder, FakeApi]:
+         **cluster: Any) -> tuple[ClusterBackend, Recorder, FakeApi]:
     monkeypatch.chdir(tmp_path)   # KindCluster makes ./.pytest-kind
     rec = Recorder(tmp_path, fail_at=fail_at)
     monkeypatch.setattr(pytest_kind.cluster, "subprocess", rec.subprocess())
     api = FakeApi(rec)
     clock = FakeClock()
-    settings = kind.ClusterSettings(work_dir=tmp_path / "work", **cluster)
+    settings = ClusterSettings(work_dir=tmp_path / "work", **cluster)
     kwargs: dict[str, Any] = dict(
         settings=StackSettings(timing=TimingProfile()), cluster=settings, run=rec.run,
         spawn=rec.spawn, api=api, which=lambda n: str(bin_dir / n), clock=clock,
         sleep=clock.sleep)
-    b: kind.ClusterBackend = (kind.KindBackend(**kwargs) if backend == "kind"
-                              else kind.ExistingBackend(**kwargs))
+    b: ClusterBackend = (KindBackend(**kwargs) if backend == "kind"
+                              else ExistingBackend(**kwargs))
     return b, rec, api
 
 
@@ -212,7 +217,7 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
             "helm upgrade --install kps",
             "helm upgrade --install keda",
             "kubectl apply -k " + str(b.work_dir / "stack"),
-            "kubectl apply -f " + str(kind.CLUSTER_DIR / "monitors.yaml"),
+            "kubectl apply -f " + str(CLUSTER_DIR / "monitors.yaml"),
             "kubectl apply --server-side --field-manager=scalelab",
             "api get deployment scalelab rabbitmq",
             "api get deployment scalelab api",
@@ -233,7 +238,7 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
         assert build[-3:] == ("--file", str(paths.ROOT / "services/api/Dockerfile"),
                               str(paths.ROOT))
         assert rec.calls[4][-1] == "scalelab/api:dev" and rec.calls[5][-1] == "scalelab/agent:dev"
-        pinned = {r.name: r for r in kind.load_charts()}
+        pinned = {r.name: r for r in load_charts()}
         for call in rec.calls[6:9]:
             release = pinned[call[3]]
             assert call[call.index("--version") + 1] == release.version
@@ -242,7 +247,7 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
             assert call[call.index("--kubeconfig") + 1] == kc
             assert "--wait" in call
             values = Path(call[call.index("--values") + 1])
-            assert values.read_text() == kind.render_values(release, timing=TimingProfile())
+            assert values.read_text() == render_values(release, timing=TimingProfile())
         dashboards = rec.inputs[11]
         assert dashboards.count("kind: ConfigMap") == 4
         assert [c[2] for c in rec.calls[12:15]] == ["deployment"] * 3
@@ -504,7 +509,7 @@ def test_the_port_forward_watchdog_runs_until_down(
                  what="the watchdog to restart a dead port-forward", expected=1,
                  timeout=10.0, interval=0.05)
         assert not rec.forwards[-1].stopped
-        watcher = b._watcher
+        watcher = b.port_forwards.watcher
         assert watcher is not None and watcher.is_alive()
     finally:
         b.down()
@@ -521,7 +526,7 @@ def test_replicas_from_a_recorded_deployment(
     scaled_to_zero = load("deployment-agent.json")
     scaled_to_zero["spec"]["replicas"] = 0
     scaled_to_zero["status"] = {"observedGeneration": 4}   # zero fields are omitted
-    assert kind.replicas_from_deployment(scaled_to_zero) == Replicas(spec=0, current=0, ready=0)
+    assert replicas_from_deployment(scaled_to_zero) == Replicas(spec=0, current=0, ready=0)
     with pytest.raises(BackendError, match="not found"):
         b.replicas("missing")
     b.scale("agent", 3)
@@ -534,7 +539,7 @@ def test_scaling_events_from_recorded_hpa_and_events(
     api.events = load("events.json")["items"]
     api.hpas = [[load("hpa-agent.json")]]
     events = b.scaling_events()
-    t0 = kind.parse_time("2024-11-20T10:02:05Z")
+    t0 = parse_time("2024-11-20T10:02:05Z")
     assert t0 is not None
     reason = "cpu resource utilization (percentage of request) above target"
     assert [(e.t - t0, e.controller, e.object, e.from_replicas, e.to_replicas)
@@ -574,18 +579,18 @@ def test_versions_report_server_and_charts(
 
 
 def test_settings_from_env_name_the_variable_on_bad_input() -> None:
-    s = kind.ClusterSettings.from_env({"SCALELAB_IMAGE_PREFIX": "ghcr.io/me",
+    s = ClusterSettings.from_env({"SCALELAB_IMAGE_PREFIX": "ghcr.io/me",
                                        "SCALELAB_KUBE_CONTEXT": "lab",
                                        "SCALELAB_INSTALL_ADDONS": "0"})
     assert (s.image_prefix, s.context, s.install_addons) == ("ghcr.io/me", "lab", False)
     with pytest.raises(ConfigError) as err:
-        kind.ClusterSettings.from_env({"SCALELAB_KEEP_CLUSTER": "maybe"})
+        ClusterSettings.from_env({"SCALELAB_KEEP_CLUSTER": "maybe"})
     assert err.value.field == "SCALELAB_KEEP_CLUSTER"
     with pytest.raises(ConfigError) as err:
-        kind.ClusterSettings.from_env({"SCALELAB_PROMETHEUS_SERVICE": "prometheus"})
+        ClusterSettings.from_env({"SCALELAB_PROMETHEUS_SERVICE": "prometheus"})
     assert err.value.field == "SCALELAB_PROMETHEUS_SERVICE"
     with pytest.raises(ConfigError) as err:
-        kind.ClusterSettings.from_env({"SCALELAB_ROLLOUT_TIMEOUT": "-3"})
+        ClusterSettings.from_env({"SCALELAB_ROLLOUT_TIMEOUT": "-3"})
     assert err.value.field == "SCALELAB_ROLLOUT_TIMEOUT"
 
 
@@ -593,5 +598,5 @@ def test_make_backend_builds_the_cluster_backends(monkeypatch: pytest.MonkeyPatc
     from scalelab.backends import make_backend
 
     monkeypatch.delenv("SCALELAB_KUBE_CONTEXT", raising=False)
-    assert isinstance(make_backend("kind", settings=StackSettings()), kind.KindBackend)
-    assert isinstance(make_backend("existing", settings=StackSettings()), kind.ExistingBackend)
+    assert isinstance(make_backend("kind", settings=StackSettings()), KindBackend)
+    assert isinstance(make_backend("existing", settings=StackSettings()), ExistingBackend)

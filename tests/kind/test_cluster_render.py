@@ -16,7 +16,23 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from scalelab.backends import kind
+from scalelab.backends.cluster.render import (
+    dashboard_files,
+    go_duration,
+    grafana_configmaps,
+    load_charts,
+    render_kind_config,
+    render_overlay,
+    render_values,
+)
+from scalelab.backends.cluster.settings import (
+    BASE_DIR,
+    CLUSTER_DIR,
+    DASHBOARD_LABEL,
+    DEFAULT_PROMETHEUS_SERVICE,
+    GRAFANA_DIR,
+    MONITORING_NAMESPACE,
+)
 from scalelab.errors import ConfigError
 from scalelab.settings import KUBERNETES_DEFAULTS, TimingProfile
 
@@ -87,7 +103,7 @@ def _controller_manager_args(config: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.parametrize("timing", PROFILES, ids=["default", "kubernetes", "odd"])
 def test_kind_config_carries_the_timing_profile(timing: TimingProfile) -> None:
-    config = yaml.safe_load(kind.render_kind_config(timing=timing, cluster_name="exp1",
+    config = yaml.safe_load(render_kind_config(timing=timing, cluster_name="exp1",
                                                     node_image="kindest/node:v1.30.4"))
     assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     assert config["kind"] == "Cluster"
@@ -98,14 +114,14 @@ def test_kind_config_carries_the_timing_profile(timing: TimingProfile) -> None:
         assert node["role"] in ("control-plane", "worker")
     args = _controller_manager_args(config)
     assert args == {
-        "horizontal-pod-autoscaler-sync-period": kind.go_duration(timing.hpa_sync_period),
+        "horizontal-pod-autoscaler-sync-period": go_duration(timing.hpa_sync_period),
         "horizontal-pod-autoscaler-tolerance": f"{timing.hpa_tolerance:g}",
         "horizontal-pod-autoscaler-cpu-initialization-period":
-            kind.go_duration(timing.hpa_cpu_initialization_period),
+            go_duration(timing.hpa_cpu_initialization_period),
         "horizontal-pod-autoscaler-initial-readiness-delay":
-            kind.go_duration(timing.hpa_initial_readiness_delay),
+            go_duration(timing.hpa_initial_readiness_delay),
         "horizontal-pod-autoscaler-downscale-stabilization":
-            kind.go_duration(timing.hpa_downscale_stabilization),
+            go_duration(timing.hpa_downscale_stabilization),
     }
 
 
@@ -116,27 +132,27 @@ def test_go_durations_parse_back_to_the_profile_seconds() -> None:
         return int(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
 
     for seconds in (5.0, 15.0, 300.0, 1.5, 0.25, 2.5):
-        assert parse(kind.go_duration(seconds)) == seconds
-    assert kind.go_duration(1.5) == "1500ms"
-    assert kind.go_duration(300.0) == "300s"
+        assert parse(go_duration(seconds)) == seconds
+    assert go_duration(1.5) == "1500ms"
+    assert go_duration(300.0) == "300s"
 
 
 def test_a_metrics_window_below_ten_seconds_is_refused_before_anything_starts() -> None:
     with pytest.raises(ConfigError) as err:
-        kind.render_kind_config(timing=TimingProfile(metrics_window=5))
+        render_kind_config(timing=TimingProfile(metrics_window=5))
     assert err.value.field == "timing.metrics_window"
     assert "10s" in str(err.value)
 
 
 # -- Helm ----------------------------------------------------------------------------------
 def test_charts_are_pinned_to_exact_versions_from_public_repos() -> None:
-    charts = {r.chart: r for r in kind.load_charts()}
+    charts = {r.chart: r for r in load_charts()}
     assert set(charts) == {"metrics-server", "kube-prometheus-stack", "keda"}
     assert charts["keda"].repo == "https://kedacore.github.io/charts"
     for release in charts.values():
         assert re.fullmatch(r"\d+\.\d+\.\d+", release.version)
         assert release.repo.startswith("https://")
-        assert (kind.CLUSTER_DIR / release.values).is_file()
+        assert (CLUSTER_DIR / release.values).is_file()
 
 
 def test_an_unpinned_chart_is_a_config_error_naming_file_and_field(tmp_path: Path) -> None:
@@ -144,14 +160,14 @@ def test_an_unpinned_chart_is_a_config_error_naming_file_and_field(tmp_path: Pat
     bad.write_text("releases:\n  - {name: keda, namespace: keda, repo: https://x, chart: keda,"
                    " version: '2.x', values: v.j2}\n")
     with pytest.raises(ConfigError) as err:
-        kind.load_charts(bad)
+        load_charts(bad)
     assert err.value.file == str(bad)
     assert err.value.field == "releases[0].version"
 
 
 def _values(chart: str, timing: TimingProfile) -> dict[str, Any]:
-    (release,) = [r for r in kind.load_charts() if r.chart == chart]
-    return yaml.safe_load(kind.render_values(release, timing=timing))
+    (release,) = [r for r in load_charts() if r.chart == chart]
+    return yaml.safe_load(render_values(release, timing=timing))
 
 
 @pytest.mark.parametrize("timing", PROFILES, ids=["default", "kubernetes", "odd"])
@@ -160,23 +176,23 @@ def test_metrics_server_values(timing: TimingProfile) -> None:
     args = values["defaultArgs"] + values["args"]
     assert "--kubelet-insecure-tls" in args
     resolution = [a for a in args if a.startswith("--metric-resolution=")]
-    assert resolution == [f"--metric-resolution={kind.go_duration(timing.metrics_window)}"]
+    assert resolution == [f"--metric-resolution={go_duration(timing.metrics_window)}"]
 
 
 @pytest.mark.parametrize("timing", PROFILES, ids=["default", "kubernetes", "odd"])
 def test_kube_prometheus_stack_values(timing: TimingProfile) -> None:
     values = _values("kube-prometheus-stack", timing)
     spec = values["prometheus"]["prometheusSpec"]
-    assert spec["scrapeInterval"] == kind.go_duration(timing.scrape_interval)
+    assert spec["scrapeInterval"] == go_duration(timing.scrape_interval)
     # PodMonitors/ServiceMonitors outside the release (KEDA's, scalelab's) are selected.
     assert spec["podMonitorSelectorNilUsesHelmValues"] is False
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
     sidecar = values["grafana"]["sidecar"]["dashboards"]
     assert sidecar["enabled"] is True
-    assert (sidecar["label"], sidecar["labelValue"]) == (kind.DASHBOARD_LABEL, "1")
+    assert (sidecar["label"], sidecar["labelValue"]) == (DASHBOARD_LABEL, "1")
     # The services the backend port-forwards are named from fullnameOverride.
     prometheus_service = f"monitoring/{values['fullnameOverride']}-prometheus:9090"
-    assert prometheus_service == kind.DEFAULT_PROMETHEUS_SERVICE
+    assert prometheus_service == DEFAULT_PROMETHEUS_SERVICE
 
 
 def test_keda_values_export_the_scaler_metrics() -> None:
@@ -188,10 +204,10 @@ def test_keda_values_export_the_scaler_metrics() -> None:
 
 # -- monitors and dashboards ----------------------------------------------------------------
 def test_pod_monitors_select_the_stack_and_rabbitmq_detailed_queue_metrics() -> None:
-    docs = list(yaml.safe_load_all((kind.CLUSTER_DIR / "monitors.yaml").read_text()))
+    docs = list(yaml.safe_load_all((CLUSTER_DIR / "monitors.yaml").read_text()))
     assert {d["kind"] for d in docs} == {"PodMonitor"}
     base = {}
-    for path in kind.BASE_DIR.glob("*.yaml"):
+    for path in BASE_DIR.glob("*.yaml"):
         for d in yaml.safe_load_all(path.read_text()):
             if d and d["kind"] == "Deployment":
                 base[d["metadata"]["name"]] = d
@@ -212,7 +228,7 @@ def test_pod_monitors_select_the_stack_and_rabbitmq_detailed_queue_metrics() -> 
 
 
 def _dashboards() -> list[tuple[Path, dict[str, Any]]]:
-    return [(p, json.loads(p.read_text())) for p in kind.dashboard_files()]
+    return [(p, json.loads(p.read_text())) for p in dashboard_files()]
 
 
 def test_four_dashboards_with_distinct_uids() -> None:
@@ -223,7 +239,7 @@ def test_four_dashboards_with_distinct_uids() -> None:
 
 @pytest.mark.parametrize("stem", ["pods", "rabbitmq", "throughput", "autoscaling"])
 def test_dashboard_panels_query_only_known_metrics(stem: str) -> None:
-    dashboard = json.loads((kind.GRAFANA_DIR / f"{stem}.json").read_text())
+    dashboard = json.loads((GRAFANA_DIR / f"{stem}.json").read_text())
     assert dashboard["panels"], "a dashboard without panels"
     used: set[str] = set()
     for panel in dashboard["panels"]:
@@ -252,12 +268,12 @@ def test_the_dashboards_together_cover_every_metric_of_the_list() -> None:
 
 
 def test_dashboard_configmaps_are_valid_and_labelled_for_the_grafana_sidecar() -> None:
-    maps = kind.grafana_configmaps()
+    maps = grafana_configmaps()
     assert len(maps) == 4
     for cm in maps:
         kubernetes_validate.validate(cm, "1.30", strict=True)
-        assert cm["metadata"]["labels"][kind.DASHBOARD_LABEL] == "1"
-        assert cm["metadata"]["namespace"] == kind.MONITORING_NAMESPACE
+        assert cm["metadata"]["labels"][DASHBOARD_LABEL] == "1"
+        assert cm["metadata"]["namespace"] == MONITORING_NAMESPACE
         ((key, text),) = cm["data"].items()
         assert key.endswith(".json")
         assert json.loads(text)["panels"]
@@ -266,8 +282,8 @@ def test_dashboard_configmaps_are_valid_and_labelled_for_the_grafana_sidecar() -
 
 
 def test_an_invalid_configmap_would_be_caught() -> None:
-    cm = kind.grafana_configmaps()[0]
-    cm["metadata"]["labels"] = {kind.DASHBOARD_LABEL: 1}   # not a string
+    cm = grafana_configmaps()[0]
+    cm["metadata"]["labels"] = {DASHBOARD_LABEL: 1}   # not a string
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(cm, "1.30", strict=True)
 
@@ -275,17 +291,17 @@ def test_an_invalid_configmap_would_be_caught() -> None:
 def test_overlay_points_at_base_and_rewrites_images_for_a_registry(tmp_path: Path) -> None:
     overlay = tmp_path / "stack"
     overlay.mkdir()
-    plain = kind.render_overlay(overlay_dir=overlay)
-    assert (overlay / plain["resources"][0]).resolve() == kind.BASE_DIR.resolve()
+    plain = render_overlay(overlay_dir=overlay)
+    assert (overlay / plain["resources"][0]).resolve() == BASE_DIR.resolve()
     assert "images" not in plain and "replicas" not in plain
-    custom = kind.render_overlay(overlay_dir=overlay, image_prefix="ghcr.io/me/",
+    custom = render_overlay(overlay_dir=overlay, image_prefix="ghcr.io/me/",
                                  image_tag="abc123", agent_replicas=3)
     assert {"name": "scalelab/agent", "newName": "ghcr.io/me/scalelab/agent",
             "newTag": "abc123"} in custom["images"]
     assert custom["replicas"] == [{"name": "agent", "count": 3}]
     # the names rewritten are the images manifests/base actually uses
     base_images = set()
-    for path in kind.BASE_DIR.glob("*.yaml"):
+    for path in BASE_DIR.glob("*.yaml"):
         for d in yaml.safe_load_all(path.read_text()):
             if d and d["kind"] == "Deployment":
                 base_images |= {c["image"].split(":")[0]

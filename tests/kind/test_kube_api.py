@@ -1,4 +1,4 @@
-"""``scalelab.kube.KubeApi`` through the real ``kubernetes`` client, against a fake API server.
+"""``scalelab.backends.cluster.kube.KubeApi`` through the real ``kubernetes`` client, against a fake API server.
 
 FAKE AT THE CLUSTER SEAM: a small HTTP server on 127.0.0.1 answers the Kubernetes REST
 paths with recorded objects (tests/kind/data) in place of a kube-apiserver, which cannot
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from scalelab.backends import kind
 from scalelab.backends.base import Replicas
+from scalelab.backends.cluster.events import replicas_from_deployment, scaling_events_from
+from scalelab.backends.cluster.kube import KubeApi
 from scalelab.errors import BackendError
-from scalelab.kube import KubeApi
 
 DATA = Path(__file__).parent / "data"
 
@@ -113,7 +113,7 @@ def test_deployment_round_trips_to_kubectl_shaped_json(
     doc = client.get_deployment(namespace="scalelab", name="agent")
     assert doc is not None
     assert doc["status"]["readyReplicas"] == 2            # camelCase, as kubectl prints
-    assert kind.replicas_from_deployment(doc) == Replicas(spec=4, current=4, ready=2)
+    assert replicas_from_deployment(doc) == Replicas(spec=4, current=4, ready=2)
     assert client.get_deployment(namespace="scalelab", name="nope") is None
 
 
@@ -133,7 +133,7 @@ def test_hpas_and_events_feed_scaling_events(api: tuple[KubeApi, FakeApiServer])
     events = client.list_events(namespace="scalelab")
     assert [h["metadata"]["name"] for h in hpas] == ["agent"]
     assert {e["reason"] for e in events} >= {"SuccessfulRescale", "KEDAScaleTargetActivated"}
-    found = kind.scaling_events_from(events=events, hpas=hpas)
+    found = scaling_events_from(events=events, hpas=hpas)
     assert [(e.controller, e.from_replicas, e.to_replicas) for e in found] == [
         ("hpa", 2, 3), ("hpa", 3, 4), ("keda", 1, 0), ("keda", 0, 1)]
     assert found[1].conditions[-1]["type"] == "ScalingLimited"

@@ -1,0 +1,136 @@
+"""Settings of the cluster backends: pinned versions, names, and ``SCALELAB_*`` variables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scalelab import paths
+from scalelab.errors import ConfigError
+from scalelab.settings import (
+    AGENT_DEPLOYMENT,
+    API_DEPLOYMENT,
+    NAMESPACE,
+)
+
+log = logging.getLogger(__name__)
+
+
+CLUSTER_DIR = paths.MANIFESTS / "cluster"
+GRAFANA_DIR = paths.MANIFESTS / "grafana"
+BASE_DIR = paths.MANIFESTS / "base"
+#: The namespace manifests/base hard-codes (service URLs in the env carry it too).
+BASE_NAMESPACE = NAMESPACE
+MONITORING_NAMESPACE = "monitoring"
+RABBITMQ_DEPLOYMENT = "rabbitmq"
+#: kind node image: Kubernetes 1.30 (kubeadm v1beta3, whose extraArgs is a string map);
+#: needs kind >= v0.24. KEDA 2.16 supports Kubernetes 1.29 - 1.31.
+DEFAULT_NODE_IMAGE = "kindest/node:v1.30.4"
+MIN_KIND_VERSION = (0, 24, 0)
+#: Images built from the repo root (build context) and the Dockerfile of each service.
+IMAGES: dict[str, tuple[str, Path]] = {
+    API_DEPLOYMENT: ("scalelab/api", paths.ROOT / "services" / "api" / "Dockerfile"),
+    AGENT_DEPLOYMENT: ("scalelab/agent", paths.ROOT / "services" / "agent" / "Dockerfile"),
+}
+IMAGE_TAG = "dev"
+#: kube-prometheus-stack with fullnameOverride "kps" (values template) names these.
+DEFAULT_PROMETHEUS_SERVICE = f"{MONITORING_NAMESPACE}/kps-prometheus:9090"
+GRAFANA_SERVICE = f"{MONITORING_NAMESPACE}/kps-grafana:80"
+DASHBOARD_LABEL = "grafana_dashboard"
+PART_OF = {"app.kubernetes.io/part-of": "scalelab"}
+
+# -- settings --------------------------------------------------------------------------------
+def _parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{raw!r} is not a boolean", field=name, fix=f"set {name}=1 or {name}=0")
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{raw!r} is not a positive number of seconds", field=name,
+                          fix=f"set {name} to seconds, e.g. {default:g}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSettings:
+    """How the cluster backends reach and build the cluster (``SCALELAB_*`` variables)."""
+
+    #: kind cluster name (SCALELAB_KIND_CLUSTER).
+    cluster_name: str = "scalelab"
+    #: kind node image (SCALELAB_KIND_NODE_IMAGE).
+    node_image: str = DEFAULT_NODE_IMAGE
+    #: existing: kubeconfig context (SCALELAB_KUBE_CONTEXT; default: the current context).
+    context: str | None = None
+    #: existing: kubeconfig file (KUBECONFIG; default: kubectl's ~/.kube/config).
+    kubeconfig: Path | None = None
+    #: Registry path the images are pulled from (SCALELAB_IMAGE_PREFIX), e.g.
+    #: ``ghcr.io/me`` -> ``ghcr.io/me/scalelab/api:dev``. Empty: the local names.
+    image_prefix: str = ""
+    #: Image tag (SCALELAB_IMAGE_TAG).
+    image_tag: str = IMAGE_TAG
+    #: Install metrics-server, kube-prometheus-stack and KEDA (SCALELAB_INSTALL_ADDONS).
+    install_addons: bool = True
+    #: kind: keep the cluster on ``down()``, delete only the namespace (SCALELAB_KEEP_CLUSTER).
+    keep_cluster: bool = False
+    #: Prometheus service to port-forward, ``namespace/service:port``
+    #: (SCALELAB_PROMETHEUS_SERVICE), for clusters with their own Prometheus.
+    prometheus_service: str = DEFAULT_PROMETHEUS_SERVICE
+    #: Rendered configs, overlay and port-forward logs (SCALELAB_CLUSTER_WORKDIR).
+    work_dir: Path = field(default_factory=lambda: paths.ROOT / ".scalelab" / "cluster")
+    #: Timeouts in seconds: a Deployment rollout, a helm install, a port-forward.
+    rollout_timeout: float = 300.0
+    helm_timeout: float = 600.0
+    port_forward_timeout: float = 30.0
+    #: How often a dead port-forward is looked for, and how many times one is restarted
+    #: before the backend gives up on it (kubectl port-forward ends when the pod it picked
+    #: goes away, e.g. a rolled or evicted RabbitMQ pod).
+    forward_check_interval: float = 2.0
+    max_forward_restarts: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClusterSettings:
+        env = os.environ if env is None else env
+        d = cls()
+        prom = env.get("SCALELAB_PROMETHEUS_SERVICE") or d.prometheus_service
+        if not re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+:\d+", prom):
+            raise ConfigError(f"{prom!r} is not namespace/service:port",
+                              field="SCALELAB_PROMETHEUS_SERVICE",
+                              fix="e.g. SCALELAB_PROMETHEUS_SERVICE=monitoring/prometheus:9090")
+        return cls(
+            cluster_name=env.get("SCALELAB_KIND_CLUSTER") or d.cluster_name,
+            node_image=env.get("SCALELAB_KIND_NODE_IMAGE") or d.node_image,
+            context=env.get("SCALELAB_KUBE_CONTEXT") or None,
+            kubeconfig=Path(env["KUBECONFIG"]) if env.get("KUBECONFIG") else None,
+            image_prefix=env.get("SCALELAB_IMAGE_PREFIX", ""),
+            image_tag=env.get("SCALELAB_IMAGE_TAG") or d.image_tag,
+            install_addons=_env_bool(env, "SCALELAB_INSTALL_ADDONS", d.install_addons),
+            keep_cluster=_env_bool(env, "SCALELAB_KEEP_CLUSTER", d.keep_cluster),
+            prometheus_service=prom,
+            work_dir=Path(env["SCALELAB_CLUSTER_WORKDIR"])
+            if env.get("SCALELAB_CLUSTER_WORKDIR") else d.work_dir,
+            rollout_timeout=_env_float(env, "SCALELAB_ROLLOUT_TIMEOUT", d.rollout_timeout),
+            helm_timeout=_env_float(env, "SCALELAB_HELM_TIMEOUT", d.helm_timeout),
+            port_forward_timeout=d.port_forward_timeout,
+        )
