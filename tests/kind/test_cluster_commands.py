@@ -5,7 +5,7 @@ No cluster can run here (no Docker engine), so the seam to the cluster is replac
 * FAKE AT THE CLUSTER SEAM: ``Recorder`` stands in for the CLIs (kind, kubectl, helm,
   docker): it records each command line and answers with recorded output. pytest-kind's
   real ``KindCluster`` runs, with only its ``subprocess`` module swapped for the recorder.
-* FAKE AT THE CLUSTER SEAM: ``FakeApi`` stands in for ``scalelab.backends.cluster.kube.KubeApi`` and returns
+* FAKE AT THE CLUSTER SEAM: ``FakeApi`` stands in for ``cluster.kube.KubeApi`` and returns
   recorded API objects (``tests/kind/data``, the JSON shape ``kubectl get -o json`` prints).
 * ``kubectl port-forward`` is replaced by a real listening socket on the chosen local port,
   so the backend's real TCP readiness probe runs.

@@ -1,4 +1,4 @@
-"""``scalelab.backends.cluster.kube.KubeApi`` through the real ``kubernetes`` client, against a fake API server.
+"""``cluster.kube.KubeApi`` through the real ``kubernetes`` client, against a fake API server.
 
 FAKE AT THE CLUSTER SEAM: a small HTTP server on 127.0.0.1 answers the Kubernetes REST
 paths with recorded objects (tests/kind/data) in place of a kube-apiserver, which cannot
