@@ -6,8 +6,10 @@ All experiment logic lives in ``scalelab.experiment``; this file only wires pyte
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from scalelab.experiment import ExperimentSettings
 from scalelab.paths import ROOT, SCENARIOS
 from scalelab.pytest_options import scalelab_option
 from scalelab.settings import StackSettings
+from scalelab.waiting import deadline
 
 
 def _scenario_paths(config: pytest.Config) -> list[Path]:
@@ -42,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_SCENARIOS] = load_scenarios(_scenario_paths(config))
     except ScalelabError as err:
         raise pytest.UsageError(f"invalid scenario: {err}") from None
+    bring_up_timeout(Backend)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -60,27 +64,39 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _budget(scenario) -> float:  # type: ignore[no-untyped-def]
     """pytest-timeout for one scenario: its phases plus every bounded wait of the pipeline
-    (stack bring-up, settle, Locust start, load grace, drain), so only a real hang trips it."""
+    (reset, settle, Locust start, load grace, drain), so only a real hang trips it. The
+    stack's bring-up is not in it: it runs before the first scenario, under its own bound."""
     s = ExperimentSettings(run_id="-")
     return scenario.duration + 120 + s.settle_timeout + 60 + s.load_grace + s.drain_timeout
 
 
-@pytest.fixture(scope="session")
-def report_dir(pytestconfig: pytest.Config) -> Path:
-    path = Path(str(scalelab_option(pytestconfig, "report_dir")))
+_RUN_ID = pytest.StashKey[str]()
+_STACK = pytest.StashKey["_Stack"]()
+
+
+@dataclass(kw_only=True)
+class _Stack:
+    """The session's stack, brought up by ``pytest_runtestloop`` before the first scenario."""
+
+    backend: Backend
+    error: Exception | None = None
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    path = Path(str(scalelab_option(config, "report_dir")))
     return path if path.is_absolute() else ROOT / path
 
 
-@pytest.fixture(scope="session")
-def run_id() -> str:
-    return record.new_run_id(time.time())
+def _run_id(config: pytest.Config) -> str:
+    if _RUN_ID not in config.stash:
+        config.stash[_RUN_ID] = record.new_run_id(time.time())
+    return config.stash[_RUN_ID]
 
 
-@pytest.fixture(scope="session")
-def say(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+def _sayer(config: pytest.Config):  # type: ignore[no-untyped-def]
     """Print a line live, even under output capture (progress belongs in CI logs)."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
 
     def _say(line: str) -> None:
         # Output capture redirects fd 1 while tests and fixtures run: suspend it per line.
@@ -93,20 +109,61 @@ def say(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
     return _say
 
 
-@pytest.fixture(scope="session")
-def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # type: ignore[no-untyped-def]
-          ) -> Iterator[Backend]:
-    """The stack, up once per session; torn down at the end unless --keep-stack."""
-    choice = choose_backend(str(scalelab_option(pytestconfig, "backend")))
+def bring_up_timeout(backend: Backend | type[Backend],
+                     env: Mapping[str, str] = os.environ) -> float:
+    """The backend's own bound, or ``SCALELAB_BRING_UP_TIMEOUT`` seconds (checked at
+    configure time, before anything starts)."""
+    raw = env.get("SCALELAB_BRING_UP_TIMEOUT")
+    if not raw:
+        return backend.bring_up_timeout
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise pytest.UsageError(
+            f"SCALELAB_BRING_UP_TIMEOUT={raw!r} is not a positive number of seconds\n"
+            f"  fix: e.g. SCALELAB_BRING_UP_TIMEOUT={backend.bring_up_timeout:g}")
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """Bring the stack up once, before the first scenario and outside every scenario's
+    timeout (a cold kind cluster pulls images for many minutes), under its own bound;
+    tear it down and write the report after the last one, whatever happened."""
+    config = session.config
+    if config.option.collectonly or not any(
+            "stack" in getattr(item, "fixturenames", ()) for item in session.items):
+        return (yield)
+    say = _sayer(config)
+    report_dir, run_id = _report_dir(config), _run_id(config)
+    choice = choose_backend(str(scalelab_option(config, "backend")))
     say(f"scalelab: backend {choice.name.upper()} ({choice.reason})")
     backend = make_backend(choice.name, settings=StackSettings())
-    keep = bool(scalelab_option(pytestconfig, "keep_stack"))
+    keep = bool(scalelab_option(config, "keep_stack"))
+    limit = bring_up_timeout(backend)
+    stack = config.stash[_STACK] = _Stack(backend=backend)
     started = time.monotonic()
     try:
-        endpoints = backend.up()
-        say(f"scalelab: stack up in {time.monotonic() - started:.1f}s: "
-            + ", ".join(f"{k}={v}" for k, v in endpoints.as_dict().items()))
-        yield backend
+        say(f"scalelab: bringing the stack up (at most {limit:.0f}s, "
+            "SCALELAB_BRING_UP_TIMEOUT)")
+        try:
+            with deadline(limit, what=f"the {backend.name} stack to come up",
+                          expected="up", actual=lambda: f"still at step {backend.current_step}",
+                          fix="see the log above; raise SCALELAB_BRING_UP_TIMEOUT for a slow "
+                              "first pull"):
+                endpoints = backend.up()
+        except Exception as err:  # every scenario fails with it; teardown runs below
+            stack.error = err
+            say(f"scalelab: the stack did not come up after {time.monotonic() - started:.1f}s:"
+                f" {err}")
+        else:
+            steps = ", ".join(f"{k} {v:.1f}s" for k, v in backend.timings.items())
+            say(f"scalelab: stack up in {time.monotonic() - started:.1f}s"
+                + (f" ({steps})" if steps else "") + ": "
+                + ", ".join(f"{k}={v}" for k, v in endpoints.as_dict().items()))
+        return (yield)
     finally:
         try:
             if not keep:
@@ -115,7 +172,7 @@ def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # typ
                 _figures(report_dir / run_id, time.monotonic() - started, say)
             finally:
                 _render_report(report_dir, run_id, say)
-            if keep:
+            if keep and stack.error is None:
                 # Our processes die with pytest (mirakuru reaps its children at exit), so
                 # keeping the stack means keeping this process: until Ctrl-C. The report
                 # is already written, so it can be read while the stack is explored.
@@ -126,6 +183,33 @@ def stack(pytestconfig: pytest.Config, say, report_dir: Path, run_id: str  # typ
                         time.sleep(1.0)
         finally:
             backend.down()  # idempotent; whatever failed or was interrupted above
+
+
+@pytest.fixture(scope="session")
+def report_dir(pytestconfig: pytest.Config) -> Path:
+    return _report_dir(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def run_id(pytestconfig: pytest.Config) -> str:
+    return _run_id(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def say(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    return _sayer(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def stack(pytestconfig: pytest.Config) -> Backend:
+    """The stack ``pytest_runtestloop`` brought up (its bring-up error, if it failed)."""
+    stack = pytestconfig.stash.get(_STACK, None)
+    if stack is None:
+        raise RuntimeError("the scalelab stack is brought up by pytest_runtestloop; "
+                           "run the scenarios through pytest, not by calling the test")
+    if stack.error is not None:
+        raise stack.error
+    return stack.backend
 
 
 def _figures(run_dir: Path, session_wall: float, say) -> None:  # type: ignore[no-untyped-def]

@@ -5,11 +5,18 @@ The clock and the sleep are parameters so unit tests run without real time passi
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import TypeVar
 
 from scalelab.errors import WaitTimeout
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -40,3 +47,35 @@ def wait_for(
         if elapsed >= timeout:
             raise WaitTimeout(what, expected=expected, actual=value, elapsed=elapsed, fix=fix)
         sleep(min(interval, max(0.0, timeout - elapsed)))
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, *, what: str, expected: object,
+             actual: Callable[[], object] = lambda: "not finished",
+             clock: Callable[[], float] = time.monotonic, fix: str | None = None
+             ) -> Iterator[None]:
+    """Bound a block that has no wait loop of its own (a backend's bring-up): after
+    ``seconds`` raise ``WaitTimeout`` inside it, naming what it was doing (``actual()``).
+
+    SIGALRM, so the block's own ``finally``/``except BaseException`` cleanup runs, as for
+    Ctrl-C. Only the main thread can take signals: elsewhere the block runs unbounded
+    and says so in the log.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        if seconds > 0:
+            log.warning("%s: no deadline outside the main thread", what)
+        yield
+        return
+    start = clock()
+
+    def _expired(signum: int, frame: FrameType | None) -> None:
+        raise WaitTimeout(what, expected=expected, actual=actual(), elapsed=clock() - start,
+                          fix=fix)
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

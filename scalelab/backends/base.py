@@ -61,9 +61,16 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: How long ``up()`` may take before the driver stops it (``SCALELAB_BRING_UP_TIMEOUT``
+    #: overrides). Bring-up runs outside every scenario's own timeout, under this one.
+    bring_up_timeout: ClassVar[float] = 300.0
 
     def __init__(self, *, settings: StackSettings) -> None:
         self.settings = settings
+        #: What ``up()`` is doing now (a bring-up timeout names it).
+        self.current_step: str | None = None
+        #: Seconds per bring-up step, printed after bring-up.
+        self.timings: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod
