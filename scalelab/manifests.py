@@ -7,9 +7,10 @@ would refuse at ``kubectl apply`` time:
 * HorizontalPodAutoscaler: the Kubernetes OpenAPI schema (kubernetes-validate, strict, so
   unknown fields fail as with ``kubectl apply --validate=strict``) plus the API server's
   semantic checks from kubernetes ``pkg/apis/autoscaling/validation/validation.go``.
-* ScaledObject / TriggerAuthentication: KEDA's CRD ``openAPIV3Schema`` (from
-  ``SHARED_REFERENCE/keda``) with unknown fields reported the way structural pruning with
-  strict field validation reports them, plus the rules of KEDA's admission webhook
+* ScaledObject / TriggerAuthentication: KEDA 2.16's CRD schema from an installed package
+  (``scalelab.crds``: cloudcoil-models-keda, no ``../shared`` needed) with unknown fields
+  reported the way structural pruning with strict field validation reports them, plus
+  the rules of KEDA's admission webhook
   (kedacore/keda ``apis/keda/v1alpha1/scaledobject_webhook.go``,
   ``scaledobject_types.go`` ``CheckReplicaCountBoundsAreValid``/``CheckFallbackValid``,
   ``scaletriggers_types.go`` ``ValidateTriggers``) and the trigger metadata parsing
@@ -21,9 +22,6 @@ Every problem is a ``ConfigError`` naming the file, the field (a JSON path such 
 
 from __future__ import annotations
 
-import copy
-import functools
-import logging
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +32,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from scalelab import crds
 from scalelab.errors import ConfigError
-from scalelab.paths import SHARED_REFERENCE
 from scalelab.settings import NAMESPACE
-
-log = logging.getLogger(__name__)
 
 HPA = "HorizontalPodAutoscaler"
 SCALED_OBJECT = "ScaledObject"
@@ -58,9 +54,6 @@ KEDA_DEFAULT_MIN_REPLICAS = 0
 KEDA_DEFAULT_MAX_REPLICAS = 100
 #: autoscaling/v2 ``minReplicas`` default (kubernetes ``pkg/apis/autoscaling/v2/defaults.go``).
 HPA_DEFAULT_MIN_REPLICAS = 1
-
-_CRD_FILES = {SCALED_OBJECT: "keda.sh_scaledobjects.yaml",
-              TRIGGER_AUTHENTICATION: "keda.sh_triggerauthentications.yaml"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,53 +199,9 @@ def _validate_hpa(obj: ScalingObject) -> None:
         raise _schema_error(err, file=str(obj.source), kind=obj.kind, name=obj.name) from None
 
 
-def _strict(schema: Any) -> Any:
-    """Copy of a CRD schema where objects with declared properties reject unknown fields.
-
-    The API server prunes unknown fields of structural schemas and, with strict field
-    validation (kubectl's default), reports them as errors; ``additionalProperties: false``
-    gives jsonschema the same verdict. Objects with ``x-kubernetes-preserve-unknown-fields``
-    or ``additionalProperties`` keep theirs. ``metadata`` (ObjectMeta) is left open.
-    """
-    schema = copy.deepcopy(schema)
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            props = node.get("properties")
-            if (isinstance(props, dict) and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
-                node["additionalProperties"] = False
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
-    return schema
-
-
-@functools.cache
-def _crd_schema(crd_file: Path) -> dict[str, Any]:
-    crd = yaml.safe_load(crd_file.read_text())
-    served = [v for v in crd["spec"]["versions"] if v.get("served")]
-    version = next((v for v in served if v.get("storage")), served[0])
-    return _strict(version["schema"]["openAPIV3Schema"])
-
-
-def _validate_crd(obj: ScalingObject, *, reference: Path) -> None:
-    crd_file = reference / "keda" / _CRD_FILES[obj.kind]
-    if not crd_file.is_file():
-        msg = (f"{crd_file} not found: {obj.ref} in {obj.source} is checked only against "
-               "KEDA's webhook rules, not against KEDA's CRD schema (clone the shared "
-               "reference next to the repository to enable it)")
-        warnings.warn(msg, stacklevel=3)
-        log.warning(msg)
-        return
-    validator = jsonschema.Draft7Validator(_crd_schema(crd_file))
-    err = jsonschema.exceptions.best_match(validator.iter_errors(obj.doc))
-    if err is not None:
-        raise _schema_error(err, file=str(obj.source), kind=obj.kind, name=obj.name)
+def _validate_crd(obj: ScalingObject) -> None:
+    """The pinned KEDA release's CRD schema, strict (``scalelab.crds``)."""
+    crds.validate_resource(obj.doc, file=obj.source, name=obj.name)
 
 
 # -- semantic rules -----------------------------------------------------------------------
@@ -454,22 +403,19 @@ def _check_together(objects: Sequence[ScalingObject]) -> None:
 def validate_scaling(
     path: Path, *, namespace: str = NAMESPACE,
     workloads: Mapping[str, Mapping[str, Any]] | None = None,
-    reference: Path | None = None,
 ) -> list[ScalingObject]:
     """Validate a scaling manifest file as a cluster would on apply; return its objects.
 
     ``workloads`` maps Deployment name -> Deployment manifest; when given, the webhook's
-    "cpu trigger needs CPU requests" rule is checked too. ``reference`` is the directory
-    holding ``keda/keda.sh_*.yaml`` (default ``scalelab.paths.SHARED_REFERENCE``).
+    "cpu trigger needs CPU requests" rule is checked too.
     """
-    reference = SHARED_REFERENCE if reference is None else Path(reference)
     objects = load_scaling(path, namespace=namespace)
     for obj in objects:
         if obj.kind == HPA:
             _validate_hpa(obj)
             _check_hpa(obj)
         else:
-            _validate_crd(obj, reference=reference)
+            _validate_crd(obj)
             if obj.kind == SCALED_OBJECT:
                 _check_scaled_object(obj, workloads)
     _check_together(objects)
