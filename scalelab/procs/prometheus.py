@@ -54,6 +54,8 @@ class StaticTarget:
     params: Mapping[str, Sequence[str]] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     honor_labels: bool = False
+    #: ``metric_relabel_configs`` (applied to scraped series, after the target labels).
+    metric_relabel_configs: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +93,8 @@ def build_config(
             job["params"] = {k: list(v) for k, v in target.params.items()}
         if target.honor_labels:
             job["honor_labels"] = True
+        if target.metric_relabel_configs:
+            job["metric_relabel_configs"] = [dict(c) for c in target.metric_relabel_configs]
         jobs.append(job)
     for sd in file_sd:
         jobs.append({

@@ -197,9 +197,16 @@ def test_kube_prometheus_stack_values(timing: TimingProfile) -> None:
 
 def test_keda_values_export_the_scaler_metrics() -> None:
     values = _values("keda", TimingProfile(scrape_interval=3))
-    operator = values["prometheus"]["operator"]
-    assert operator["enabled"] is True
-    assert operator["serviceMonitor"] == {"enabled": True, "interval": "3s"}
+    for part in ("operator", "metricServer"):
+        monitor = values["prometheus"][part]["serviceMonitor"]
+        assert values["prometheus"][part]["enabled"] is True
+        assert (monitor["enabled"], monitor["interval"]) == (True, "3s")
+        # kedacore/charts#434: the series' own namespace back from exported_namespace
+        # (tests/kind/test_label_contract.py checks what Prometheus stores with it)
+        restore, drop = monitor["metricRelabelings"]
+        assert restore["sourceLabels"] == ["exported_namespace"]
+        assert restore["targetLabel"] == "namespace"
+        assert drop == {"regex": "exported_namespace", "action": "labeldrop"}
 
 
 # -- monitors and dashboards ----------------------------------------------------------------
@@ -222,9 +229,11 @@ def test_pod_monitors_select_the_stack_and_rabbitmq_detailed_queue_metrics() -> 
                          for p in c.get("ports", [])}
             assert pod_ports & ports, (name, pod_ports, ports)
     (rabbit,) = [d for d in docs if d["metadata"]["name"] == "scalelab-rabbitmq"]
-    (endpoint,) = rabbit["spec"]["podMetricsEndpoints"]
-    assert endpoint["path"] == "/metrics/detailed"
-    assert "queue_coarse_metrics" in endpoint["params"]["family"]
+    detailed, aggregated = rabbit["spec"]["podMetricsEndpoints"]
+    assert detailed["path"] == "/metrics/detailed"
+    assert "queue_coarse_metrics" in detailed["params"]["family"]
+    # the aggregated /metrics too (global rates, connections, channels, consumers)
+    assert aggregated["path"] == "/metrics" and aggregated["port"] == detailed["port"]
 
 
 def _dashboards() -> list[tuple[Path, dict[str, Any]]]:

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from scalelab import paths
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
 from scalelab.backends.broker import purge_queue
+from scalelab.backends.local import scrape
 from scalelab.backends.local.exporter import Exporter, KubeStateCollector
 from scalelab.backends.local.manifests import BASE, DeploymentSpec, load_deployment, load_documents
 from scalelab.backends.local.pods import Launch, Supervisor
@@ -47,8 +48,6 @@ LOG = logging.getLogger(__name__)
 #: the containerPort; locally every pod gets its own free port instead).
 PORT_ENV = {API_DEPLOYMENT: "PORT", AGENT_DEPLOYMENT: "METRICS_PORT"}
 BIND_ENV = {API_DEPLOYMENT: "BIND", AGENT_DEPLOYMENT: "METRICS_BIND"}
-#: RabbitMQ's per-queue series (the default /metrics endpoint aggregates all queues).
-RABBITMQ_FAMILIES = ("queue_coarse_metrics", "queue_consumer_count")
 
 
 class LocalBackend(Backend):
@@ -136,18 +135,11 @@ class LocalBackend(Backend):
         taken |= {rabbit.amqp_port, rabbit.management_port, rabbit.prometheus_port,
                   rabbit.dist_port, rabbit.epmd_port}
         prometheus_port = port_for.select_random(exclude_ports=taken)
-        config = prom.build_config(
-            scrape_interval=timing.scrape_interval,
-            static=[
-                prom.StaticTarget(job="rabbitmq", address=f"{bind}:{rabbit.prometheus_port}",
-                                  metrics_path="/metrics/detailed",
-                                  params={"family": list(RABBITMQ_FAMILIES)},
-                                  labels={"namespace": self.settings.namespace}),
-                prom.StaticTarget(job="scalelab-exporter", address=f"{bind}:{exporter_port}",
-                                  honor_labels=True),
-            ],
-            file_sd=[prom.FileSDJob(job=name, path=self._sd_path(name), refresh_interval=1.0)
-                     for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT)],
+        config = scrape.scrape_config(
+            scrape_interval=timing.scrape_interval, namespace=self.settings.namespace,
+            bind=bind, rabbitmq_prometheus_port=rabbit.prometheus_port,
+            exporter_port=exporter_port,
+            sd_paths={name: self._sd_path(name) for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT)},
         )
         for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
             prom.write_file_sd(self._sd_path(name), [])
@@ -279,8 +271,9 @@ class LocalBackend(Backend):
                     continue
                 groups.append(prom.file_sd_group(
                     address=f"{self.settings.bind}:{port}", metrics_path=spec.scrape_path,
-                    labels={"namespace": spec.namespace, "pod": pod.name,
-                            "deployment": deployment, "container": spec.container}))
+                    labels=scrape.pod_target_labels(
+                        namespace=spec.namespace, pod=pod.name, deployment=deployment,
+                        container=spec.container)))
             prom.write_file_sd(self._sd_path(deployment), groups)
 
     def _sample_loop(self) -> None:
