@@ -1,4 +1,4 @@
-"""The agent's Prometheus metrics and its small /metrics + /healthz HTTP server.
+"""The agent's Prometheus metrics and its small /metrics + /healthz + /readyz HTTP server.
 
 Metric names are an interface (dashboards, reports): see docs/metrics.md.
 """
@@ -69,7 +69,10 @@ StartResponse = Callable[..., Any]
 def make_app(registry: CollectorRegistry,
              health: Callable[[], dict[str, Any]]) -> Callable[[dict[str, Any], StartResponse],
                                                              Iterable[bytes]]:
-    """``/metrics`` (Prometheus), ``/healthz`` (alive + connection state), else 404."""
+    """``/metrics`` (Prometheus); ``/healthz`` (the process answers: always 200, with the
+    connection state, for the liveness probe); ``/readyz`` (200 only while connected to the
+    broker *and* consuming the task queue, else 503: the readiness probe, so a pod counts
+    as ready, for the HPA and for the harness, only when it takes tasks); else 404."""
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -78,12 +81,12 @@ def make_app(registry: CollectorRegistry,
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
         if path in ("/healthz", "/readyz"):
             state = health()
-            ok = path == "/healthz" or state.get("connected", False)
+            ok = path == "/healthz" or bool(state.get("connected") and state.get("consuming"))
             start_response("200 OK" if ok else "503 Service Unavailable",
                            [("Content-Type", "application/json")])
             return [json.dumps(state).encode()]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found: try /metrics or /healthz\n"]
+        return [b"not found: try /metrics, /healthz or /readyz\n"]
 
     return app
 

@@ -47,6 +47,9 @@ class Worker:
         self.backoff_max = backoff_max
         self._stop = threading.Event()
         self.connected = False
+        #: A basic.consume of the task queue is registered (the broker delivers to us);
+        #: ``/readyz`` needs it as well as ``connected``.
+        self.consuming = False
         self.current_task: str | None = None
         self.reconnects = 0
 
@@ -55,8 +58,9 @@ class Worker:
         self._stop.set()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "alive", "connected": self.connected, "pod": self.config.pod_name,
-                "current_task": self.current_task, "stopping": self._stop.is_set()}
+        return {"status": "alive", "connected": self.connected, "consuming": self.consuming,
+                "pod": self.config.pod_name, "current_task": self.current_task,
+                "stopping": self._stop.is_set()}
 
     def run(self) -> int:
         delay = self.backoff_initial
@@ -88,16 +92,23 @@ class Worker:
             channel.basic_qos(prefetch_count=self.config.prefetch)
             self.connected = True
             LOG.info("consuming %s as %s", self.config.task_queue, self.config.pod_name)
+            # The generator sends basic.consume and waits for consume-ok on its first
+            # next(); from its first yield on (a delivery, or None after 0.5 s idle) the
+            # consumer is registered. A consumer the broker cancels (queue deleted) ends
+            # the generator: we reconnect and consume again.
             for method, props, body in channel.consume(self.config.task_queue,
                                                        inactivity_timeout=0.5):
+                self.consuming = True
                 if method is not None:
                     assert props is not None and body is not None
                     self._handle(connection, channel, method, props, body)
                 if self._stop.is_set():
                     break
             # requeue anything prefetched but not started, then leave cleanly
+            self.consuming = False
             channel.cancel()
         finally:
+            self.consuming = False
             self.connected = False
             with contextlib.suppress(Exception):
                 connection.close()

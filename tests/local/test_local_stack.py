@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pika
 import pytest
 import requests
 from prometheus_api_client import PrometheusConnect
 
 from scalelab.backends.local.backend import LocalBackend
-from scalelab.settings import StackSettings, TimingProfile
+from scalelab.settings import TASK_QUEUE, StackSettings, TimingProfile
 from scalelab.waiting import wait_for
 from tests.local.leftovers import MARKER, describe, listening, tagged
 
@@ -88,6 +89,43 @@ def test_agent_env_carries_private_broker_urls(stack: LocalBackend) -> None:
     assert env["RABBITMQ_MGMT_URL"] == f"http://guest:guest@127.0.0.1:{mgmt.port}"
     assert env["AMQP_URL"] == stack.endpoints.amqp
     assert env["TASK_QUEUE"] == "agent-tasks"
+
+
+def test_agent_pods_are_ready_only_while_they_consume(stack: LocalBackend) -> None:
+    """The local pods follow the manifest's readiness probe, /readyz (defect 10). The test
+    holds an exclusive consumer on the task queue, so the broker refuses the agents'
+    basic.consume: their processes run and answer /healthz, yet no pod may turn ready
+    (with the old /healthz probe both did at once); once the test lets go they consume
+    and turn ready."""
+    stack.scale("agent", 0)
+    wait_for(lambda: stack.pods("agent"), lambda pods: pods == [], what="no agent pods",
+             expected="none", timeout=40, interval=0.2)
+    connection = pika.BlockingConnection(pika.URLParameters(stack.endpoints.amqp))
+    channel = connection.channel()
+    try:
+        channel.queue_declare(TASK_QUEUE, passive=True)
+        tag = channel.basic_consume(TASK_QUEUE, lambda *a: None, exclusive=True)
+        stack.scale("agent", 2)
+        wait_for(lambda: sum("ACCESS_REFUSED" in p.log_tail()
+                             for p in stack.supervisors["agent"].pods()),
+                 lambda n: n == 2, what="the broker to refuse both agents' consumers",
+                 expected=2, timeout=30, interval=0.2)
+        seen = set()
+        for _ in range(30):   # 3 s: more than one readiness period (2 s) of each pod
+            seen.add(stack.replicas("agent").ready)
+            connection.process_data_events(0.1)
+        assert seen == {0}, "an agent pod turned ready without consuming"
+        channel.basic_cancel(tag)
+        wait_for(lambda: stack.replicas("agent").ready, lambda n: n == 2,
+                 what="both agents consuming and ready", expected=2, timeout=30,
+                 interval=0.2)
+        consumers = channel.queue_declare(TASK_QUEUE, passive=True).method.consumer_count
+        assert consumers == 2
+    finally:
+        connection.close()
+        stack.scale("agent", 2)
+        wait_for(lambda: stack.replicas("agent").ready, lambda n: n == 2,
+                 what="agents back", expected=2, timeout=30, interval=0.2)
 
 
 def test_kube_series_are_scraped(stack: LocalBackend) -> None:

@@ -33,8 +33,10 @@ def test_agent_spec_from_manifest() -> None:
     assert spec.cpu_limit_milli == 1000
     assert spec.memory_request_bytes == 128 * 2**20
     assert spec.termination_grace_period == 30
-    assert spec.readiness is not None and spec.readiness.path == "/healthz"
+    # ready = consuming the task queue (defect 10: /healthz answers 200 whenever it serves)
+    assert spec.readiness is not None and spec.readiness.path == "/readyz"
     assert spec.readiness.port == 9100            # the named port resolved
+    assert spec.liveness is not None and spec.liveness.path == "/healthz"
     assert spec.scrape_port == 9100
     assert spec.image == "scalelab/agent:dev"
     names = [e["name"] for e in spec.env]
