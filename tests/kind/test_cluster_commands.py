@@ -5,6 +5,10 @@ No cluster can run here (no Docker engine), so the seam to the cluster is replac
 * FAKE AT THE CLUSTER SEAM: ``Recorder`` stands in for the CLIs (kind, kubectl, helm,
   docker): it records each command line and answers with recorded output. pytest-kind's
   real ``KindCluster`` runs, with only its ``subprocess`` module swapped for the recorder.
+* FAKE AT THE CLUSTER SEAM: ``Recorder.probe`` answers the version checks check_inputs
+  runs before anything starts (``tools.probe``: docker info, kind/kubectl/helm version) with
+  versions in the pinned ranges; those checks are tested against real executables in
+  ``tests/kind/test_tools.py``.
 * FAKE AT THE CLUSTER SEAM: ``FakeApi`` stands in for ``cluster.kube.KubeApi`` and returns
   recorded API objects (``tests/kind/data``, the JSON shape ``kubectl get -o json`` prints).
 * ``kubectl port-forward`` is replaced by a real listening socket on the chosen local port,
@@ -86,6 +90,19 @@ class Recorder:
         self.forwards: list[FakeForward] = []
         self.answers: dict[str, str] = {}
         self.tmp = tmp
+        #: The version checks (tools.probe), kept apart from the command sequence.
+        self.probes: list[tuple[str, ...]] = []
+
+    # scalelab.backends.cluster.tools.probe: what each CLI prints for its version check
+    PROBE_ANSWERS = {"docker": "27.3.1", "kind": "kind v0.25.0 go1.22.9 linux/amd64",
+                     "kubectl": "Client Version: v1.30.6\nKustomize Version: v5.0.4",
+                     "helm": "v3.16.2+g13654a5"}
+
+    def probe(self, cmd: Sequence[str], *, timeout: float = 15.0) -> Completed:
+        call = tuple(str(a) for a in cmd)
+        self.probes.append(call)
+        return Completed(args=call, returncode=0, stdout=self.PROBE_ANSWERS[Path(call[0]).name],
+                         stderr="")
 
     def _record(self, args: Sequence[Any]) -> tuple[str, ...]:
         call = tuple(str(a) for a in args)
@@ -183,7 +200,7 @@ def make(tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, *,
     kwargs: dict[str, Any] = dict(
         settings=StackSettings(timing=TimingProfile()), cluster=settings, run=rec.run,
         spawn=rec.spawn, api=api, which=lambda n: str(bin_dir / n), clock=clock,
-        sleep=clock.sleep)
+        sleep=clock.sleep, probe=rec.probe)
     b: ClusterBackend = (KindBackend(**kwargs) if backend == "kind"
                               else ExistingBackend(**kwargs))
     return b, rec, api
@@ -229,6 +246,9 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
             "kubectl port-forward --namespace monitoring",
         ]
         kc = str(b.kubeconfig)
+        # kind and kubectl are the version-checked ones on PATH, never pytest-kind's download
+        assert {c[0] for c in rec.calls if Path(c[0]).name == "kind"} == {str(bin_dir / "kind")}
+        assert b.kubectl == str(bin_dir / "kubectl")
         create = rec.calls[1]
         assert f"--kubeconfig={kc}" in create
         assert create[create.index("--config") + 1] == str(b.work_dir / "kind-config.yaml")
@@ -347,15 +367,30 @@ def test_preflight_refuses_before_anything_runs(
     assert rec2.calls == []
 
 
-def test_kind_missing_binary_with_a_too_old_download_is_refused(
-        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("tool", ["kind", "kubectl"])
+def test_kind_or_kubectl_missing_is_refused_never_downloaded(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, tool: str) -> None:
+    """pytest-kind downloads kind v0.17 / kubectl 1.25 when not given a path: never."""
+    def no_download(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"pytest-kind tried to download: {args}")
+
+    monkeypatch.setattr(pytest_kind.cluster.requests, "get", no_download)
     b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
-    (bin_dir / "kind").unlink()
+    (bin_dir / tool).unlink()
     b._which = lambda n: str(bin_dir / n) if (bin_dir / n).exists() else None
-    monkeypatch.setattr(pytest_kind.cluster, "KIND_VERSION", "v0.17.0")
-    with pytest.raises(MissingDependencyError, match="KIND_VERSION"):
+    with pytest.raises(MissingDependencyError, match=f"{tool}: not found on PATH"):
         b.up()
     assert rec.calls == []
+
+
+def test_kind_out_of_range_is_refused_before_anything_runs(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    monkeypatch.setitem(rec.PROBE_ANSWERS, "kind", "kind v0.17.0 go1.19.2 linux/amd64")
+    with pytest.raises(MissingDependencyError, match=r"is v0\.17\.0, scalelab needs >= v0\.25"):
+        b.up()
+    assert rec.calls == []
+    assert [Path(p[0]).name for p in rec.probes] == ["docker", "kind", "kubectl", "helm"]
 
 
 def test_existing_uses_the_context_registry_images_and_deletes_only_the_namespace(

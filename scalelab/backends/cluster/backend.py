@@ -15,7 +15,7 @@ import yaml
 
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
 from scalelab.backends.broker import purge_queue
-from scalelab.backends.cluster import kube
+from scalelab.backends.cluster import kube, tools
 from scalelab.backends.cluster.events import (
     AppliedObject,
     RolloutState,
@@ -45,7 +45,7 @@ from scalelab.backends.cluster.settings import (
     RABBITMQ_DEPLOYMENT,
     ClusterSettings,
 )
-from scalelab.errors import BackendError, ConfigError, MissingDependencyError
+from scalelab.errors import BackendError, ConfigError
 from scalelab.manifests import load_scaling
 from scalelab.settings import (
     AGENT_DEPLOYMENT,
@@ -69,13 +69,16 @@ class ClusterBackend(Backend):
         run: kube.Runner = kube.run, spawn: kube.Spawner = kube.spawn,
         api: kube.KubeApi | None = None, which: Callable[[str], str | None] = shutil.which,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep, probe: tools.Probe = tools.probe,
     ) -> None:
         super().__init__(settings=settings)
         self.cluster = ClusterSettings.from_env() if cluster is None else cluster
         self._run = run
         self._spawn = spawn
         self._which = which
+        self._probe = probe
+        #: The CLIs check_inputs found, by name (their versions checked).
+        self.tool_paths: dict[str, str] = {}
         self._clock = clock
         self._sleep = sleep
         self.work_dir = self.cluster.work_dir / self.cluster.cluster_name
@@ -97,8 +100,11 @@ class ClusterBackend(Backend):
     def kubeconfig(self) -> Path | None:
         return self.cluster.kubeconfig
 
-    def _required_binaries(self) -> tuple[str, ...]:
-        return ("kubectl", "helm") if self.cluster.install_addons else ("kubectl",)
+    def _check_tools(self) -> tools.ToolReport:
+        """The CLIs this backend runs, their versions checked (``tools``, as preflight)."""
+        return tools.check_cluster_tools(
+            self.name, install_addons=self.cluster.install_addons,
+            node_image=self.cluster.node_image, which=self._which, probe=self._probe)
 
     def _provision(self) -> None:
         """Make a cluster reachable (kind: create it, build and load images)."""
@@ -148,11 +154,11 @@ class ClusterBackend(Backend):
         if self.settings.agent_replicas is not None and self.settings.agent_replicas < 0:
             raise ConfigError("agent_replicas must be >= 0", field="agent_replicas",
                               fix="use 0 or more")
-        missing = [b for b in self._required_binaries() if self._which(b) is None]
-        if missing:
-            raise MissingDependencyError(
-                f"the {self.name} backend needs {', '.join(missing)} on PATH",
-                fix="install them (docs/kind.md, Prerequisites) or use --backend local")
+        report = self._check_tools()
+        for warning in report.warnings:
+            log.warning("%s backend: %s", self.name, warning)
+        tools.raise_for(report.findings, backend=self.name)
+        self.tool_paths = report.paths
 
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         """``up()`` in order; named so timings and failures say which step."""

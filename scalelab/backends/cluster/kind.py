@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 from scalelab import paths
 from scalelab.backends.cluster.backend import ClusterBackend
 from scalelab.backends.cluster.render import image_ref, render_kind_config
-from scalelab.backends.cluster.settings import IMAGES, MIN_KIND_VERSION, _parse_version
+from scalelab.backends.cluster.settings import IMAGES
+from scalelab.backends.cluster.tools import cli_errors
 from scalelab.errors import ConfigError, MissingDependencyError
 from scalelab.settings import (
     AGENT_DEPLOYMENT,
@@ -39,25 +40,22 @@ class KindBackend(ClusterBackend):
     def kubeconfig(self) -> Path:
         return self.cluster.work_dir / self.cluster.cluster_name / "kubeconfig"
 
-    def _required_binaries(self) -> tuple[str, ...]:
-        # kind and kubectl are downloaded by pytest-kind when missing (docs/kind.md).
-        return ("docker", "helm")
-
     def check_inputs(self) -> None:
-        super().check_inputs()
+        """Also: a Docker daemon that answers, kind in the pinned range, kubectl and helm
+        (``tools.check_cluster_tools``). kind and kubectl must be on PATH: pytest-kind would
+        otherwise download its own (kind v0.17, kubectl 1.25, amd64 only)."""
         if self.cluster.context:
             raise ConfigError("a kind cluster has its own context", field="SCALELAB_KUBE_CONTEXT",
                               fix="unset SCALELAB_KUBE_CONTEXT or use --backend existing")
-        if self._which("kind") is None:
-            from pytest_kind import cluster as pk
+        super().check_inputs()
 
-            if _parse_version(pk.KIND_VERSION) < MIN_KIND_VERSION:
-                want = ".".join(map(str, MIN_KIND_VERSION))
-                raise MissingDependencyError(
-                    f"kind is not on PATH and pytest-kind would download kind "
-                    f"{pk.KIND_VERSION}, too old for {self.cluster.node_image}",
-                    fix=f"install kind >= v{want} on PATH, or export KIND_VERSION=v{want} "
-                        "before starting scalelab")
+    def _tool_path(self, name: str) -> Path:
+        """The CLI check_inputs version-checked; never let pytest-kind pick one."""
+        path = self.tool_paths.get(name) or self._which(name)
+        if path is None:
+            raise MissingDependencyError(f"{name} is not on PATH",
+                                         fix="see docs/kind.md, Prerequisites")
+        return Path(path)
 
     def _render(self) -> None:
         super()._render()
@@ -66,24 +64,25 @@ class KindBackend(ClusterBackend):
             node_image=self.cluster.node_image))
 
     def _provision(self) -> None:
-        kind_path, kubectl_path = self._which("kind"), self._which("kubectl")
+        # Both paths always given: KindCluster downloads whatever it is not given.
+        kind_path, kubectl_path = self._tool_path("kind"), self._tool_path("kubectl")
         self._kind = self._cluster_factory(
             name=self.cluster.cluster_name, kubeconfig=self.kubeconfig,
-            kind_path=Path(kind_path) if kind_path else None,
-            kubectl_path=Path(kubectl_path) if kubectl_path else None)
+            kind_path=kind_path, kubectl_path=kubectl_path)
         # Creates the cluster, or re-uses one of that name (SCALELAB_KEEP_CLUSTER).
-        self._kind.create(config_file=self.work_dir / "kind-config.yaml")
-        if kubectl_path is None:
-            self._kind.ensure_kubectl()
-        self.kubectl = str(kubectl_path or self._kind.kubectl_path)
+        with cli_errors(f"creating the kind cluster {self.cluster.cluster_name!r}"):
+            self._kind.create(config_file=self.work_dir / "kind-config.yaml")
+        self.kubectl = str(kubectl_path)
         for deployment in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
             image = image_ref(deployment, prefix=self.cluster.image_prefix,
                               tag=self.cluster.image_tag)
             self._run(["docker", "build", "--tag", image, "--file", str(IMAGES[deployment][1]),
                        str(paths.ROOT)], timeout=1800)
         for deployment in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
-            self._kind.load_docker_image(image_ref(deployment, prefix=self.cluster.image_prefix,
-                                                   tag=self.cluster.image_tag))
+            image = image_ref(deployment, prefix=self.cluster.image_prefix,
+                              tag=self.cluster.image_tag)
+            with cli_errors(f"loading {image} into the kind cluster"):
+                self._kind.load_docker_image(image)
 
     def _teardown_cluster(self) -> None:
         kind, self._kind = self._kind, None
@@ -93,4 +92,5 @@ class KindBackend(ClusterBackend):
             self._delete_namespace()
             return
         self._stack_touched = False
-        kind.delete()
+        with cli_errors(f"deleting the kind cluster {self.cluster.cluster_name!r}"):
+            kind.delete()

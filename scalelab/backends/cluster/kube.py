@@ -38,14 +38,19 @@ class Completed:
 
 
 class CommandError(BackendError):
-    """A CLI exited non-zero; the message carries the command and its stderr tail."""
+    """A CLI exited non-zero; the message carries what failed, the command, its stderr tail
+    and a fix (by default one read from what the CLI said: ``tools.fix_for``)."""
 
-    def __init__(self, completed: Completed) -> None:
+    def __init__(self, completed: Completed, *, what: str | None = None,
+                 fix: str | None = None) -> None:
+        from scalelab.backends.cluster.tools import fix_for
+
         self.completed = completed
         tail = completed.stderr.strip()[-TAIL_CHARS:] or completed.stdout.strip()[-TAIL_CHARS:]
         super().__init__(
-            f"`{' '.join(completed.args)}` exited with {completed.returncode}:\n{tail}",
-            fix="read the output above; `scalelab down` removes a half-built stack",
+            (f"{what} failed: " if what else "")
+            + f"`{' '.join(completed.args)}` exited with {completed.returncode}:\n{tail}",
+            fix=fix or fix_for(completed),
         )
 
 

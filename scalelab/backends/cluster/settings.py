@@ -27,10 +27,26 @@ BASE_DIR = paths.MANIFESTS / "base"
 BASE_NAMESPACE = NAMESPACE
 MONITORING_NAMESPACE = "monitoring"
 RABBITMQ_DEPLOYMENT = "rabbitmq"
-#: kind node image: Kubernetes 1.30 (kubeadm v1beta3, whose extraArgs is a string map);
-#: needs kind >= v0.24. KEDA 2.16 supports Kubernetes 1.29 - 1.31.
-DEFAULT_NODE_IMAGE = "kindest/node:v1.30.4"
-MIN_KIND_VERSION = (0, 24, 0)
+#: kind node image, pinned by digest exactly as kind v0.25.0's release notes publish it
+#: ("Images pre-built for this release", github.com/kubernetes-sigs/kind/releases/tag/v0.25.0;
+#: kind: "You *must* use the @sha256 digest to guarantee an image built for this release").
+#: Kubernetes 1.30 keeps kubeadm v1beta3, whose extraArgs is a string map
+#: (manifests/cluster/kind-config.yaml.j2); KEDA 2.16 supports Kubernetes 1.29 - 1.31.
+DEFAULT_NODE_IMAGE = ("kindest/node:v1.30.6@sha256:"
+                      "b6d08db72079ba5ae1f4a88a09025c0a904af3b52387643c285442afb05ab994")
+#: The kind release that published DEFAULT_NODE_IMAGE, installed by CI and named in errors.
+KIND_VERSION = "v0.25.0"
+#: kind versions accepted with DEFAULT_NODE_IMAGE: [low, high). kind supports a node image
+#: "with the kind version they were released with (and best effort with other releases)"
+#: (kind.sigs.k8s.io/docs/design/node-image), so: the v0.25 releases only.
+KIND_VERSIONS = ((0, 25, 0), (0, 26, 0))
+#: helm: major version 3 (charts installed with `helm upgrade --install --repo`; 3.8 made
+#: OCI support GA and is the oldest 3.x the docs name). Helm 4 is refused until tested.
+HELM_VERSIONS = ((3, 8, 0), (4, 0, 0))
+#: kubectl: within one minor version of the node's Kubernetes 1.30 at the low end (the
+#: Kubernetes version-skew policy, kubernetes.io/releases/version-skew-policy/#kubectl).
+#: No upper bound is enforced: a newer kubectl is reported as a skew warning only.
+KUBECTL_MIN_VERSION = (1, 29, 0)
 #: Images built from the repo root (build context) and the Dockerfile of each service.
 IMAGES: dict[str, tuple[str, Path]] = {
     API_DEPLOYMENT: ("scalelab/api", paths.ROOT / "services" / "api" / "Dockerfile"),
@@ -44,10 +60,6 @@ DASHBOARD_LABEL = "grafana_dashboard"
 PART_OF = {"app.kubernetes.io/part-of": "scalelab"}
 
 # -- settings --------------------------------------------------------------------------------
-def _parse_version(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
-
-
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
