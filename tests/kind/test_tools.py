@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -297,6 +298,19 @@ def test_cli_errors_gives_pytest_kinds_uncaptured_stderr_a_tail(
     os.write(2, b"fd2 after\n")
     err_out = capfd.readouterr().err
     assert "after" in err_out and "fd2 after" in err_out
+
+
+def test_cli_errors_without_a_stderr_still_raises_the_command_error() -> None:
+    code = ("import subprocess, sys\n"
+            "from scalelab.backends.cluster import kube, tools\n"
+            "try:\n"
+            "    with tools.cli_errors('x'):\n"
+            "        subprocess.run(['sh', '-c', 'exit 3'], check=True)\n"
+            "except kube.CommandError as err:\n"
+            "    print(err.completed.returncode)\n")
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} 2>&-",
+                          shell=True, capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "3"
 
 
 def test_pytest_kinds_kind_cluster_with_docker_down_is_one_clear_error(

@@ -341,6 +341,13 @@ def fix_for(completed: Completed) -> str:
     return "read the output above; `scalelab down` removes a half-built stack"
 
 
+def _flush_stderr() -> None:
+    """Python's buffered stderr goes out before fd 2 is swapped (there may be none)."""
+    if sys.stderr is not None:
+        with contextlib.suppress(ValueError, OSError):
+            sys.stderr.flush()
+
+
 class _StderrTee:
     """Copy what child processes write to fd 2 through to it, and keep the tail.
 
@@ -366,9 +373,12 @@ class _StderrTee:
             del self._kept[:-self._limit]
 
     def __enter__(self) -> _StderrTee:
-        with contextlib.suppress(ValueError, OSError):
-            sys.stderr.flush()
-        self._saved = os.dup(2)
+        _flush_stderr()
+        try:
+            self._saved = os.dup(2)
+        except OSError:   # no stderr at all (closed): nothing to tee, nothing to keep
+            self._saved = -1
+            return self
         self._read_end, write_end = os.pipe()
         self._reader = threading.Thread(target=self._pump, name="stderr-tee", daemon=True)
         self._reader.start()
@@ -377,8 +387,9 @@ class _StderrTee:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            sys.stderr.flush()
+        if self._saved < 0:
+            return
+        _flush_stderr()
         os.dup2(self._saved, 2)   # the pipe's last write end closes: the reader sees EOF
         assert self._reader is not None
         self._reader.join(timeout=5.0)   # a grandchild holding the pipe must not hang us
