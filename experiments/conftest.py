@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from scalelab import record
+from scalelab import preflight, record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
 from scalelab.errors import ScalelabError
@@ -46,6 +46,14 @@ def pytest_configure(config: pytest.Config) -> None:
     except ScalelabError as err:
         raise pytest.UsageError(f"invalid scenario: {err}") from None
     bring_up_timeout(Backend)
+    if not (config.option.collectonly or config.option.help):
+        # What the chosen backend needs (Docker, kind, helm, packages): one line each.
+        choice = choose_backend(str(scalelab_option(config, "backend")))
+        try:
+            preflight.check_backend(choice.name)
+        except ScalelabError as err:
+            raise pytest.UsageError(
+                f"scalelab preflight ({choice.name} backend): {err}") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -207,6 +215,8 @@ def stack(pytestconfig: pytest.Config) -> Backend:
     if stack is None:
         raise RuntimeError("the scalelab stack is brought up by pytest_runtestloop; "
                            "run the scenarios through pytest, not by calling the test")
+    if isinstance(stack.error, ScalelabError):  # its message says what failed and the fix
+        pytest.fail(f"the stack did not come up: {stack.error}", pytrace=False)
     if stack.error is not None:
         raise stack.error
     return stack.backend

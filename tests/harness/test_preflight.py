@@ -264,8 +264,6 @@ def test_scalelab_up_kind_without_docker_stops_before_anything_starts(tmp_path: 
 
 
 @needs_no_docker
-@pytest.mark.xfail(strict=True, reason="needs the preflight hook in experiments/conftest.py "
-                                       "(the lead's file): preflight.check_backend -> UsageError")
 def test_pytest_experiments_kind_without_docker_stops_before_anything_starts(
         tmp_path: Path) -> None:
     done = subprocess.run(
