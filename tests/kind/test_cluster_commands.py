@@ -89,6 +89,9 @@ class Recorder:
         self.fail_at = fail_at
         self.forwards: list[FakeForward] = []
         self.answers: dict[str, str] = {}
+        #: Recorded failures: the first call containing the key exits 1 with this stderr
+        #: (each is used once, so a retry of the same command succeeds unless listed again).
+        self.failures: dict[str, list[str]] = {}
         self.tmp = tmp
         #: The version checks (tools.probe), kept apart from the command sequence.
         self.probes: list[tuple[str, ...]] = []
@@ -117,6 +120,10 @@ class Recorder:
         call = self._record(cmd)
         if input is not None:
             self.inputs[len(self.calls) - 1] = input
+        for key, stderrs in self.failures.items():
+            if key in " ".join(call) and stderrs:
+                raise CommandError(Completed(args=call, returncode=1, stdout="",
+                                             stderr=stderrs.pop(0)))
         for key, out in self.answers.items():
             if key in " ".join(call):
                 return Completed(args=call, returncode=0, stdout=out, stderr="")
@@ -444,6 +451,89 @@ def test_existing_without_addons_skips_helm_and_monitoring(
         assert fwd[1][-2:-1] == ("svc/prometheus",) and "observability" in fwd[1]
     finally:
         b.down()
+
+
+# -- image loading (kubernetes-sigs/kind#3795) ---------------------------------------------
+#: What kind v0.2x prints when Docker's containerd image store exported an index whose
+#: other platforms were never pulled (quoted from kubernetes-sigs/kind#3845, a #3795 dup).
+CONTAINERD_STORE_STDERR = (
+    'ERROR: failed to load image: command "docker exec --privileged -i scalelab-control-plane '
+    'ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -" '
+    "failed with error: exit status 1\nCommand Output: ctr: content digest "
+    "sha256:82014a3cbf22d2e03382cd9b123f4151d956986e727340a466406a206408b7a2: not found")
+
+
+def test_a_failing_kind_load_falls_back_to_docker_save_and_image_archive(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Contract test, not a cluster: the recorded failure is kind's own message."""
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    rec.failures["load docker-image"] = [CONTAINERD_STORE_STDERR]
+    rec.answers["image inspect"] = "linux/arm64/v8\n"
+    archive = b.work_dir / "images" / "scalelab_api_dev.tar"
+    kind = str(bin_dir / "kind")
+    with caplog.at_level("WARNING"):
+        b._load_image(kind, "scalelab/api:dev")
+    assert rec.calls == [
+        (kind, "load", "docker-image", "--name", "scalelab", "scalelab/api:dev"),
+        ("docker", "image", "inspect", "--format",
+         "{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}", "scalelab/api:dev"),
+        ("docker", "save", "--output", str(archive), "--platform", "linux/arm64/v8",
+         "scalelab/api:dev"),
+        (kind, "load", "image-archive", str(archive), "--name", "scalelab"),
+    ]
+    assert "kubernetes-sigs/kind#3795" in caplog.text
+    assert archive.parent.is_dir() and not archive.exists(), "the archive is removed after"
+    # Any other failure of `kind load docker-image` takes the same way, logged as such.
+    rec.calls.clear()
+    caplog.clear()
+    rec.failures["load docker-image"] = ["ERROR: something else"]
+    with caplog.at_level("WARNING"):
+        b._load_image(kind, "scalelab/agent:dev")
+    assert [c[1:3] for c in rec.calls] == [("load", "docker-image"), ("image", "inspect"),
+                                            ("save", "--output"), ("load", "image-archive")]
+    assert "unrecognised failure" in caplog.text
+
+
+def test_a_docker_without_save_platform_saves_the_whole_image(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract test, not a cluster: Docker < 28 refuses `docker save --platform`."""
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    rec.failures["load docker-image"] = [CONTAINERD_STORE_STDERR]
+    rec.failures["--platform"] = ["unknown flag: --platform\nSee 'docker save --help'."]
+    rec.answers["image inspect"] = "linux/amd64"
+    b._load_image("kind", "scalelab/api:dev")
+    archive = str(b.work_dir / "images" / "scalelab_api_dev.tar")
+    assert rec.calls[2][-3:] == ("--platform", "linux/amd64", "scalelab/api:dev")
+    assert rec.calls[3:] == [
+        ("docker", "save", "--output", archive, "scalelab/api:dev"),
+        ("kind", "load", "image-archive", archive, "--name", "scalelab")]
+
+
+def test_an_image_that_loads_neither_way_is_one_error_naming_both(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    rec.failures["load docker-image"] = [CONTAINERD_STORE_STDERR]
+    rec.failures["load image-archive"] = ["ERROR: no nodes found for cluster \"scalelab\""]
+    with pytest.raises(BackendError) as err:
+        b._load_image("kind", "scalelab/api:dev")
+    msg = str(err.value)
+    assert "scalelab/api:dev" in msg and "both ways" in msg
+    assert "content digest sha256:82014a" in msg and "no nodes found" in msg
+    assert "fix:" in msg
+    assert not list((b.work_dir / "images").iterdir()), "no archive left behind"
+
+
+def test_a_load_that_works_needs_no_fallback_and_other_errors_are_not_swallowed(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    b._load_image("kind", "scalelab/api:dev")
+    assert rec.calls == [("kind", "load", "docker-image", "--name", "scalelab",
+                          "scalelab/api:dev")]
+    b2, rec2, _ = make(tmp_path, bin_dir, monkeypatch, fail_at=0)
+    with pytest.raises(Boom):   # not a CLI's non-zero exit: no fallback hides it
+        b2._load_image("kind", "scalelab/api:dev")
+    assert len(rec2.calls) == 1
 
 
 # -- control and observation ---------------------------------------------------------------

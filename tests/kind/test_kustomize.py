@@ -65,8 +65,7 @@ def backend_overlay(kind: type[ClusterBackend], tmp_path: Path, **cluster: Any) 
     """The overlay a backend's own render step writes (``_render``, first step of up())."""
     kwargs: dict[str, Any] = dict(
         settings=StackSettings(agent_replicas=3),
-        cluster=ClusterSettings(work_dir=tmp_path / "work", run_id="20241120T100000-ab12",
-                                **cluster),
+        cluster=ClusterSettings(work_dir=tmp_path / "work", **cluster),
         which=lambda name: None, api=object())
     if kind is KindBackend:
         kwargs["cluster_factory"] = lambda **_: None

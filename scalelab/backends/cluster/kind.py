@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from scalelab import paths
 from scalelab.backends.cluster.backend import ClusterBackend
+from scalelab.backends.cluster.kube import CommandError
 from scalelab.backends.cluster.render import image_ref, render_kind_config
 from scalelab.backends.cluster.settings import IMAGES
-from scalelab.backends.cluster.tools import cli_errors
-from scalelab.errors import ConfigError, MissingDependencyError
+from scalelab.backends.cluster.tools import cli_errors, tail_line
+from scalelab.errors import BackendError, ConfigError, MissingDependencyError
 from scalelab.settings import (
     AGENT_DEPLOYMENT,
     API_DEPLOYMENT,
 )
 
 log = logging.getLogger(__name__)
+
+#: What `kind load docker-image` says when the node's `ctr images import` misses a blob of
+#: an image index that Docker's containerd image store exported (kubernetes-sigs/kind#3795,
+#: e.g. "ctr: content digest sha256:82014a...: not found").
+CONTAINERD_STORE_FAILURE = re.compile(r"content digest sha256:[0-9a-f]+: not found")
+#: `kind load` and `docker save` of one service image (a few hundred MB).
+IMAGE_LOAD_TIMEOUT = 600.0
 
 
 class KindBackend(ClusterBackend):
@@ -79,10 +88,62 @@ class KindBackend(ClusterBackend):
             self._run(["docker", "build", "--tag", image, "--file", str(IMAGES[deployment][1]),
                        str(paths.ROOT)], timeout=1800)
         for deployment in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
-            image = image_ref(deployment, prefix=self.cluster.image_prefix,
-                              tag=self.cluster.image_tag)
-            with cli_errors(f"loading {image} into the kind cluster"):
-                self._kind.load_docker_image(image)
+            self._load_image(str(kind_path), image_ref(
+                deployment, prefix=self.cluster.image_prefix, tag=self.cluster.image_tag))
+
+    def _load_image(self, kind: str, image: str) -> None:
+        """``kind load docker-image``; when that fails, ``docker save`` + ``kind load
+        image-archive``, the workaround kind documents for kubernetes-sigs/kind#3795.
+
+        With Docker's containerd image store (Docker Desktop's default, Docker Engine 29's),
+        ``docker save`` exports the image's whole index and the node's ``ctr images import
+        --all-platforms`` stops at a blob that was never pulled (``ctr: content digest
+        sha256:...: not found``). Saving only the platform the image was built for
+        (``docker save --platform``, Docker >= 28) gives an archive that imports cleanly.
+        Run here rather than through pytest-kind so the output is captured and every
+        command is one the contract tests record.
+        """
+        name = self.cluster.cluster_name
+        try:
+            self._run([kind, "load", "docker-image", "--name", name, image],
+                      timeout=IMAGE_LOAD_TIMEOUT)
+            return
+        except CommandError as err:
+            first = err
+        said = first.completed.stderr + first.completed.stdout
+        why = ("Docker's containerd image store (kubernetes-sigs/kind#3795)"
+               if CONTAINERD_STORE_FAILURE.search(said) else "an unrecognised failure")
+        log.warning("`kind load docker-image %s` failed (%s): loading it from `docker save` "
+                    "with `kind load image-archive` instead", image, why)
+        archive = self.work_dir / "images" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", image) + ".tar")
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            platform = self._run(["docker", "image", "inspect", "--format",
+                                  "{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}",
+                                  image], timeout=60).stdout.strip()
+            save = ["docker", "save", "--output", str(archive), image]
+            try:
+                self._run([*save[:-1], *(["--platform", platform] if platform else []), image],
+                          timeout=IMAGE_LOAD_TIMEOUT)
+            except CommandError as err:
+                if not platform or "--platform" not in err.completed.stderr:
+                    raise
+                # Docker < 28 has no `save --platform`: its archive is single-platform anyway
+                # unless the containerd store is on, where kind's own load already failed.
+                self._run(save, timeout=IMAGE_LOAD_TIMEOUT)
+            self._run([kind, "load", "image-archive", str(archive), "--name", name],
+                      timeout=IMAGE_LOAD_TIMEOUT)
+        except CommandError as err:
+            raise BackendError(
+                f"loading {image} into the kind cluster {name!r} failed both ways: "
+                f"`kind load docker-image`: {tail_line(said)}; then "
+                f"`{' '.join(err.completed.args)}`: "
+                f"{tail_line(err.completed.stderr + err.completed.stdout)}",
+                fix="check `docker image ls` shows the image and `docker ps` shows the node "
+                    "container; on Docker Desktop, turning off 'Use containerd for pulling and "
+                    "storing images' also avoids kubernetes-sigs/kind#3795") from err
+        finally:
+            archive.unlink(missing_ok=True)   # an image archive is hundreds of MB
 
     def _teardown_cluster(self) -> None:
         kind, self._kind = self._kind, None
