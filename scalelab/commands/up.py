@@ -1,9 +1,9 @@
 """``scalelab up``: bring the stack up and keep it running until Ctrl-C or SIGTERM.
 
-For poking at the stack by hand (Grafana-less: the Prometheus UI, the RabbitMQ management
-UI, curl against the API). ``--json`` prints one line with the URLs once everything is
-ready, for scripts. SIGTERM is turned into the same clean teardown as Ctrl-C, at any
-point of the bring-up.
+For poking at the stack by hand: the Prometheus UI, the RabbitMQ management UI, curl
+against the API, and on the cluster backends Grafana (its URL and login are printed).
+``--json`` prints one line with the URLs once everything is ready, for scripts. SIGTERM
+is turned into the same clean teardown as Ctrl-C, at any point of the bring-up.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from scalelab.backends import choose_backend, make_backend
+from scalelab.backends.base import Backend
 from scalelab.errors import ConfigError
 from scalelab.settings import AGENT_DEPLOYMENT, StackSettings
 
@@ -28,6 +29,14 @@ def _scale_arg(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"expected DEPLOYMENT=REPLICAS (e.g. agent=4), got {text!r}")
     return name, int(count)
+
+
+def grafana_access(backend: Backend) -> tuple[str, str, str] | None:
+    """Grafana's URL, user and password, when the backend runs a Grafana (the cluster
+    backends with kube-prometheus-stack installed)."""
+    url = getattr(backend, "grafana_url", None)
+    login = getattr(backend, "grafana_login", None)
+    return None if not url or not login else (str(url), str(login[0]), str(login[1]))
 
 
 def register(subparsers: Any) -> None:
@@ -77,14 +86,18 @@ def run(args: argparse.Namespace) -> int:
                     backend.scale(name, count)
             applied = backend.apply_scaling(args.scaling) if args.scaling else []
             urls = backend.endpoints
+            grafana = grafana_access(backend)
             if args.json:
-                print(json.dumps(urls.as_dict()), flush=True)
+                print(json.dumps({**urls.as_dict(),
+                                  **({"grafana": grafana[0]} if grafana else {})}), flush=True)
             else:
                 print(f"scalelab stack is up ({backend.name} backend):")
                 print(f"  API                  {urls.api}")
                 print(f"  Prometheus           {urls.prometheus}")
                 print(f"  RabbitMQ management  {urls.rabbitmq_management}  (guest/guest)")
                 print(f"  AMQP                 {urls.amqp}")
+                if grafana:
+                    print(f"  Grafana              {grafana[0]}  ({grafana[1]}/{grafana[2]})")
                 for name in sorted({AGENT_DEPLOYMENT, *(n for n, _ in args.scale)}):
                     r = backend.replicas(name)
                     print(f"  Deployment {name}: {r.ready}/{r.spec} ready")

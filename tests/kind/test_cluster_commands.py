@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import pytest_kind.cluster
+import yaml
 
 from scalelab import paths
 from scalelab.backends.base import Replicas, ScalingEvent
@@ -38,11 +39,12 @@ from scalelab.backends.cluster.existing import ExistingBackend
 from scalelab.backends.cluster.kind import KindBackend
 from scalelab.backends.cluster.kube import CommandError, Completed
 from scalelab.backends.cluster.render import load_charts, render_values
-from scalelab.backends.cluster.settings import CLUSTER_DIR, ClusterSettings
+from scalelab.backends.cluster.settings import ClusterSettings
 from scalelab.errors import BackendError, ConfigError, MissingDependencyError, WaitTimeout
 from scalelab.settings import StackSettings, TimingProfile
 from scalelab.waiting import wait_for
 from tests.fakes import FakeClock
+from tests.kind.standins import ForwardStandIn
 
 DATA = Path(__file__).parent / "data"
 KUBECONFIG = """apiVersion: v1
@@ -62,22 +64,9 @@ class Boom(Exception):
     """The injected failure."""
 
 
-class FakeForward:
-    """Stands in for `kubectl port-forward`: listens on the local port it was given."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen()
-        self.stopped = False
-
-    def running(self) -> bool:
-        return not self.stopped
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.sock.close()
+#: Stands in for `kubectl port-forward`: a real server on the local port it was given,
+#: answering the watchdog's probes (tests/kind/standins.py).
+FakeForward = ForwardStandIn
 
 
 class Recorder:
@@ -88,6 +77,8 @@ class Recorder:
         self.inputs: dict[int, str] = {}
         self.fail_at = fail_at
         self.forwards: list[FakeForward] = []
+        #: Stand-ins for kind's host port mappings (extraPortMappings) of created clusters.
+        self.node_ports: list[ForwardStandIn] = []
         self.answers: dict[str, str] = {}
         #: Recorded failures: the first call containing the key exits 1 with this stderr
         #: (each is used once, so a retry of the same command succeeds unless listed again).
@@ -147,6 +138,13 @@ class Recorder:
             if call[1:3] == ("create", "cluster"):   # kind writes the kubeconfig
                 kc = next(a.split("=", 1)[1] for a in call if a.startswith("--kubeconfig="))
                 Path(kc).write_text(KUBECONFIG)
+                # kind maps the API's NodePort to a host port: a stand-in listens there
+                config = yaml.safe_load(Path(call[call.index("--config") + 1]).read_text())
+                for mapping in config["nodes"][0].get("extraPortMappings") or []:
+                    self.node_ports.append(ForwardStandIn(int(mapping["hostPort"])))
+            if call[1:3] == ("delete", "cluster"):
+                for node_port in self.node_ports:
+                    node_port.stop()
             return subprocess.CompletedProcess(call, 0)
 
         return SimpleNamespace(check_output=check_output, run=run)
@@ -241,12 +239,11 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
             "helm upgrade --install kps",
             "helm upgrade --install keda",
             "kubectl apply -k " + str(b.work_dir / "stack"),
-            "kubectl apply -f " + str(CLUSTER_DIR / "monitors.yaml"),
+            "kubectl apply -f -",
             "kubectl apply --server-side --field-manager=scalelab",
             "api get deployment scalelab rabbitmq",
             "api get deployment scalelab api",
             "api get deployment scalelab agent",
-            "kubectl port-forward --namespace scalelab",
             "kubectl port-forward --namespace monitoring",
             "kubectl port-forward --namespace scalelab",
             "kubectl port-forward --namespace scalelab",
@@ -279,18 +276,29 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
         assert dashboards.count("kind: ConfigMap") == 4
         assert [c[2] for c in rec.calls[12:15]] == ["deployment"] * 3
         assert [c[-1] for c in rec.calls[12:15]] == ["rabbitmq", "api", "agent"]
-        forwarded = [(c[-2], c[-1].split(":")[1]) for c in rec.calls[15:]]
-        assert forwarded == [("svc/api", "8080"), ("svc/kps-prometheus", "9090"),
-                             ("svc/rabbitmq", "15672"), ("svc/rabbitmq", "5672"),
-                             ("svc/kps-grafana", "80")]
-        for c in rec.calls[15:]:
+        monitors = list(yaml.safe_load_all(rec.inputs[seq.index("kubectl apply -f -")]))
+        assert [m["metadata"]["namespace"] for m in monitors] == ["scalelab", "scalelab"]
+        # Locust's load reaches the API through kind's port mapping to its NodePort
+        # (kubernetes/kubernetes#78446), not a port-forward
+        fwd_calls = [c for c in rec.calls if "port-forward" in c]
+        forwarded = [(c[-2], c[-1].split(":")[1]) for c in fwd_calls]
+        assert forwarded == [("svc/kps-prometheus", "9090"), ("svc/rabbitmq", "15672"),
+                             ("svc/rabbitmq", "5672"), ("svc/kps-grafana", "80")]
+        for c in fwd_calls:
             assert c[c.index("--address") + 1] == "127.0.0.1"
-        ports = [int(c[-1].split(":")[0]) for c in rec.calls[15:]]
-        assert endpoints.api == f"http://127.0.0.1:{ports[0]}"
-        assert endpoints.prometheus == f"http://127.0.0.1:{ports[1]}"
-        assert endpoints.rabbitmq_management == f"http://127.0.0.1:{ports[2]}"
-        assert endpoints.amqp == f"amqp://guest:guest@127.0.0.1:{ports[3]}/%2F"
-        assert b.grafana_url == f"http://127.0.0.1:{ports[4]}"
+        ports = [int(c[-1].split(":")[0]) for c in fwd_calls]
+        (node,) = yaml.safe_load((b.work_dir / "kind-config.yaml").read_text())["nodes"]
+        (mapping,) = node["extraPortMappings"]
+        assert mapping["containerPort"] == 30080 and mapping["listenAddress"] == "127.0.0.1"
+        assert endpoints.api == f"http://127.0.0.1:{mapping['hostPort']}"
+        assert rec.node_ports[0].answered >= 1, "up() waited for the API's /healthz there"
+        overlay = yaml.safe_load((b.work_dir / "stack" / "kustomization.yaml").read_text())
+        assert "nodePort: 30080" in overlay["patches"][-1]["patch"]
+        assert endpoints.prometheus == f"http://127.0.0.1:{ports[0]}"
+        assert endpoints.rabbitmq_management == f"http://127.0.0.1:{ports[1]}"
+        assert endpoints.amqp == f"amqp://guest:guest@127.0.0.1:{ports[2]}/%2F"
+        assert b.grafana_url == f"http://127.0.0.1:{ports[3]}"
+        assert b.grafana_login == ("admin", "scalelab")
     finally:
         n = len(rec.calls)
         b.down()
@@ -305,7 +313,7 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
 # The calls of a kind up(), by index (see the test above); fail each one in turn.
 KIND_STEPS = {0: "kind get clusters", 1: "kind create", 2: "docker build", 4: "kind load",
               6: "helm metrics-server", 8: "helm keda", 9: "apply stack", 11: "dashboards",
-              12: "rollout read", 16: "second port-forward", 19: "last port-forward"}
+              12: "rollout read", 16: "second port-forward", 18: "last port-forward"}
 
 
 @pytest.mark.parametrize("fail_at", list(KIND_STEPS), ids=list(KIND_STEPS.values()))
@@ -367,7 +375,7 @@ def test_preflight_refuses_before_anything_runs(
         b.up()
     assert rec.calls == []
     b2, rec2, _ = make(tmp_path, bin_dir, monkeypatch)
-    b2.settings = StackSettings(namespace="other")
+    b2.settings = StackSettings(namespace="Not_A_Namespace")
     with pytest.raises(ConfigError) as err:
         b2.up()
     assert err.value.field == "namespace"
@@ -408,13 +416,17 @@ def test_existing_uses_the_context_registry_images_and_deletes_only_the_namespac
     seq = [short(c) for c in rec.calls]
     assert seq[:7] == [
         "kubectl --context prod-lab config",
+        "kubectl --context prod-lab get",     # APIServices: metrics / KEDA already there?
+        "helm list --all-namespaces --output",
+        "kubectl --context prod-lab get",     # a Prometheus operator already there?
         "helm upgrade --install metrics-server",
         "helm upgrade --install kps",
         "helm upgrade --install keda",
-        "kubectl --context prod-lab apply",
-        "kubectl --context prod-lab apply",
-        "kubectl --context prod-lab apply",
     ]
+    applies = [c[3:] for c in rec.calls if c[3:4] == ("apply",)]
+    assert applies[-3][:2] == ("apply", "-k"), "the stack, then monitors and dashboards"
+    assert applies[-2] == ("apply", "-f", "-")
+    assert applies[-1][:2] == ("apply", "--server-side")
     assert not any(Path(c[0]).name in ("kind", "docker") for c in rec.calls)
     for c in rec.calls:
         if Path(c[0]).name == "helm":
@@ -426,7 +438,8 @@ def test_existing_uses_the_context_registry_images_and_deletes_only_the_namespac
     b.down()
     assert [short(c) for c in rec.calls[n:]] == [
         "kubectl --context prod-lab delete", "kubectl --context prod-lab delete"]
-    assert rec.calls[n][3:6] == ("delete", "namespace", "scalelab")
+    assert rec.calls[n][3:6] == ("delete", "namespace", b.settings.namespace)
+    assert b.settings.namespace.startswith("scalelab-"), "a namespace of the run's own"
     b.down()
     assert len(rec.calls) == n + 2
 
@@ -544,7 +557,9 @@ def test_apply_scaling_runs_kubectl_apply_and_returns_kind_slash_name(
     rec.answers["apply"] = (DATA / "apply-keda-hybrid.json").read_text()
     assert b.apply_scaling(manifest) == ["ScaledObject/agent"]
     (call,) = rec.calls
-    assert call[-7:] == ("apply", "--namespace", "scalelab", "-f", str(manifest), "-o", "json")
+    assert call[-7:] == ("apply", "--namespace", "scalelab", "-f", "-", "-o", "json")
+    assert {d["metadata"]["namespace"] for d in yaml.safe_load_all(rec.inputs[0])} == \
+        {"scalelab"}
     # remove_scaling deletes what was applied, then waits for KEDA's HPA to be collected
     api.hpas = [[{"metadata": {"name": "keda-hpa-agent"}}]] * 3 + [[]]
     b.remove_scaling()
@@ -598,8 +613,10 @@ def test_a_failing_kubectl_apply_raises_with_its_stderr(
 
 def test_a_dead_port_forward_is_restarted_on_the_same_port(
         tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """kubectl port-forward exits when its pod goes away; the endpoints must survive that."""
-    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, max_forward_restarts=2)
+    """kubectl port-forward exits when its pod goes away; the endpoints must survive that.
+    (The existing backend port-forwards the API; kind reaches it through a NodePort.)"""
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, backend="existing",
+                     max_forward_restarts=2)
     endpoints = b.up()
     try:
         spawned = [c for c in rec.calls if "port-forward" in c]

@@ -4,13 +4,16 @@ port-forwards, observation). Everything that touches a cluster goes through
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import requests
 import yaml
 
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
@@ -32,9 +35,12 @@ from scalelab.backends.cluster.render import (
     check_timing,
     go_duration,
     grafana_configmaps,
+    grafana_login,
+    in_namespace,
     load_charts,
     render_overlay,
     render_values,
+    run_namespace,
 )
 from scalelab.backends.cluster.settings import (
     BASE_NAMESPACE,
@@ -42,14 +48,17 @@ from scalelab.backends.cluster.settings import (
     DASHBOARD_LABEL,
     GRAFANA_SERVICE,
     MONITORING_NAMESPACE,
+    NAMESPACE_RE,
     RABBITMQ_DEPLOYMENT,
     ClusterSettings,
 )
 from scalelab.errors import BackendError, ConfigError
 from scalelab.manifests import load_scaling
+from scalelab.record import new_run_id
 from scalelab.settings import (
     AGENT_DEPLOYMENT,
     API_DEPLOYMENT,
+    NAMESPACE,
     TASK_QUEUE,
     StackSettings,
 )
@@ -63,6 +72,11 @@ class ClusterBackend(Backend):
     """What kind and existing share: addons, stack, rollouts, port-forwards, observation."""
 
     name: ClassVar[str] = "cluster"
+    #: existing: every run gets its own namespace (``scalelab-<run id suffix>``); kind: the
+    #: cluster is the run's own, the stack stays in ``scalelab``.
+    per_run_namespace: ClassVar[bool] = False
+    #: The CRD whose presence says a Prometheus operator can take scalelab's PodMonitors.
+    PODMONITOR_CRD: ClassVar[str] = "podmonitors.monitoring.coreos.com"
 
     def __init__(
         self, *, settings: StackSettings, cluster: ClusterSettings | None = None,
@@ -73,6 +87,9 @@ class ClusterBackend(Backend):
     ) -> None:
         super().__init__(settings=settings)
         self.cluster = ClusterSettings.from_env() if cluster is None else cluster
+        #: The run this bring-up belongs to; its namespace is labelled with it.
+        self.run_id = self.cluster.run_id or new_run_id(time.time())
+        self.settings = dataclasses.replace(settings, namespace=self._stack_namespace(settings))
         self._run = run
         self._spawn = spawn
         self._which = which
@@ -84,21 +101,52 @@ class ClusterBackend(Backend):
         self.work_dir = self.cluster.work_dir / self.cluster.cluster_name
         self.kubectl = "kubectl"
         self.api = api if api is not None else kube.KubeApi(
-            kubeconfig=self.kubeconfig, context=self.cluster.context)
+            kubeconfig=self.kubeconfig or self.kubeconfig_env, context=self.cluster.context)
         self.port_forwards = PortForwards(
             kubectl_cmd=self.kubectl_cmd, spawn=spawn, log_dir=self.work_dir / "logs",
             start_timeout=self.cluster.port_forward_timeout,
             check_interval=self.cluster.forward_check_interval,
-            max_restarts=self.cluster.max_forward_restarts, clock=clock, sleep=sleep)
+            max_restarts=self.cluster.max_forward_restarts,
+            probe_timeout=self.cluster.forward_probe_timeout,
+            probe_failures=self.cluster.forward_probe_failures, clock=clock, sleep=sleep)
+        #: The Helm releases the addons step installed (existing: minus those the cluster
+        #: already runs), and whether scalelab's PodMonitors were applied.
+        self.installed_releases: list[ChartRelease] = []
+        self.monitors_applied = False
         self._endpoints: Endpoints | None = None
         self._applied: list[AppliedObject] = []
         self._stack_touched = False
         self.timings: dict[str, float] = {}
 
     # -- things subclasses decide ----------------------------------------------------------
+    def _stack_namespace(self, settings: StackSettings) -> str:
+        """SCALELAB_NAMESPACE, else a namespace the caller chose, else kind ``scalelab`` /
+        existing ``scalelab-<run id suffix>``."""
+        if self.cluster.namespace:
+            return self.cluster.namespace
+        if settings.namespace != NAMESPACE:
+            return settings.namespace
+        return run_namespace(self.run_id) if self.per_run_namespace else NAMESPACE
+
     @property
     def kubeconfig(self) -> Path | None:
-        return self.cluster.kubeconfig
+        """One kubeconfig file passed as ``--kubeconfig`` (kind: the cluster's own). The
+        existing backend passes KUBECONFIG's files through the environment instead: kubectl's
+        and helm's ``--kubeconfig`` take one file only."""
+        return None
+
+    @property
+    def kubeconfig_env(self) -> str | None:
+        """KUBECONFIG as given (several files joined with os.pathsep), or None."""
+        if self.kubeconfig is not None or not self.cluster.kubeconfig:
+            return None
+        return os.pathsep.join(str(p) for p in self.cluster.kubeconfig)
+
+    def kube_env(self) -> dict[str, str] | None:
+        """The environment for kubectl and helm: KUBECONFIG with every file, merged by them
+        as by the kubernetes client. None: inherit this process' environment."""
+        joined = self.kubeconfig_env
+        return None if joined is None else {**os.environ, "KUBECONFIG": joined}
 
     def _check_tools(self) -> tools.ToolReport:
         """The CLIs this backend runs, their versions checked (``tools``, as preflight)."""
@@ -127,7 +175,18 @@ class ClusterBackend(Backend):
 
     def _kubectl(self, *args: str, input: str | None = None, timeout: float = 120.0
                  ) -> kube.Completed:
-        return self._run(self.kubectl_cmd(*args), input=input, timeout=timeout)
+        return self._run(self.kubectl_cmd(*args), input=input, timeout=timeout,
+                         env=self.kube_env())
+
+    def helm_args(self) -> list[str]:
+        """helm's flags for the cluster: one ``--kubeconfig`` file (kind) and the context;
+        KUBECONFIG's several files go through ``kube_env()``."""
+        args: list[str] = []
+        if self.kubeconfig is not None:
+            args += ["--kubeconfig", str(self.kubeconfig)]
+        if self.cluster.context:
+            args += ["--kube-context", self.cluster.context]
+        return args
 
     def helm_cmd(self, release: ChartRelease, values_file: Path) -> list[str]:
         cmd = ["helm", "upgrade", "--install", release.name, release.chart,
@@ -135,21 +194,15 @@ class ClusterBackend(Backend):
                "--namespace", release.namespace, "--create-namespace",
                "--values", str(values_file), "--wait",
                "--timeout", go_duration(self.cluster.helm_timeout)]
-        if self.kubeconfig is not None:
-            cmd += ["--kubeconfig", str(self.kubeconfig)]
-        if self.cluster.context:
-            cmd += ["--kube-context", self.cluster.context]
-        return cmd
+        return cmd + self.helm_args()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def check_inputs(self) -> None:
         """Bad input fails here, before anything starts."""
-        if self.settings.namespace != BASE_NAMESPACE:
-            raise ConfigError(
-                f"namespace {self.settings.namespace!r} differs from manifests/base "
-                f"({BASE_NAMESPACE!r})", field="namespace",
-                fix=f"use the namespace {BASE_NAMESPACE!r} on the {self.name} backend "
-                    "(the services' URLs in manifests/base name it)")
+        if not NAMESPACE_RE.fullmatch(self.settings.namespace):
+            raise ConfigError(f"{self.settings.namespace!r} is not a namespace name",
+                              field="namespace",
+                              fix="lower-case letters, digits and '-', at most 63")
         check_timing(self.settings.timing)
         if self.settings.agent_replicas is not None and self.settings.agent_replicas < 0:
             raise ConfigError("agent_replicas must be >= 0", field="agent_replicas",
@@ -166,9 +219,7 @@ class ClusterBackend(Backend):
             ("render", self._render), ("provision", self._provision)]
         if self.cluster.install_addons:
             steps.append(("addons", self._install_addons))
-        steps.append(("stack", self._apply_stack))
-        if self.cluster.install_addons:
-            steps.append(("monitoring", self._apply_monitoring))
+        steps += [("stack", self._apply_stack), ("monitoring", self._apply_monitoring)]
         steps += [("rollout", self._wait_rollouts), ("port-forward", self._port_forward)]
         return steps
 
@@ -222,22 +273,62 @@ class ClusterBackend(Backend):
         overlay.mkdir(exist_ok=True)
         (overlay / "kustomization.yaml").write_text(yaml.safe_dump(render_overlay(
             overlay_dir=overlay, image_prefix=self.cluster.image_prefix,
-            image_tag=self.cluster.image_tag, agent_replicas=self.settings.agent_replicas),
-            sort_keys=False))
+            image_tag=self.cluster.image_tag, agent_replicas=self.settings.agent_replicas,
+            namespace=self.settings.namespace, run_id=self.run_id,
+            api_node_port=self.api_node_port), sort_keys=False))
+
+    @property
+    def api_node_port(self) -> int | None:
+        """kind: the API Service's NodePort (mapped to the host); None: a ClusterIP."""
+        return None
+
+    def addon_releases(self) -> list[ChartRelease]:
+        """The pinned releases to install (existing: those the cluster does not run yet)."""
+        return load_charts()
 
     def _install_addons(self) -> None:
-        for release in load_charts():
+        self.installed_releases = []
+        for release in self.addon_releases():
             self._run(self.helm_cmd(release, self.work_dir / "values" / f"{release.name}.yaml"),
-                      timeout=self.cluster.helm_timeout + 60)
+                      timeout=self.cluster.helm_timeout + 60, env=self.kube_env())
+            self.installed_releases.append(release)
+
+    @property
+    def grafana_installed(self) -> bool:
+        """kube-prometheus-stack (its Grafana, the dashboards' sidecar) installed by us."""
+        return any(r.chart == "kube-prometheus-stack" for r in self.installed_releases)
 
     def _apply_stack(self) -> None:
         self._stack_touched = True
         self._kubectl("apply", "-k", str(self.work_dir / "stack"))
 
     def _apply_monitoring(self) -> None:
-        self._kubectl("apply", "-f", str(CLUSTER_DIR / "monitors.yaml"))
-        self._kubectl("apply", "--server-side", "--field-manager=scalelab", "-f", "-",
-                      input=yaml.safe_dump_all(grafana_configmaps(), sort_keys=False))
+        """scalelab's PodMonitors (into the stack's namespace) and Grafana's dashboards.
+
+        Without a Prometheus operator (no PodMonitor CRD: addons not installed and none in
+        the cluster) the monitors are skipped with a warning; the pods still carry
+        ``prometheus.io/*`` annotations, which an annotation-based scrape job follows.
+        """
+        self.monitors_applied = False
+        operator = any(r.chart == "kube-prometheus-stack" for r in self.installed_releases) \
+            or bool(self._kubectl("get", "crd", self.PODMONITOR_CRD, "--ignore-not-found",
+                                  "--output", "name", timeout=60).stdout.strip())
+        if operator:
+            monitors = in_namespace(
+                list(yaml.safe_load_all((CLUSTER_DIR / "monitors.yaml").read_text())),
+                self.settings.namespace)
+            self._kubectl("apply", "-f", "-", input=yaml.safe_dump_all(monitors,
+                                                                         sort_keys=False))
+            self.monitors_applied = True
+        else:
+            log.warning("no Prometheus operator in the cluster (CRD %s missing): scalelab's "
+                        "PodMonitors are not applied. The pods carry prometheus.io/scrape "
+                        "annotations; point SCALELAB_PROMETHEUS_SERVICE at a Prometheus "
+                        "that scrapes annotated pods, or install the addons",
+                        self.PODMONITOR_CRD)
+        if self.grafana_installed:
+            self._kubectl("apply", "--server-side", "--field-manager=scalelab", "-f", "-",
+                          input=yaml.safe_dump_all(grafana_configmaps(), sort_keys=False))
 
     def _wait_rollouts(self) -> None:
         ns = self.settings.namespace
@@ -252,23 +343,55 @@ class ClusterBackend(Backend):
                      fix=f"kubectl -n {ns} describe deployment {name}; "
                          f"kubectl -n {ns} get events --sort-by=.lastTimestamp")
 
+    @property
+    def direct_api_url(self) -> str | None:
+        """The API's URL without a port-forward (kind: the NodePort's host mapping;
+        existing: SCALELAB_API_URL), or None: the API is port-forwarded too."""
+        return None
+
     def forwards(self) -> list[Forward]:
+        """The port-forwards, each with the probe the watchdog uses to find it stalled."""
         ns = self.settings.namespace
-        out = [Forward(key="api", namespace=ns, service="api", port=8080),
-               parse_service(self.cluster.prometheus_service, "prometheus"),
-               Forward(key="rabbitmq_management", namespace=ns, service="rabbitmq", port=15672),
-               Forward(key="amqp", namespace=ns, service="rabbitmq", port=5672)]
-        if self.cluster.install_addons:
-            out.append(parse_service(GRAFANA_SERVICE, "grafana"))
+        out: list[Forward] = []
+        if self.direct_api_url is None:
+            out.append(Forward(key="api", namespace=ns, service="api", port=8080,
+                               probe="http", path="/healthz"))
+        out += [parse_service(self.cluster.prometheus_service, "prometheus", probe="http",
+                              path="/-/healthy"),
+                Forward(key="rabbitmq_management", namespace=ns, service="rabbitmq",
+                        port=15672, probe="http", path="/"),
+                Forward(key="amqp", namespace=ns, service="rabbitmq", port=5672, probe="amqp")]
+        if self.grafana_installed:
+            out.append(parse_service(GRAFANA_SERVICE, "grafana", probe="http",
+                                     path="/api/health"))
         return out
 
     def _port_forward(self) -> None:
         p = self.port_forwards.start(self.forwards())
+        api = self.direct_api_url or f"http://127.0.0.1:{p['api']}"
+        if self.direct_api_url is not None:
+            self._wait_api(api)
         self._endpoints = Endpoints(
-            api=f"http://127.0.0.1:{p['api']}",
+            api=api,
             prometheus=f"http://127.0.0.1:{p['prometheus']}",
             rabbitmq_management=f"http://127.0.0.1:{p['rabbitmq_management']}",
             amqp=f"amqp://guest:guest@127.0.0.1:{p['amqp']}/%2F")
+
+    def _wait_api(self, url: str) -> None:
+        """The API answers ``/healthz`` at its direct URL (kube-proxy has programmed the
+        NodePort; the user's URL reaches it)."""
+        ns = self.settings.namespace
+
+        def probe() -> str:
+            try:
+                return f"HTTP {requests.get(f'{url}/healthz', timeout=2.0).status_code}"
+            except requests.RequestException as err:
+                return type(err).__name__
+
+        wait_for(probe, lambda state: state == "HTTP 200", what=f"the API at {url}/healthz",
+                 expected="HTTP 200", timeout=self.cluster.port_forward_timeout, interval=0.5,
+                 clock=self._clock, sleep=self._sleep,
+                 fix=f"kubectl -n {ns} get svc api -o wide; kubectl -n {ns} get endpoints api")
 
     def heal_forwards(self) -> list[str]:
         """Restart every port-forward that exited (``PortForwards.heal``)."""
@@ -287,9 +410,23 @@ class ClusterBackend(Backend):
 
     @property
     def grafana_url(self) -> str | None:
-        """Grafana (admin / scalelab) when the backend installed kube-prometheus-stack."""
+        """Grafana's forwarded URL when the backend installed kube-prometheus-stack."""
         port = self.port_forwards.ports.get("grafana")
         return None if port is None or self._endpoints is None else f"http://127.0.0.1:{port}"
+
+    @property
+    def grafana_login(self) -> tuple[str, str] | None:
+        """Grafana's user and password (the kps values template), with ``grafana_url``."""
+        return None if self.grafana_url is None else grafana_login()
+
+    def urls(self) -> dict[str, str]:
+        """What a user opens: the endpoints, and Grafana with its login when installed."""
+        out = self.endpoints.as_dict()
+        if self.grafana_url is not None and self.grafana_login is not None:
+            user, password = self.grafana_login
+            out["grafana"] = self.grafana_url
+            out["grafana_login"] = f"{user} / {password}"
+        return out
 
     def replicas(self, deployment: str) -> Replicas:
         doc = self.api.get_deployment(namespace=self.settings.namespace, name=deployment)
@@ -339,7 +476,11 @@ class ClusterBackend(Backend):
     def details(self) -> dict[str, Any]:
         c = self.cluster
         return {"cluster": c.cluster_name if self.name == "kind" else None,
-                "context": c.context, "kubeconfig": str(self.kubeconfig or "~/.kube/config"),
+                "context": c.context,
+                "kubeconfig": str(self.kubeconfig or self.kubeconfig_env or "~/.kube/config"),
+                "namespace": self.settings.namespace, "run_id": self.run_id,
+                "api": "NodePort" if self.api_node_port is not None
+                else "direct URL" if self.direct_api_url else "port-forward",
                 "addons_installed_by_scalelab": c.install_addons,
                 "images": f"{c.image_prefix + '/' if c.image_prefix else ''}scalelab/*:"
                           f"{c.image_tag}",
@@ -355,12 +496,7 @@ class ClusterBackend(Backend):
             out[f"chart/{release.chart}"] = release.version
         if self.cluster.install_addons or self._which("helm"):
             try:
-                cmd = ["helm", "list", "--all-namespaces", "--output", "json"]
-                if self.kubeconfig is not None:
-                    cmd += ["--kubeconfig", str(self.kubeconfig)]
-                if self.cluster.context:
-                    cmd += ["--kube-context", self.cluster.context]
-                for rel in yaml.safe_load(self._run(cmd, timeout=60).stdout) or []:
+                for rel in self.helm_releases():
                     chart = str(rel.get("chart", ""))
                     name, _, version = chart.rpartition("-")
                     if name:
@@ -370,12 +506,23 @@ class ClusterBackend(Backend):
                 log.warning("helm list: %s", err)
         return out
 
+    def helm_releases(self) -> list[dict[str, Any]]:
+        """``helm list --all-namespaces`` as JSON (name, namespace, chart, app_version...)."""
+        cmd = ["helm", "list", "--all-namespaces", "--output", "json", *self.helm_args()]
+        return list(yaml.safe_load(self._run(cmd, timeout=60, env=self.kube_env()).stdout)
+                    or [])
+
     # -- control -----------------------------------------------------------------------------
     def apply_scaling(self, manifest: Path) -> list[str]:
+        """Apply a scaling manifest (written for namespace ``scalelab``) into the stack's
+        namespace: ``metadata.namespace`` is rewritten, then ``kubectl apply -f -``."""
         # Parse and check names/namespace first; the API server and KEDA's webhook do the rest.
-        load_scaling(Path(manifest), namespace=self.settings.namespace)
+        load_scaling(Path(manifest), namespace=BASE_NAMESPACE)
+        docs = in_namespace(list(yaml.safe_load_all(Path(manifest).read_text())),
+                            self.settings.namespace)
         done = self._kubectl("apply", "--namespace", self.settings.namespace,
-                             "-f", str(manifest), "-o", "json")
+                             "-f", "-", "-o", "json",
+                             input=yaml.safe_dump_all(docs, sort_keys=False))
         applied = parse_applied(done.stdout)
         self._applied.extend(applied)
         return [a.ref for a in applied]

@@ -11,8 +11,13 @@ from typing import Any, ClassVar
 from scalelab import paths
 from scalelab.backends.cluster.backend import ClusterBackend
 from scalelab.backends.cluster.kube import CommandError
-from scalelab.backends.cluster.render import image_ref, render_kind_config
-from scalelab.backends.cluster.settings import IMAGES
+from scalelab.backends.cluster.render import (
+    API_HOST_PORT_FILE,
+    api_host_port,
+    image_ref,
+    render_kind_config,
+)
+from scalelab.backends.cluster.settings import API_NODE_PORT, IMAGES
 from scalelab.backends.cluster.tools import cli_errors, tail_line
 from scalelab.errors import BackendError, ConfigError, MissingDependencyError
 from scalelab.settings import (
@@ -44,10 +49,23 @@ class KindBackend(ClusterBackend):
             cluster_factory = KindCluster
         self._cluster_factory = cluster_factory
         self._kind: Any = None
+        self._api_host_port: int | None = None
 
     @property
     def kubeconfig(self) -> Path:
         return self.cluster.work_dir / self.cluster.cluster_name / "kubeconfig"
+
+    @property
+    def api_node_port(self) -> int:
+        """The API Service is a NodePort, mapped to the host by the kind config."""
+        return API_NODE_PORT
+
+    @property
+    def direct_api_url(self) -> str | None:
+        """Locust's load reaches the API through kind's port mapping, not a port-forward
+        (the host port is chosen, or read back for a reused cluster, by ``_render``)."""
+        port = self._api_host_port
+        return None if port is None else f"http://127.0.0.1:{port}"
 
     def check_inputs(self) -> None:
         """Also: a Docker daemon that answers, kind in the pinned range, kubectl and helm
@@ -68,9 +86,11 @@ class KindBackend(ClusterBackend):
 
     def _render(self) -> None:
         super()._render()
+        self._api_host_port = api_host_port(self.work_dir)
         (self.work_dir / "kind-config.yaml").write_text(render_kind_config(
             timing=self.settings.timing, cluster_name=self.cluster.cluster_name,
-            node_image=self.cluster.node_image))
+            node_image=self.cluster.node_image, api_host_port=self._api_host_port,
+            api_node_port=self.api_node_port))
 
     def _provision(self) -> None:
         # Both paths always given: KindCluster downloads whatever it is not given.
@@ -155,3 +175,5 @@ class KindBackend(ClusterBackend):
         self._stack_touched = False
         with cli_errors(f"deleting the kind cluster {self.cluster.cluster_name!r}"):
             kind.delete()
+        # the next cluster of this name maps a port free then
+        (self.work_dir / API_HOST_PORT_FILE).unlink(missing_ok=True)

@@ -135,8 +135,10 @@ class KubeApi:
     cluster does.
     """
 
-    def __init__(self, *, kubeconfig: Path | None = None, context: str | None = None,
+    def __init__(self, *, kubeconfig: Path | str | None = None, context: str | None = None,
                  request_timeout: float = 30.0) -> None:
+        #: One file, or several joined with os.pathsep as in KUBECONFIG: the client's
+        #: KubeConfigMerger (kubernetes/config/kube_config.py) merges them as kubectl does.
         self.kubeconfig = kubeconfig
         self.context = context
         self.request_timeout = request_timeout

@@ -3,6 +3,7 @@ the kustomize overlay over manifests/base and the Grafana dashboard ConfigMaps."
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -11,18 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import port_for
 import yaml
 
 from scalelab.backends.cluster.settings import (
+    API_NODE_PORT,
     BASE_DIR,
+    BASE_NAMESPACE,
     CLUSTER_DIR,
     DASHBOARD_LABEL,
     DEFAULT_NODE_IMAGE,
     GRAFANA_DIR,
+    GRAFANA_USER,
     IMAGE_TAG,
     IMAGES,
     MONITORING_NAMESPACE,
     PART_OF,
+    RUN_ID_LABEL,
 )
 from scalelab.errors import ConfigError
 from scalelab.settings import (
@@ -32,6 +38,9 @@ from scalelab.settings import (
 )
 
 log = logging.getLogger(__name__)
+
+#: The API Service's port in manifests/base (api.yaml).
+API_PORT = 8080
 
 
 # -- rendering (pure) ----------------------------------------------------------------------
@@ -79,13 +88,47 @@ def timing_context(timing: TimingProfile) -> dict[str, str]:
 
 
 def render_kind_config(*, timing: TimingProfile, cluster_name: str = "scalelab",
-                       node_image: str = DEFAULT_NODE_IMAGE) -> str:
-    """The kind cluster config (kind.x-k8s.io/v1alpha4) for a timing profile."""
+                       node_image: str = DEFAULT_NODE_IMAGE, api_host_port: int | None = None,
+                       api_node_port: int = API_NODE_PORT) -> str:
+    """The kind cluster config (kind.x-k8s.io/v1alpha4) for a timing profile.
+
+    ``api_host_port``: the 127.0.0.1 port of the host mapped to the API's NodePort
+    (``extraPortMappings``); None renders no mapping.
+    """
     check_timing(timing)
     return _jinja().get_template("kind-config.yaml.j2").render(
         cluster_name=cluster_name, node_image=node_image,
+        api_host_port=api_host_port, api_node_port=api_node_port,
         profile_name=", ".join(f"{k}={v:g}" for k, v in timing.as_dict().items()),
         **timing_context(timing))
+
+
+#: Where the kind backend keeps the host port it mapped to the API's NodePort.
+API_HOST_PORT_FILE = "api-host-port"
+
+
+def api_host_port(work_dir: Path) -> int:
+    """The host port of the kind cluster's API NodePort mapping: the one stored in
+    ``work_dir`` (a reused cluster keeps the mapping it was created with), else a free
+    one, stored for the next run."""
+    stored = work_dir / API_HOST_PORT_FILE
+    if stored.is_file():
+        text = stored.read_text().strip()
+        if text.isdigit() and 0 < int(text) < 65536:
+            return int(text)
+        log.warning("%s holds %r, not a port; picking a new one", stored, text)
+    port = port_for.select_random()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stored.write_text(f"{port}\n")
+    return port
+
+
+def grafana_login() -> tuple[str, str]:
+    """Grafana's user and password as kube-prometheus-stack is installed with them (the
+    values template's ``grafana.adminPassword``; the chart's default user ``admin``)."""
+    (kps,) = [r for r in load_charts() if r.chart == "kube-prometheus-stack"]
+    values = yaml.safe_load((CLUSTER_DIR / kps.values).read_text())
+    return GRAFANA_USER, str(values["grafana"]["adminPassword"])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,14 +192,98 @@ def image_ref(deployment: str, *, prefix: str = "", tag: str = IMAGE_TAG) -> str
     return f"{prefix.rstrip('/')}/{name}:{tag}" if prefix else f"{name}:{tag}"
 
 
+def run_namespace(run_id: str) -> str:
+    """``scalelab-<suffix>``: a run's own namespace on an existing cluster. The suffix is
+    the run id's last part (``record.new_run_id``: its random hex), lower-cased."""
+    parts = [p for p in re.split(r"[^a-z0-9]+", run_id.lower()) if p]
+    if not parts:
+        raise ConfigError(f"run id {run_id!r} has no letters or digits",
+                          field="SCALELAB_RUN_ID", fix="use e.g. 20250101T120000Z-ab12cd")
+    return f"scalelab-{parts[-1][:40]}"
+
+
+def namespace_env_patches(namespace: str) -> list[dict[str, Any]]:
+    """kustomize patches that move the in-cluster service URLs of manifests/base's env
+    (``<svc>.scalelab.svc...``) into ``namespace``.
+
+    kustomize's ``namespace:`` moves the objects but not strings inside env values, so
+    each such value is replaced, with a JSON-patch ``test`` of the old value first: a
+    base changed under the overlay fails loudly instead of patching the wrong entry.
+    """
+    if namespace == BASE_NAMESPACE:
+        return []
+    needle = f".{BASE_NAMESPACE}.svc"
+    patches: list[dict[str, Any]] = []
+    for path in sorted(BASE_DIR.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") not in ("Deployment", "StatefulSet"):
+                continue
+            ops: list[dict[str, Any]] = []
+            pod = doc["spec"]["template"]["spec"]
+            for ci, container in enumerate(pod.get("containers") or []):
+                for ei, env in enumerate(container.get("env") or []):
+                    value = env.get("value")
+                    if isinstance(value, str) and needle in value:
+                        at = f"/spec/template/spec/containers/{ci}/env/{ei}/value"
+                        ops += [{"op": "test", "path": at, "value": value},
+                                {"op": "replace", "path": at,
+                                 "value": value.replace(needle, f".{namespace}.svc")}]
+            if ops:
+                patches.append({
+                    "target": {"kind": doc["kind"], "name": doc["metadata"]["name"]},
+                    "patch": yaml.safe_dump(ops, sort_keys=False)})
+    return patches
+
+
+def in_namespace(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """Copies of manifests (written for ``scalelab``) with ``metadata.namespace`` set to the
+    stack's namespace, to apply into a run's own namespace."""
+    out = []
+    for doc in docs:
+        if not doc:
+            continue
+        doc = copy.deepcopy(doc)
+        doc.setdefault("metadata", {})["namespace"] = namespace
+        out.append(doc)
+    return out
+
+
 def render_overlay(*, overlay_dir: Path, image_prefix: str = "", image_tag: str = IMAGE_TAG,
-                   agent_replicas: int | None = None) -> dict[str, Any]:
-    """A kustomization over manifests/base: image names and the agent's replica count."""
+                   agent_replicas: int | None = None, namespace: str = BASE_NAMESPACE,
+                   run_id: str = "", api_node_port: int | None = None) -> dict[str, Any]:
+    """A kustomization over manifests/base: image names, the agent's replica count, the
+    stack's namespace (kustomize's ``namespace:`` renames the Namespace too) labelled with
+    the run id, and on kind the API Service as a NodePort (``api_node_port``).
+
+    manifests/base itself stays as the local backend reads it.
+    """
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [os.path.relpath(BASE_DIR, overlay_dir)],
     }
+    patches: list[dict[str, Any]] = []
+    if namespace != BASE_NAMESPACE:
+        kustomization["namespace"] = namespace
+        patches += namespace_env_patches(namespace)
+    if run_id:
+        patches.append({
+            "target": {"kind": "Namespace", "name": BASE_NAMESPACE},
+            "patch": yaml.safe_dump([{"op": "add", "path": "/metadata/labels/"
+                                      + RUN_ID_LABEL.replace("/", "~1"),
+                                      "value": run_id}], sort_keys=False)})
+    if api_node_port is not None:
+        # Strategic merge: Service ports merge on "port", so only nodePort is added.
+        patches.append({
+            "target": {"kind": "Service", "name": API_DEPLOYMENT},
+            "patch": yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": API_DEPLOYMENT, "namespace": BASE_NAMESPACE},
+                "spec": {"type": "NodePort",
+                         "ports": [{"port": API_PORT, "nodePort": api_node_port}]}},
+                sort_keys=False)})
+    if patches:
+        kustomization["patches"] = patches
     if image_prefix or image_tag != IMAGE_TAG:
         kustomization["images"] = [
             {"name": IMAGES[d][0],

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scalelab import paths
 from scalelab.errors import ConfigError
@@ -58,6 +59,15 @@ DEFAULT_PROMETHEUS_SERVICE = f"{MONITORING_NAMESPACE}/kps-prometheus:9090"
 GRAFANA_SERVICE = f"{MONITORING_NAMESPACE}/kps-grafana:80"
 DASHBOARD_LABEL = "grafana_dashboard"
 PART_OF = {"app.kubernetes.io/part-of": "scalelab"}
+#: Grafana's login: kube-prometheus-stack's default admin user; the password is the
+#: values template's grafana.adminPassword (read from there, cluster.render.grafana_login).
+GRAFANA_USER = "admin"
+#: kind: the API Service is a NodePort on this port of the control-plane node, mapped to a
+#: free 127.0.0.1 port of the host (extraPortMappings), so Locust's load does not go through
+#: a `kubectl port-forward` (kubernetes/kubernetes#78446: forwards stall under load).
+API_NODE_PORT = 30080
+#: The Namespace label carrying the run id (one namespace per run on existing clusters).
+RUN_ID_LABEL = "scalelab.io/run-id"
 
 # -- settings --------------------------------------------------------------------------------
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -85,6 +95,42 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _env_count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{raw!r} is not a positive whole number", field=name,
+                          fix=f"set {name} to e.g. {default}")
+    return int(raw)
+
+
+#: A Kubernetes namespace name: an RFC 1123 label.
+NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _env_namespace(env: Mapping[str, str]) -> str | None:
+    raw = env.get("SCALELAB_NAMESPACE")
+    if not raw:
+        return None
+    if not NAMESPACE_RE.fullmatch(raw):
+        raise ConfigError(f"{raw!r} is not a namespace name", field="SCALELAB_NAMESPACE",
+                          fix="lower-case letters, digits and '-', at most 63, e.g. "
+                              "scalelab-me")
+    return raw
+
+
+def _env_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{raw!r} is not an http(s) URL", field=name,
+                          fix=f"e.g. {name}=http://192.168.49.2:30080")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClusterSettings:
     """How the cluster backends reach and build the cluster (``SCALELAB_*`` variables)."""
@@ -95,8 +141,17 @@ class ClusterSettings:
     node_image: str = DEFAULT_NODE_IMAGE
     #: existing: kubeconfig context (SCALELAB_KUBE_CONTEXT; default: the current context).
     context: str | None = None
-    #: existing: kubeconfig file (KUBECONFIG; default: kubectl's ~/.kube/config).
-    kubeconfig: Path | None = None
+    #: existing: the kubeconfig files of KUBECONFIG, in order (os.pathsep-separated, merged
+    #: as kubectl merges them); empty: kubectl's ~/.kube/config.
+    kubeconfig: tuple[Path, ...] = ()
+    #: The stack's namespace (SCALELAB_NAMESPACE). Default: kind ``scalelab``; existing
+    #: ``scalelab-<run id suffix>``, one per run, labelled with the run id, deleted on exit.
+    namespace: str | None = None
+    #: The run this bring-up belongs to (SCALELAB_RUN_ID; default: a new run id).
+    run_id: str = ""
+    #: existing: the API's URL as the user exposed it (SCALELAB_API_URL: a NodePort,
+    #: LoadBalancer or Ingress URL); Locust's load then skips `kubectl port-forward`.
+    api_url: str | None = None
     #: Registry path the images are pulled from (SCALELAB_IMAGE_PREFIX), e.g.
     #: ``ghcr.io/me`` -> ``ghcr.io/me/scalelab/api:dev``. Empty: the local names.
     image_prefix: str = ""
@@ -120,6 +175,11 @@ class ClusterSettings:
     #: goes away, e.g. a rolled or evicted RabbitMQ pod).
     forward_check_interval: float = 2.0
     max_forward_restarts: int = 10
+    #: A running forward that fails this many probes in a row (an HTTP GET or the AMQP
+    #: header, each bounded by the probe timeout) is stalled and restarted
+    #: (SCALELAB_FORWARD_PROBE_FAILURES, SCALELAB_FORWARD_PROBE_TIMEOUT).
+    forward_probe_failures: int = 3
+    forward_probe_timeout: float = 3.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClusterSettings:
@@ -134,7 +194,11 @@ class ClusterSettings:
             cluster_name=env.get("SCALELAB_KIND_CLUSTER") or d.cluster_name,
             node_image=env.get("SCALELAB_KIND_NODE_IMAGE") or d.node_image,
             context=env.get("SCALELAB_KUBE_CONTEXT") or None,
-            kubeconfig=Path(env["KUBECONFIG"]) if env.get("KUBECONFIG") else None,
+            kubeconfig=tuple(Path(p) for p in env.get("KUBECONFIG", "").split(os.pathsep)
+                             if p),
+            namespace=_env_namespace(env),
+            run_id=env.get("SCALELAB_RUN_ID") or "",
+            api_url=_env_url(env, "SCALELAB_API_URL"),
             image_prefix=env.get("SCALELAB_IMAGE_PREFIX", ""),
             image_tag=env.get("SCALELAB_IMAGE_TAG") or d.image_tag,
             install_addons=_env_bool(env, "SCALELAB_INSTALL_ADDONS", d.install_addons),
@@ -145,4 +209,8 @@ class ClusterSettings:
             rollout_timeout=_env_float(env, "SCALELAB_ROLLOUT_TIMEOUT", d.rollout_timeout),
             helm_timeout=_env_float(env, "SCALELAB_HELM_TIMEOUT", d.helm_timeout),
             port_forward_timeout=d.port_forward_timeout,
+            forward_probe_timeout=_env_float(env, "SCALELAB_FORWARD_PROBE_TIMEOUT",
+                                             d.forward_probe_timeout),
+            forward_probe_failures=_env_count(env, "SCALELAB_FORWARD_PROBE_FAILURES",
+                                              d.forward_probe_failures),
         )
