@@ -155,7 +155,8 @@ class PortForwards:
             def probe(p: kube.Process = proc, port: int = local,
                       f: Path = log_file, svc: str = fwd.service) -> str:
                 if not p.running():
-                    tail = f.read_text(errors="replace")[-1000:] if f.exists() else ""
+                    text = f.read_text(errors="replace") if f.exists() else ""
+                    tail = text[-1000:].split("\n", 1)[-1] if len(text) > 1000 else text
                     raise BackendError(f"kubectl port-forward to svc/{svc} exited:\n"
                                        f"{tail}", fix="check the service exists and has "
                                        "ready pods")
@@ -246,8 +247,11 @@ class PortForwards:
             procs, self._procs = self._procs, {}
             self._forwards, self._cmds, self._failures = {}, {}, {}
         for key, proc in procs.items():
+            was_running = proc.running()
             try:
                 proc.stop()
             except Exception as err:  # noqa: BLE001 - teardown continues
-                log.warning("stopping port-forward %s: %s", key, err)
+                # a forward that had already exited reports its exit code here: not news
+                (log.warning if was_running else log.debug)("stopping port-forward %s: %s",
+                                                            key, err)
         self.ports = {}
