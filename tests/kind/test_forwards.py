@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import port_for
+import pytest
 import requests
 
 from scalelab.backends.cluster.forwards import (
@@ -26,6 +27,7 @@ from scalelab.backends.cluster.forwards import (
     PortForwards,
     probe_forward,
 )
+from scalelab.procs.rabbitmq import RabbitMQNode
 from scalelab.waiting import wait_for
 from tests.kind.standins import ForwardStandIn
 
@@ -224,3 +226,14 @@ def test_the_amqp_probe_sends_the_protocol_header_and_needs_a_reply() -> None:
     finally:
         server.close()
 
+
+
+@pytest.mark.slow
+def test_the_probes_pass_against_a_real_broker(rabbitmq: RabbitMQNode) -> None:
+    """What the forwards reach on a cluster: RabbitMQ answers the AMQP header (with its
+    Connection.Start) and its management UI answers the GET, here a real local broker."""
+    amqp = Forward(key="amqp", namespace="n", service="rabbitmq", port=5672, probe="amqp")
+    management = Forward(key="rabbitmq_management", namespace="n", service="rabbitmq",
+                         port=15672, probe="http", path="/")
+    assert probe_forward(amqp, rabbitmq.amqp_port, timeout=5.0) is None
+    assert probe_forward(management, rabbitmq.management_port, timeout=5.0) is None
