@@ -290,7 +290,7 @@ def _requests(workload: Mapping[str, Any], resource: str, container_name: str
 
 
 def _check_scaled_object(obj: ScalingObject, workloads: Mapping[str, Mapping[str, Any]] | None,
-                         ) -> None:
+                         objects: Sequence[ScalingObject] = ()) -> None:
     """KEDA admission webhook rules that need no cluster (plus the target's pod spec if given)."""
     spec = obj.doc["spec"]
     triggers = spec.get("triggers") or []
@@ -363,7 +363,7 @@ def _check_scaled_object(obj: ScalingObject, workloads: Mapping[str, Mapping[str
     # The scalers' own metadata parsing (KEDA reports these as ScaledObject Ready=False).
     from scalelab.control.keda import check_triggers  # local: keda imports this module
 
-    check_triggers(obj)
+    check_triggers(obj, objects=objects)  # objects: the file's TriggerAuthentications
 
 
 def _check_together(objects: Sequence[ScalingObject]) -> None:
@@ -417,6 +417,6 @@ def validate_scaling(
         else:
             _validate_crd(obj)
             if obj.kind == SCALED_OBJECT:
-                _check_scaled_object(obj, workloads)
+                _check_scaled_object(obj, workloads, objects)
     _check_together(objects)
     return objects

@@ -10,12 +10,16 @@ Follows kedacore/keda (cited per function; never copied):
 * ``controllers/keda/hpa.go`` - ``newHPAForScaledObject``: the HPA KEDA creates
   (``keda-hpa-<name>``, External AverageValue per event trigger, Resource per cpu trigger,
   behavior copied from ``advanced.horizontalPodAutoscalerConfig``);
-* ``pkg/scalers/cpu_memory_scaler.go`` - the cpu/memory trigger metadata.
+* ``pkg/scalers/cpu_memory_scaler.go`` - the cpu/memory trigger metadata;
+* ``pkg/scaling/resolver/scale_resolvers.go`` - ``ResolveAuthRef``: a trigger's
+  ``authenticationRef`` names a TriggerAuthentication in the ScaledObject's namespace whose
+  ``env`` (the target container's env) and ``secretTargetRef`` (a Secret's key) entries
+  become the scaler's authParams (``auth_params``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +37,79 @@ DEFAULT_MAX_REPLICAS = 100
 DEFAULT_HPA_MIN_REPLICAS = 1
 RESOURCE_TRIGGERS = ("cpu", "memory")
 SUPPORTED_TRIGGERS = ("cpu", "memory", "rabbitmq")
+TRIGGER_AUTHENTICATION = "TriggerAuthentication"
+#: The TriggerAuthentication sources the emulation resolves (others: not emulated).
+SUPPORTED_AUTH_SOURCES = ("env", "secretTargetRef")
+
+#: Secret name -> its data (None: no such Secret), as the emulated KEDA operator reads it.
+SecretLookup = Callable[[str], Mapping[str, str] | None]
+
+
+def _no_secrets(name: str) -> Mapping[str, str] | None:
+    return None
+
+
+def trigger_authentications(docs: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The TriggerAuthentication documents among ``docs``, by name."""
+    return {str((d.get("metadata") or {}).get("name")): d for d in docs
+            if d.get("kind") == TRIGGER_AUTHENTICATION}
+
+
+def auth_params(trigger: Mapping[str, Any], *, index: int, scaled_object: str,
+                auths: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None,
+                secret: SecretLookup | None, source: str) -> dict[str, str]:
+    """A trigger's authParams from its ``authenticationRef`` (``ResolveAuthRef``).
+
+    ``env``/``secret`` None is the offline check: every parameter resolves to "" (it is
+    given; its value is known only when the loop runs). Where KEDA logs a missing
+    TriggerAuthentication, Secret or key and leaves the parameter empty (the scaler then
+    fails to build), the emulation stops with a ``ConfigError`` naming it, before
+    anything runs. Only TriggerAuthentications from the same manifest file are seen.
+    """
+    ref = trigger.get("authenticationRef")
+    if not ref:
+        return {}
+    at = f"spec.triggers[{index}].authenticationRef"
+    kind = ref.get("kind") or TRIGGER_AUTHENTICATION
+    if kind != TRIGGER_AUTHENTICATION:
+        raise ConfigError(f"ScaledObject/{scaled_object}: authenticationRef kind {kind} is not "
+                          "emulated by the local backend", file=source, field=f"{at}.kind",
+                          fix="reference a TriggerAuthentication defined in the same file")
+    name = str(ref.get("name", ""))
+    doc = auths.get(name)
+    if doc is None:
+        raise ConfigError(
+            f"ScaledObject/{scaled_object}: authenticationRef names TriggerAuthentication/{name}, "
+            "which is not in this file", file=source, field=f"{at}.name",
+            fix="add the TriggerAuthentication to the same file, as manifests/scaling/"
+                "keda-queue.yaml does (or fix the name)")
+    spec = doc.get("spec") or {}
+    ta = f"TriggerAuthentication/{name}"
+    unsupported = sorted(k for k, v in spec.items() if v and k not in SUPPORTED_AUTH_SOURCES
+                         and not (k == "podIdentity" and (v or {}).get("provider") in
+                                  (None, "", "none")))
+    if unsupported:
+        raise ConfigError(f"{ta}: spec.{unsupported[0]} is not emulated by the local backend",
+                          file=source, field=f"spec.{unsupported[0]}",
+                          fix="use secretTargetRef or env (or run on a real cluster)")
+    params: dict[str, str] = {}
+    for e in spec.get("env") or []:
+        params[str(e["parameter"])] = "" if env is None else env.get(str(e["name"]), "")
+    for i, e in enumerate(spec.get("secretTargetRef") or []):
+        parameter, secret_name, key = str(e["parameter"]), str(e["name"]), str(e["key"])
+        if secret is None:
+            params[parameter] = ""
+            continue
+        data = secret(secret_name)
+        if data is None or key not in data:
+            missing = (f"Secret {secret_name!r} does not exist" if data is None
+                       else f"Secret {secret_name!r} has no key {key!r}")
+            raise ConfigError(f"{ta} (used by ScaledObject/{scaled_object}): {missing}",
+                              file=source, field=f"spec.secretTargetRef[{i}]",
+                              fix="reference the Secret the backend creates, "
+                                  "rabbitmq-credentials (keys: scalelab/credentials.py)")
+        params[parameter] = data[key]
+    return params
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,11 +148,13 @@ def parse_resource_trigger(trigger: Mapping[str, Any], index: int) -> ResourceTr
                            container_name=meta.get("containerName", ""))
 
 
-def check_triggers(obj: ScalingObject) -> None:
-    """Parse every trigger offline (no env): KEDA reports these as ScaledObject Ready=False.
+def check_triggers(obj: ScalingObject, *, objects: Sequence[ScalingObject] = ()) -> None:
+    """Parse every trigger offline (no env, no Secret): KEDA reports these as ScaledObject
+    Ready=False. ``objects`` are the file's other objects (its TriggerAuthentications).
 
     Raises ``ConfigError`` naming the metadata key, so bad triggers fail before a run.
     """
+    auths = trigger_authentications([o.doc for o in objects])
     for i, trig in enumerate(obj.doc["spec"].get("triggers") or []):
         kind = trig.get("type")
         at = f"spec.triggers[{i}]"
@@ -83,8 +162,11 @@ def check_triggers(obj: ScalingObject) -> None:
             if kind in RESOURCE_TRIGGERS:
                 parse_resource_trigger(trig, i)
             elif kind == "rabbitmq":
+                auth = auth_params(trig, index=i, scaled_object=obj.name, auths=auths, env=None,
+                                   secret=None, source=str(obj.source))
                 rmq.parse_metadata(trig.get("metadata") or {}, resolved_env=None,
-                                   trigger_index=i, metric_type=trig.get("metricType"))
+                                   auth_params=auth, trigger_index=i,
+                                   metric_type=trig.get("metricType"))
             else:
                 raise ConfigError(
                     f"{obj.ref}: trigger type {kind!r} is not emulated by the local backend",
@@ -160,11 +242,15 @@ class ScaledObjectSpec:
 
     @classmethod
     def from_manifest(cls, doc: Mapping[str, Any], *, env: Mapping[str, str],
+                      auths: Mapping[str, Mapping[str, Any]] | None = None,
+                      secret: SecretLookup = _no_secrets,
                       source: str = "<manifest>", namespace: str = "default") -> ScaledObjectSpec:
-        """Parse with the target container's env resolved (``hostFromEnv``).
+        """Parse with the target container's env resolved (``hostFromEnv``) and each
+        trigger's ``authenticationRef`` resolved through ``auths`` (TriggerAuthentication
+        documents by name) and ``secret`` (``auth_params``).
 
         The document is assumed to have passed ``scalelab.manifests.validate_scaling``;
-        remaining errors (e.g. the env var is missing) raise ``ConfigError``.
+        remaining errors (e.g. the env var or the Secret is missing) raise ``ConfigError``.
         """
         spec = doc["spec"]
         meta = doc.get("metadata", {})
@@ -175,10 +261,12 @@ class ScaledObjectSpec:
                 if t["type"] in RESOURCE_TRIGGERS:
                     triggers.append(parse_resource_trigger(t, i))
                 elif t["type"] == "rabbitmq":
+                    auth = auth_params(t, index=i, scaled_object=name, auths=auths or {},
+                                       env=env, secret=secret, source=source)
                     triggers.append(EventTrigger(index=i, name=t.get("name", ""),
                                                  metadata=rmq.parse_metadata(
                                                      t.get("metadata") or {}, resolved_env=env,
-                                                     trigger_index=i,
+                                                     auth_params=auth, trigger_index=i,
                                                      metric_type=t.get("metricType"))))
                 else:
                     raise rmq.ScalerError(f"no scaler found for type: {t['type']}", param=None)

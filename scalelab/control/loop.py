@@ -43,6 +43,7 @@ from scalelab.control.keda import (
     ScaledObjectSpec,
     TriggerReading,
     activate,
+    trigger_authentications,
 )
 from scalelab.control.view import ClusterView
 from scalelab.errors import ConfigError
@@ -104,6 +105,7 @@ class ControlLoop:
         self._keda: list[_KedaUnit] = []
         self._hpas: list[_HPAUnit] = []
         now = clock()
+        auths = trigger_authentications(objects)
         for doc in objects:
             kind = doc.get("kind")
             if kind == "HorizontalPodAutoscaler":
@@ -111,6 +113,7 @@ class ControlLoop:
             elif kind == "ScaledObject":
                 target = doc["spec"]["scaleTargetRef"]["name"]
                 so = ScaledObjectSpec.from_manifest(doc, env=view.container_env(target),
+                                                    auths=auths, secret=view.secret,
                                                     source=source, namespace=namespace)
                 unit = _KedaUnit(spec=so, state=KedaState(created=now))
                 self._keda.append(unit)
@@ -118,7 +121,7 @@ class ControlLoop:
                                             f"by {so.object_ref})")
                 self._hpas.append(_HPAUnit(spec=hpa, owner=unit))
             elif kind == "TriggerAuthentication":
-                continue
+                continue  # read by the ScaledObjects that reference it (auths above)
             else:
                 raise ConfigError(f"unsupported kind {kind!r}", file=source, field="kind",
                                   fix="pass HorizontalPodAutoscaler or ScaledObject documents")

@@ -121,6 +121,9 @@ def parse_metadata(
 
     ``resolved_env`` is the target container's env for ``*FromEnv`` keys; ``None`` skips
     the resolution (offline validation: only checks that a host is configured at all).
+    ``auth_params`` are the TriggerAuthentication's parameters
+    (``scalelab.control.keda.auth_params``); offline their values are empty strings: the
+    parameter is given, its value comes from a Secret when the loop runs.
     """
     auth = auth_params or {}
     meta = dict(metadata)
@@ -139,6 +142,8 @@ def parse_metadata(
                     'error parsing RabbitMQ metadata: missing required parameter "host" in '
                     f"[triggerMetadata authParams resolvedEnv] (env var {meta['hostFromEnv']} "
                     "is not set in the target container)", param="hostFromEnv")
+    elif not host and resolved_env is None and "host" in auth:
+        host = None  # from a TriggerAuthentication's Secret: resolved when the loop runs
     elif not host:
         raise ScalerError('error parsing RabbitMQ metadata: missing required parameter "host" '
                           "in [triggerMetadata authParams resolvedEnv]", param="host")
@@ -159,9 +164,11 @@ def parse_metadata(
     # username/password: authParams, then resolvedEnv[<name>FromEnv]
     username = auth.get("username") or env.get(meta.get("usernameFromEnv", ""), "")
     password = auth.get("password") or env.get(meta.get("passwordFromEnv", ""), "")
-    if resolved_env is None:  # offline: a *FromEnv key counts as given
-        username = username or meta.get("usernameFromEnv", "")
-        password = password or meta.get("passwordFromEnv", "")
+    if resolved_env is None:  # offline: a *FromEnv key or an auth parameter counts as given
+        username = username or meta.get("usernameFromEnv", "") or (
+            "username" if "username" in auth else "")
+        password = password or meta.get("passwordFromEnv", "") or (
+            "password" if "password" in auth else "")
 
     # rabbitMQMetadata.Validate
     if protocol not in ("amqp", "http", "auto"):

@@ -49,6 +49,7 @@ from scalelab.control.keda import (
     ScaledObjectSpec,
     TriggerReading,
     activate,
+    trigger_authentications,
 )
 from scalelab.control.rabbitmq_scaler import QUEUE_LENGTH
 from scalelab.control.view import PodFacts, PodMetric
@@ -118,9 +119,10 @@ class ReplayResult:
 
 
 class _PlaceholderEnv(Mapping[str, str]):
-    """Any env var a KEDA trigger reads (``hostFromEnv``) resolves to a dummy management
-    API URL: the replay never connects, it only needs the trigger to parse, and the http
-    protocol accepts every mode (amqp refuses the rate modes, useRegex, ...)."""
+    """Any env var a KEDA trigger reads (``hostFromEnv``), and any key of any Secret a
+    TriggerAuthentication of the file references (``secretTargetRef``), resolves to a dummy
+    management API URL: the replay never connects, it only needs the trigger to parse, and
+    the http protocol accepts every mode (amqp refuses the rate modes, useRegex, ...)."""
 
     def __getitem__(self, key: str) -> str:
         return "http://replay:replay@127.0.0.1:15672/"
@@ -149,13 +151,16 @@ def load_manifest(path: Path) -> tuple[HPASpec, list[str]]:
         raise ConfigError(f"is not valid YAML: {err}", file=source,
                           fix="fix the YAML syntax") from None
     notes: list[str] = []
+    auths = trigger_authentications([d for d in docs if isinstance(d, dict)])
     for doc in docs:
         if not isinstance(doc, dict):
             continue
         if doc.get("kind") == "HorizontalPodAutoscaler":
             return _replayable(HPASpec.from_manifest(doc, source=source)), notes
         if doc.get("kind") == "ScaledObject":
-            so = ScaledObjectSpec.from_manifest(doc, env=_PlaceholderEnv(), source=source)
+            so = ScaledObjectSpec.from_manifest(doc, env=_PlaceholderEnv(), auths=auths,
+                                                secret=lambda name: _PlaceholderEnv(),
+                                                source=source)
             notes.append(f"KEDA ScaledObject/{so.name}: replaying its generated HPA "
                          f"{so.hpa_name} and KEDA's own scaling (activation 0/idle <-> "
                          f"min, cooldownPeriod {so.cooldown_period:g}s), polled every "

@@ -7,6 +7,7 @@ read (Pod status, metrics.k8s.io PodMetrics, the scale subresource).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,4 +56,9 @@ class ClusterView(Protocol):
 
     def container_env(self, deployment: str) -> dict[str, str]:
         """Resolved env of the target's first container (KEDA's ``*FromEnv`` reads it)."""
+        ...
+
+    def secret(self, name: str) -> Mapping[str, str] | None:
+        """A Secret's data in the stack's namespace, None if there is none (what KEDA's
+        TriggerAuthentication ``secretTargetRef`` reads)."""
         ...

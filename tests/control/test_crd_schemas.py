@@ -230,7 +230,9 @@ def _fails(doc: Mapping[str, Any], file: str = "m.yaml") -> ConfigError:
 
 
 def _so() -> dict[str, Any]:
-    return yaml.safe_load((SCALING_MANIFESTS / "keda-hybrid.yaml").read_text())
+    # the file also holds the TriggerAuthentication the ScaledObject reads its host through
+    return next(d for d in yaml.safe_load_all((SCALING_MANIFESTS / "keda-hybrid.yaml")
+                                              .read_text()) if d["kind"] == "ScaledObject")
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:

@@ -19,11 +19,25 @@ from scalelab.control.keda import (
     ScaledObjectSpec,
     TriggerReading,
     activate,
+    trigger_authentications,
 )
+from scalelab.credentials import MANAGEMENT_URL_KEY, SECRET_NAME
 from scalelab.errors import ConfigError
 from scalelab.paths import SCALING_MANIFESTS
 
 ENV = {"RABBITMQ_MGMT_URL": "http://guest:guest@127.0.0.1:15672/"}
+SECRETS = {SECRET_NAME: {MANAGEMENT_URL_KEY: "http://run:s3cret@rabbitmq:15672"}}
+
+
+def _shipped(name: str, secrets: dict[str, dict[str, str]] | None = None,
+             **kwargs: Any) -> ScaledObjectSpec:
+    """A shipped KEDA file's ScaledObject, its TriggerAuthentication resolved against
+    ``secrets`` (default: the broker Secret with a management URL)."""
+    docs = [d for d in yaml.safe_load_all((SCALING_MANIFESTS / name).read_text()) if d]
+    (so,) = [d for d in docs if d["kind"] == "ScaledObject"]
+    data = SECRETS if secrets is None else secrets
+    return ScaledObjectSpec.from_manifest(so, env={}, auths=trigger_authentications(docs),
+                                          secret=data.get, source=name, **kwargs)
 
 
 def _so(*, min_r: int | None = None, max_r: int | None = 10, idle: int | None = None,
@@ -120,8 +134,9 @@ def test_cpu_only_is_always_active() -> None:
 
 def test_generated_hpa_for_hybrid() -> None:
     """controllers/keda/hpa.go newHPAForScaledObject, as the one replica calculation."""
-    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-hybrid.yaml").read_text())
-    so = ScaledObjectSpec.from_manifest(doc, env=ENV, source="keda-hybrid.yaml")
+    so = _shipped("keda-hybrid.yaml")
+    doc = next(d for d in yaml.safe_load_all((SCALING_MANIFESTS / "keda-hybrid.yaml")
+                                             .read_text()) if d["kind"] == "ScaledObject")
     hpa = so.hpa_manifest()
     assert hpa["metadata"]["name"] == "keda-hpa-agent"
     assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 4
@@ -140,8 +155,7 @@ def test_generated_hpa_for_hybrid() -> None:
 
 def test_generated_hpa_min_is_at_least_one() -> None:
     """scaledobject_types.go GetHPAMinReplicas: minReplicaCount 0 -> HPA minReplicas 1."""
-    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-queue-zero.yaml").read_text())
-    so = ScaledObjectSpec.from_manifest(doc, env=ENV)
+    so = _shipped("keda-queue-zero.yaml")
     assert so.hpa_manifest()["spec"]["minReplicas"] == 1
     assert so.polling_interval == 5 and so.cooldown_period == 30
 
@@ -154,9 +168,61 @@ def test_defaults() -> None:
 
 
 def test_from_manifest_needs_the_env() -> None:
-    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-queue.yaml").read_text())
-    with pytest.raises(ConfigError, match="RABBITMQ_MGMT_URL"):
-        ScaledObjectSpec.from_manifest(doc, env={})
+    """hostFromEnv still works: the env var must be set in the target's container."""
+    assert _so().triggers  # parses with ENV
+    with pytest.raises(ConfigError, match="RABBITMQ_MGMT_URL") as err:
+        ScaledObjectSpec.from_manifest({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "so"},
+            "spec": {"scaleTargetRef": {"name": "agent"}, "triggers": [{
+                "type": "rabbitmq", "metadata": {"queueName": "q", "mode": "QueueLength",
+                                                 "hostFromEnv": "RABBITMQ_MGMT_URL",
+                                                 "value": "5"}}]}}, env={})
+    assert err.value.field == "spec.triggers[0].metadata.hostFromEnv"
+
+
+def test_host_comes_from_the_secret_through_the_trigger_authentication() -> None:
+    """scale_resolvers.go ResolveAuthRef: authenticationRef -> TriggerAuthentication ->
+    secretTargetRef -> the Secret's key, as the rabbitmq scaler's ``host`` (authParams)."""
+    for name in ("keda-queue.yaml", "keda-queue-zero.yaml", "keda-hybrid.yaml"):
+        (trigger,) = [t for t in _shipped(name).triggers if hasattr(t, "metadata")]
+        assert trigger.metadata.host == "http://run:s3cret@rabbitmq:15672", name
+
+
+def test_a_missing_secret_or_key_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError) as err:
+        _shipped("keda-queue.yaml", secrets={})
+    assert f"Secret {SECRET_NAME!r} does not exist" in str(err.value)
+    assert err.value.field == "spec.secretTargetRef[0]" and err.value.fix
+    with pytest.raises(ConfigError, match=f"has no key {MANAGEMENT_URL_KEY!r}"):
+        _shipped("keda-queue.yaml", secrets={SECRET_NAME: {"password": "x"}})
+
+
+def _so_with(auth: dict[str, Any], *, ref: dict[str, Any] | None = None,
+             env: dict[str, str] | None = None) -> ScaledObjectSpec:
+    ta = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+          "metadata": {"name": "ta"}, "spec": auth}
+    so = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "so"},
+          "spec": {"scaleTargetRef": {"name": "agent"}, "triggers": [{
+              "type": "rabbitmq", "authenticationRef": ref or {"name": "ta"},
+              "metadata": {"queueName": "q", "protocol": "http", "mode": "QueueLength",
+                           "value": "5"}}]}}
+    return ScaledObjectSpec.from_manifest(so, env=env or {}, secret=SECRETS.get,
+                                          auths=trigger_authentications([ta, so]))
+
+
+def test_trigger_authentication_sources() -> None:
+    """env entries read the target container's env; other sources are refused by name."""
+    (t,) = _so_with({"env": [{"parameter": "host", "name": "MGMT"}]},
+                    env={"MGMT": "http://e:e@h:15672"}).triggers
+    assert t.metadata.host == "http://e:e@h:15672"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="hashiCorpVault is not emulated") as err:
+        _so_with({"hashiCorpVault": {"address": "http://vault"}})
+    assert err.value.field == "spec.hashiCorpVault"
+    with pytest.raises(ConfigError, match="not in this file") as err:
+        _so_with({}, ref={"name": "other"})
+    assert err.value.field == "spec.triggers[0].authenticationRef.name"
+    with pytest.raises(ConfigError, match="ClusterTriggerAuthentication is not emulated"):
+        _so_with({}, ref={"name": "ta", "kind": "ClusterTriggerAuthentication"})
 
 
 # -- properties ---------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 ``FakeView`` stands in for a Kubernetes cluster (the seam the local backend implements
 with real processes): pods appear Running and Ready as soon as ``scale`` is called and
-report the CPU the test sets. The management API is faked the same way (``http_get``);
-the real broker is exercised in ``test_rabbitmq_scaler.py``. Everything between - the
+report the CPU the test sets; its Secrets are a dict (the shipped ScaledObjects read the
+management URL from the Secret rabbitmq-credentials through their TriggerAuthentication).
+The management API is faked the same way (``http_get``); the real broker is exercised in
+``test_rabbitmq_scaler.py`` and below. Everything between - the
 HPA core, KEDA activation, metric plumbing, events and the exported series - is real.
 """
 
@@ -20,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scalelab.control.loop import ControlLoop
 from scalelab.control.view import PodFacts, PodMetric
+from scalelab.credentials import MANAGEMENT_URL_KEY, SECRET_NAME
+from scalelab.errors import ConfigError
 from scalelab.paths import SCALING_MANIFESTS
 from scalelab.settings import TimingProfile
 from scalelab.waiting import wait_for
@@ -36,6 +40,9 @@ class FakeView:
     cpu_milli_per_pod: int = 10
     request_milli: int = 100
     scaled: list[int] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {SECRET_NAME: {MANAGEMENT_URL_KEY: MGMT}})
 
     def pods(self, deployment: str) -> list[PodFacts]:
         return [PodFacts(name=f"{deployment}-{i}", phase="Running", ready=True, deleting=False,
@@ -55,7 +62,10 @@ class FakeView:
         self.scaled.append(replicas)
 
     def container_env(self, deployment: str) -> dict[str, str]:
-        return {"RABBITMQ_MGMT_URL": MGMT}
+        return self.env
+
+    def secret(self, name: str) -> dict[str, str] | None:
+        return self.secrets.get(name)
 
 
 @dataclass
@@ -274,14 +284,27 @@ def test_thread_runs_and_stops() -> None:
     assert loop.errors == []
 
 
-def test_missing_env_var_is_a_config_error() -> None:
-    view = FakeView()
-    view.container_env = lambda deployment: {}  # type: ignore[method-assign]
-    from scalelab.errors import ConfigError
+def test_missing_secret_is_a_config_error() -> None:
+    """The TriggerAuthentication's Secret must exist when the ScaledObject is applied."""
+    with pytest.raises(ConfigError, match=f"Secret '{SECRET_NAME}' does not exist") as info:
+        _loop("keda-queue.yaml", FakeView(secrets={}))
+    assert info.value.field == "spec.secretTargetRef[0]"
 
+
+def test_missing_env_var_is_a_config_error() -> None:
+    """hostFromEnv (still supported): the target container must carry the variable."""
+    docs = list(yaml.safe_load_all((SCALING_MANIFESTS / "keda-queue.yaml").read_text()))
+    trigger = docs[-1]["spec"]["triggers"][0]
+    del trigger["authenticationRef"]
+    trigger["metadata"]["hostFromEnv"] = "RABBITMQ_MGMT_URL"
     with pytest.raises(ConfigError, match="RABBITMQ_MGMT_URL") as info:
-        _loop("keda-queue.yaml", view)
+        ControlLoop(objects=docs, view=FakeView(), timing=TIMING, registry=CollectorRegistry())
     assert info.value.field == "spec.triggers[0].metadata.hostFromEnv"
+    view = FakeView(env={"RABBITMQ_MGMT_URL": MGMT}, secrets={})
+    mgmt = FakeManagement()
+    ControlLoop(objects=docs, view=view, timing=TIMING, registry=CollectorRegistry(),
+                clock=lambda: 0.0, http_get=mgmt).step(0.0)
+    assert mgmt.urls[0].startswith(MGMT)
 
 
 @pytest.mark.slow
@@ -293,15 +316,15 @@ def test_keda_activates_from_real_queue(rabbitmq: object, queue_names: object) -
     queue: str = queue_names.tasks  # type: ignore[attr-defined]
     mgmt_url = rabbitmq.management_url.replace(  # type: ignore[attr-defined]
         "http://", "http://guest:guest@") + "/"
-    doc = yaml.safe_load((SCALING_MANIFESTS / "keda-queue-zero.yaml").read_text())
-    doc["spec"]["triggers"][0]["metadata"]["queueName"] = queue
-    view = FakeView(replicas=0)
-    view.container_env = lambda deployment: {"RABBITMQ_MGMT_URL": mgmt_url}  # type: ignore
+    docs = list(yaml.safe_load_all((SCALING_MANIFESTS / "keda-queue-zero.yaml").read_text()))
+    docs[-1]["spec"]["triggers"][0]["metadata"]["queueName"] = queue
+    # the management URL reaches the scaler through the TriggerAuthentication's Secret
+    view = FakeView(replicas=0, secrets={SECRET_NAME: {MANAGEMENT_URL_KEY: mgmt_url}})
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         ch = conn.channel()
         ch.queue_declare(queue=queue, durable=True)
-        loop = ControlLoop(objects=[doc], view=view, timing=TIMING,
+        loop = ControlLoop(objects=docs, view=view, timing=TIMING,
                            registry=CollectorRegistry(), clock=lambda: 0.0,
                            source="keda-queue-zero.yaml")
         loop.step(0.0)

@@ -28,11 +28,27 @@ SHIPPED = ["hpa-cpu.yaml", "hpa-cpu-nostab.yaml", "hpa-cpu-window60.yaml", "keda
            "keda-queue-zero.yaml", "keda-hybrid.yaml"]
 
 
+def _docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((SCALING_MANIFESTS / name).read_text()) if d]
+
+
 def _doc(name: str) -> dict[str, Any]:
-    return yaml.safe_load((SCALING_MANIFESTS / name).read_text())
+    """The HPA or ScaledObject of a shipped file (a KEDA file also holds its
+    TriggerAuthentication, which ``_write`` puts back)."""
+    (doc,) = [d for d in _docs(name) if d["kind"] != "TriggerAuthentication"]
+    return doc
+
+
+TRIGGER_AUTH = next(d for d in _docs("keda-queue.yaml") if d["kind"] == "TriggerAuthentication")
 
 
 def _write(tmp_path: Path, *docs: dict[str, Any], name: str = "m.yaml") -> Path:
+    """The docs as one file; a ScaledObject referencing the shipped TriggerAuthentication
+    gets it in front, as in the shipped files."""
+    refs = {(t.get("authenticationRef") or {}).get("name") for d in docs
+            if d.get("kind") == "ScaledObject" for t in d["spec"].get("triggers") or []}
+    if TRIGGER_AUTH["metadata"]["name"] in refs and TRIGGER_AUTH not in docs:
+        docs = (TRIGGER_AUTH, *docs)
     p = tmp_path / name
     p.write_text(yaml.safe_dump_all(docs))
     return p
@@ -41,8 +57,12 @@ def _write(tmp_path: Path, *docs: dict[str, Any], name: str = "m.yaml") -> Path:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_manifests_validate(name: str) -> None:
     objs = validate_scaling(SCALING_MANIFESTS / name)
-    assert len(objs) == 1
-    (obj,) = objs
+    auth = [o for o in objs if o.kind == "TriggerAuthentication"]
+    (obj,) = [o for o in objs if o.kind != "TriggerAuthentication"]
+    # a KEDA file carries the TriggerAuthentication its ScaledObject reads the broker's
+    # management URL through (no credentials in the manifest; defect 11)
+    assert [a.name for a in auth] == (["rabbitmq-management"] if name.startswith("keda")
+                                      else [])
     assert obj.target == "agent"
     assert obj.namespace == "scalelab"
     assert obj.max_replicas == 4
@@ -56,7 +76,7 @@ def test_effective_defaults(tmp_path: Path) -> None:
     hpa = _doc("hpa-cpu.yaml")
     del hpa["spec"]["minReplicas"]
     hpa["spec"]["scaleTargetRef"]["name"] = "other"
-    objs = load_scaling(_write(tmp_path, so, hpa))
+    objs = load_scaling(_write(tmp_path, so, hpa))[1:]   # after the TriggerAuthentication
     assert isinstance(objs[0], ScalingObject)
     assert (objs[0].min_replicas, objs[0].max_replicas) == (0, 100)  # KEDA defaults
     assert objs[1].min_replicas == 1  # autoscaling/v2 default
@@ -203,3 +223,18 @@ def test_trigger_authentication_schema(tmp_path: Path) -> None:
     assert objs[0].ref == "TriggerAuthentication/rabbit" and objs[0].target is None
     ta["spec"]["secretTargetRef"][0]["secret"] = "typo"
     _expect(_write(tmp_path, ta), "spec.secretTargetRef[0].secret", "unknown")
+
+
+def test_a_trigger_authentication_must_be_in_the_same_file(tmp_path: Path) -> None:
+    """The shipped ScaledObjects take their host from the TriggerAuthentication next to
+    them; without it (or without any host) the file is refused before anything runs."""
+    so = _doc("keda-queue.yaml")
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump(so))
+    _expect(alone, "spec.triggers[0].authenticationRef.name", "not in this file")
+    del so["spec"]["triggers"][0]["authenticationRef"]
+    _expect(_write(tmp_path, so), "spec.triggers[0].metadata.host",
+            'missing required parameter "host"')
+    so = _doc("keda-queue.yaml")
+    so["spec"]["triggers"][0]["authenticationRef"]["kind"] = "ClusterTriggerAuthentication"
+    _expect(_write(tmp_path, so), "spec.triggers[0].authenticationRef.kind", "not emulated")

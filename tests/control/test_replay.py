@@ -10,7 +10,7 @@ import yaml
 
 from scalelab.cli import main
 from scalelab.control.hpa import HPAControllerSettings
-from scalelab.control.replay import load_manifest, load_trace, replay
+from scalelab.control.replay import KedaHPASpec, load_manifest, load_trace, replay
 from scalelab.errors import ConfigError
 from scalelab.paths import SCALING_MANIFESTS
 
@@ -229,3 +229,16 @@ def test_a_memory_metric_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_manifest(path)
     assert err.value.field == "spec.metrics[0]" and "memory" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["keda-queue.yaml", "keda-queue-zero.yaml", "keda-hybrid.yaml"])
+def test_shipped_scaled_objects_with_a_trigger_authentication_load(name):
+    """The shipped ScaledObjects read their host through a TriggerAuthentication's Secret
+    (authenticationRef); the replay resolves it to a placeholder, as it does hostFromEnv."""
+    path = ZERO.parent / name
+    assert "authenticationRef" in path.read_text()
+    spec, notes = load_manifest(path)
+    assert spec.max_replicas == 4 and any("KEDA" in n for n in notes)
+    assert isinstance(spec, KedaHPASpec)
+    (trigger,) = [t for t in spec.scaled_object.triggers if hasattr(t, "metadata")]
+    assert trigger.metadata.host.startswith("http://replay:replay@")

@@ -19,6 +19,7 @@ Everything else (step order, teardown after partial failure, parsing) is the rea
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -40,6 +41,7 @@ from scalelab.backends.cluster.kind import KindBackend
 from scalelab.backends.cluster.kube import CommandError, Completed
 from scalelab.backends.cluster.render import load_charts, render_values
 from scalelab.backends.cluster.settings import ClusterSettings
+from scalelab.credentials import SECRET_NAME
 from scalelab.errors import BackendError, ConfigError, MissingDependencyError, WaitTimeout
 from scalelab.settings import StackSettings, TimingProfile
 from scalelab.waiting import wait_for
@@ -238,6 +240,8 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
             "helm upgrade --install metrics-server",
             "helm upgrade --install kps",
             "helm upgrade --install keda",
+            "kubectl get secret rabbitmq-credentials",
+            "kubectl apply --server-side --field-manager=scalelab",
             "kubectl apply -k " + str(b.work_dir / "stack"),
             "kubectl apply -f -",
             "kubectl apply --server-side --field-manager=scalelab",
@@ -272,10 +276,32 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
             assert "--wait" in call
             values = Path(call[call.index("--values") + 1])
             assert values.read_text() == render_values(release, timing=TimingProfile())
-        dashboards = rec.inputs[11]
+        stack = seq.index("kubectl apply -k " + str(b.work_dir / "stack"))
+        dashboards = rec.inputs[stack + 2]
         assert dashboards.count("kind: ConfigMap") == 4
-        assert [c[2] for c in rec.calls[12:15]] == ["deployment"] * 3
-        assert [c[-1] for c in rec.calls[12:15]] == ["rabbitmq", "api", "agent"]
+        gets = seq.index("api get deployment scalelab rabbitmq")
+        assert [c[2] for c in rec.calls[gets:gets + 3]] == ["deployment"] * 3
+        assert [c[-1] for c in rec.calls[gets:gets + 3]] == ["rabbitmq", "api", "agent"]
+        # the per-run broker Secret, before the stack that reads it (defect 11)
+        creds = b.credentials
+        assert creds is not None and creds.username == "scalelab" and len(creds.password) >= 32
+        secret_read, secret_apply = rec.calls[stack - 2], rec.calls[stack - 1]
+        assert secret_read[-5:] == ("--namespace", "scalelab", "--ignore-not-found",
+                                    "--output", "json")
+        assert secret_apply[-2:] == ("-f", "-")
+        namespace, secret = yaml.safe_load_all(rec.inputs[stack - 1])
+        assert (namespace["kind"], namespace["metadata"]["name"]) == ("Namespace", "scalelab")
+        assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", SECRET_NAME)
+        data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        host = "rabbitmq.scalelab.svc.cluster.local"
+        assert data == {"username": "scalelab", "password": creds.password,
+                        "amqp-url": f"amqp://scalelab:{creds.password}@{host}:5672/%2F",
+                        "management-url": f"http://scalelab:{creds.password}@{host}:15672"}
+        # the password travels on stdin only (the Secret above): never on a command line,
+        # never in a file of the work dir
+        assert not [c for c in rec.calls if any(creds.password in a for a in c)]
+        assert not [f for f in tmp_path.rglob("*") if f.is_file()
+                    and creds.password.encode() in f.read_bytes()]
         monitors = list(yaml.safe_load_all(rec.inputs[seq.index("kubectl apply -f -")]))
         assert [m["metadata"]["namespace"] for m in monitors] == ["scalelab", "scalelab"]
         # Locust's load reaches the API through kind's port mapping to its NodePort
@@ -295,8 +321,10 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
         overlay = yaml.safe_load((b.work_dir / "stack" / "kustomization.yaml").read_text())
         assert "nodePort: 30080" in overlay["patches"][-1]["patch"]
         assert endpoints.prometheus == f"http://127.0.0.1:{ports[0]}"
-        assert endpoints.rabbitmq_management == f"http://127.0.0.1:{ports[1]}"
-        assert endpoints.amqp == f"amqp://guest:guest@127.0.0.1:{ports[2]}/%2F"
+        # the harness reaches the forwarded broker as this run's user (no guest/guest)
+        assert endpoints.rabbitmq_management == \
+            f"http://scalelab:{creds.password}@127.0.0.1:{ports[1]}"
+        assert endpoints.amqp == f"amqp://scalelab:{creds.password}@127.0.0.1:{ports[2]}/%2F"
         assert b.grafana_url == f"http://127.0.0.1:{ports[3]}"
         assert b.grafana_login == ("admin", "scalelab")
     finally:
@@ -312,8 +340,9 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
 
 # The calls of a kind up(), by index (see the test above); fail each one in turn.
 KIND_STEPS = {0: "kind get clusters", 1: "kind create", 2: "docker build", 4: "kind load",
-              6: "helm metrics-server", 8: "helm keda", 9: "apply stack", 11: "dashboards",
-              12: "rollout read", 16: "second port-forward", 18: "last port-forward"}
+              6: "helm metrics-server", 8: "helm keda", 9: "read secret", 10: "apply secret",
+              11: "apply stack", 13: "dashboards", 14: "rollout read",
+              18: "second port-forward", 20: "last port-forward"}
 
 
 @pytest.mark.parametrize("fail_at", list(KIND_STEPS), ids=list(KIND_STEPS.values()))

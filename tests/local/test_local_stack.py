@@ -19,6 +19,12 @@ import requests
 from prometheus_api_client import PrometheusConnect
 
 from scalelab.backends.local.backend import LocalBackend
+from scalelab.credentials import (
+    AMQP_URL_KEY,
+    MANAGEMENT_URL_KEY,
+    SECRET_KEYS,
+    SECRET_NAME,
+)
 from scalelab.settings import TASK_QUEUE, StackSettings, TimingProfile
 from scalelab.waiting import wait_for
 from tests.local.leftovers import MARKER, describe, listening, tagged
@@ -83,12 +89,21 @@ def test_endpoints_answer(stack: LocalBackend) -> None:
     assert versions["rabbitmq"].startswith("3.") and versions["prometheus"][0].isdigit()
 
 
-def test_agent_env_carries_private_broker_urls(stack: LocalBackend) -> None:
+def test_agent_env_and_the_secret_carry_private_broker_urls(stack: LocalBackend) -> None:
+    """The Secret manifests/base reads holds the private broker's loopback guest user (in
+    memory): the pods' AMQP_URL comes from it, and so does KEDA's management URL."""
     env = stack.container_env("agent")
-    mgmt = urlsplit(stack.endpoints.rabbitmq_management)
-    assert env["RABBITMQ_MGMT_URL"] == f"http://guest:guest@127.0.0.1:{mgmt.port}"
     assert env["AMQP_URL"] == stack.endpoints.amqp
     assert env["TASK_QUEUE"] == "agent-tasks"
+    assert "RABBITMQ_MGMT_URL" not in env
+    secret = stack.secret(SECRET_NAME)
+    assert secret is not None and set(secret) == set(SECRET_KEYS)
+    mgmt = urlsplit(stack.endpoints.rabbitmq_management)
+    assert secret[MANAGEMENT_URL_KEY] == f"http://guest:guest@127.0.0.1:{mgmt.port}"
+    assert secret[AMQP_URL_KEY] == stack.endpoints.amqp
+    pod = stack.supervisors["agent"].pods()[0]
+    assert pod.launch.env["AMQP_URL"] == stack.endpoints.amqp
+    assert requests.get(f"{secret[MANAGEMENT_URL_KEY]}/api/whoami", timeout=5).ok
 
 
 def test_agent_pods_are_ready_only_while_they_consume(stack: LocalBackend) -> None:
@@ -230,10 +245,16 @@ def test_apply_scaling_runs_the_emulated_controllers(stack: LocalBackend) -> Non
     served by our exporter and scraped, removed again."""
     refs = stack.apply_scaling(Path("manifests/scaling/keda-queue.yaml"))
     try:
-        assert any(r.startswith("ScaledObject/") for r in refs)
+        assert refs == ["TriggerAuthentication/rabbitmq-management", "ScaledObject/agent"]
         wait_for(lambda: _prom(stack).custom_query("keda_scaler_active"), bool,
                  what="keda_scaler_active scraped from the exporter", expected="a series",
                  timeout=30, interval=0.5)
+        # the scaler reached the management API with the URL the TriggerAuthentication
+        # resolved from the Secret: a value, no error
+        wait_for(lambda: _value(stack, "keda_scaler_metrics_value"), lambda v: v is not None,
+                 what="the rabbitmq scaler's value", expected="a sample", timeout=30,
+                 interval=0.5)
+        assert _value(stack, "sum(keda_scaler_errors_total)") == 0
         assert stack.diagnostics()["scaling_objects"] == refs
     finally:
         stack.remove_scaling()

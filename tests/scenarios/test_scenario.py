@@ -76,7 +76,8 @@ def test_manifest_relative_to_scenario_file(tmp_path: Path) -> None:
     doc["expectations"] = [{"phase": "load", "reaches": 0, "within": 30}]
     sc = load_scenario(write(tmp_path, doc))
     assert sc.replica_bounds == (0, 4)
-    assert sc.scaling_objects[0].kind == "ScaledObject"
+    # the KEDA file carries the TriggerAuthentication its ScaledObject reads the host through
+    assert [o.kind for o in sc.scaling_objects] == ["TriggerAuthentication", "ScaledObject"]
 
 
 def test_shipped_scenarios_load() -> None:
@@ -87,8 +88,8 @@ def test_shipped_scenarios_load() -> None:
         assert sc.duration <= 250, f"{sc.name} is too long for the default timing profile"
         # ids are what `pytest -k` selects on: "keda" in the name means a KEDA scenario
         kinds = {o.kind for o in sc.scaling_objects}
-        if "keda" in sc.name:
-            assert kinds == {"ScaledObject"}
+        if "keda" in sc.name:   # with the TriggerAuthentication of its broker URL
+            assert kinds == {"ScaledObject", "TriggerAuthentication"}
         if "ScaledObject" in kinds:
             assert "keda" in sc.tags
         if "HorizontalPodAutoscaler" in kinds:

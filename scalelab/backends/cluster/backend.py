@@ -19,6 +19,7 @@ import yaml
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
 from scalelab.backends.broker import purge_queue
 from scalelab.backends.cluster import kube, tools
+from scalelab.backends.cluster import secrets as broker_secrets
 from scalelab.backends.cluster.events import (
     AppliedObject,
     RolloutState,
@@ -52,6 +53,7 @@ from scalelab.backends.cluster.settings import (
     RABBITMQ_DEPLOYMENT,
     ClusterSettings,
 )
+from scalelab.credentials import SECRET_NAME, BrokerCredentials
 from scalelab.errors import BackendError, ConfigError
 from scalelab.manifests import load_scaling
 from scalelab.record import new_run_id
@@ -116,6 +118,8 @@ class ClusterBackend(Backend):
         self._endpoints: Endpoints | None = None
         self._applied: list[AppliedObject] = []
         self._stack_touched = False
+        #: This run's broker user and password (the credentials step; in memory only).
+        self.credentials: BrokerCredentials | None = None
         self.timings: dict[str, float] = {}
 
     # -- things subclasses decide ----------------------------------------------------------
@@ -219,7 +223,8 @@ class ClusterBackend(Backend):
             ("render", self._render), ("provision", self._provision)]
         if self.cluster.install_addons:
             steps.append(("addons", self._install_addons))
-        steps += [("stack", self._apply_stack), ("monitoring", self._apply_monitoring)]
+        steps += [("credentials", self._apply_credentials), ("stack", self._apply_stack),
+                  ("monitoring", self._apply_monitoring)]
         steps += [("rollout", self._wait_rollouts), ("port-forward", self._port_forward)]
         return steps
 
@@ -298,6 +303,21 @@ class ClusterBackend(Backend):
         """kube-prometheus-stack (its Grafana, the dashboards' sidecar) installed by us."""
         return any(r.chart == "kube-prometheus-stack" for r in self.installed_releases)
 
+    def _apply_credentials(self) -> None:
+        """The per-run broker Secret the stack reads (``secrets``): the namespace's own if
+        it has one (a kept stack's broker knows only that password), else a new random
+        one; applied from stdin, so no password is on a command line."""
+        ns = self.settings.namespace
+        found = self._kubectl("get", "secret", SECRET_NAME, "--namespace", ns,
+                              "--ignore-not-found", "--output", "json", timeout=60)
+        self.credentials = (broker_secrets.read_credentials(found.stdout, namespace=ns)
+                            or BrokerCredentials.generate())
+        self._stack_touched = True   # the namespace exists from here on: down() removes it
+        self._kubectl("apply", "--server-side", "--field-manager=scalelab", "-f", "-",
+                      input=yaml.safe_dump_all(broker_secrets.credentials_objects(
+                          self.credentials, namespace=ns, run_id=self.run_id),
+                          sort_keys=False))
+
     def _apply_stack(self) -> None:
         self._stack_touched = True
         self._kubectl("apply", "-k", str(self.work_dir / "stack"))
@@ -371,11 +391,12 @@ class ClusterBackend(Backend):
         api = self.direct_api_url or f"http://127.0.0.1:{p['api']}"
         if self.direct_api_url is not None:
             self._wait_api(api)
+        assert self.credentials is not None, "the credentials step runs before"
+        amqp, management = broker_secrets.local_urls(
+            self.credentials, amqp_port=p["amqp"], management_port=p["rabbitmq_management"])
         self._endpoints = Endpoints(
-            api=api,
-            prometheus=f"http://127.0.0.1:{p['prometheus']}",
-            rabbitmq_management=f"http://127.0.0.1:{p['rabbitmq_management']}",
-            amqp=f"amqp://guest:guest@127.0.0.1:{p['amqp']}/%2F")
+            api=api, prometheus=f"http://127.0.0.1:{p['prometheus']}",
+            rabbitmq_management=management, amqp=amqp)
 
     def _wait_api(self, url: str) -> None:
         """The API answers ``/healthz`` at its direct URL (kube-proxy has programmed the

@@ -34,10 +34,18 @@ from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
 from scalelab.backends.broker import purge_queue
 from scalelab.backends.local import scrape
 from scalelab.backends.local.exporter import Exporter, KubeStateCollector
-from scalelab.backends.local.manifests import BASE, DeploymentSpec, load_deployment, load_documents
+from scalelab.backends.local.manifests import (
+    BASE,
+    DeploymentSpec,
+    check_broker_env,
+    load_deployment,
+    load_documents,
+    local_secret_data,
+)
 from scalelab.backends.local.pods import Launch, Supervisor
 from scalelab.backends.local.resources import ResourceAccounting
 from scalelab.control.view import PodFacts, PodMetric
+from scalelab.credentials import SECRET_NAME
 from scalelab.errors import BackendError, ConfigError
 from scalelab.procs import prometheus as prom
 from scalelab.settings import AGENT_DEPLOYMENT, API_DEPLOYMENT, TASK_QUEUE, StackSettings
@@ -88,6 +96,8 @@ class LocalBackend(Backend):
         self._sd_lock = threading.Lock()
         self._endpoints: Endpoints | None = None
         self._api_port: int | None = None
+        #: Secret name -> data: the Secrets manifests/base reads, held in memory only.
+        self._secrets: dict[str, dict[str, str]] = {}
         #: Seconds per bring-up step, for the benchmark.
         self.timings: dict[str, float] = {}
 
@@ -107,6 +117,7 @@ class LocalBackend(Backend):
                 raise ConfigError(f"env {var} is missing", file=str(self.specs[name].file),
                                   field="spec.template.spec.containers[0].env",
                                   fix=f"add {var} (the container's listening port)")
+            check_broker_env(self.specs[name])
         started = time.monotonic()
         try:
             self._up(RabbitMQNode)
@@ -134,6 +145,7 @@ class LocalBackend(Backend):
         rabbit = self.rabbitmq
         taken |= {rabbit.amqp_port, rabbit.management_port, rabbit.prometheus_port,
                   rabbit.dist_port, rabbit.epmd_port}
+        self._secrets = {SECRET_NAME: local_secret_data(rabbit)}
         prometheus_port = port_for.select_random(exclude_ports=taken)
         config = scrape.scrape_config(
             scrape_interval=timing.scrape_interval, namespace=self.settings.namespace,
@@ -220,6 +232,7 @@ class LocalBackend(Backend):
                 self.registry.unregister(self._collector)
             self._collector = None
         self.exporter = self.prometheus = self.rabbitmq = None
+        self._secrets = {}
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -228,7 +241,7 @@ class LocalBackend(Backend):
     def _launch(self, deployment: str, pod: str) -> Launch:
         spec = self.specs[deployment]
         port_var = PORT_ENV[deployment]
-        container_port = int(spec.resolve_env(pod=pod)[port_var])
+        container_port = int(spec.resolve_env(pod=pod, secrets=self._secrets)[port_var])
         sup = self.supervisors.get(deployment)
         in_use: set[int] = set()
         for other in sup.pods() if sup else []:
@@ -240,16 +253,9 @@ class LocalBackend(Backend):
         else:
             port = port_for.select_random(exclude_ports=in_use)
         assert port is not None
-        overrides = {**self._broker_env(), port_var: str(port),
-                     BIND_ENV[deployment]: self.settings.bind}
-        return Launch(env=spec.resolve_env(pod=pod, overrides=overrides),
+        overrides = {port_var: str(port), BIND_ENV[deployment]: self.settings.bind}
+        return Launch(env=spec.resolve_env(pod=pod, secrets=self._secrets, overrides=overrides),
                       ports={container_port: port})
-
-    def _broker_env(self) -> dict[str, str]:
-        """The in-cluster service addresses, replaced by the private broker's."""
-        rabbit = self.rabbitmq
-        mgmt = rabbit.management_url.replace("http://", "http://guest:guest@", 1)
-        return {"AMQP_URL": rabbit.amqp_url, "RABBITMQ_MGMT_URL": mgmt}
 
     def _sd_path(self, deployment: str) -> Path:
         assert self.workdir is not None
@@ -364,8 +370,10 @@ class LocalBackend(Backend):
 
     def container_env(self, deployment: str) -> dict[str, str]:
         spec = self._supervisor(deployment).spec
-        overrides = self._broker_env() if self.rabbitmq is not None else {}
-        return spec.resolve_env(pod=f"{deployment}-{spec.template_hash}", overrides=overrides)
+        return spec.resolve_env(pod=f"{deployment}-{spec.template_hash}", secrets=self._secrets)
+
+    def secret(self, name: str) -> dict[str, str] | None:
+        return self._secrets.get(name)
 
     # -- control ---------------------------------------------------------------------
     def scale(self, deployment: str, replicas: int) -> None:

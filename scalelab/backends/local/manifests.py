@@ -1,9 +1,9 @@
 """Read the Deployment manifests the cluster applies, so both backends run the same spec.
 
 The local backend takes from ``manifests/base/<name>.yaml``: replicas, the first container's
-env (``value`` and ``fieldRef``), CPU/memory requests and limits, the readiness probe, the
-termination grace period and the Prometheus scrape annotations. Bad input is a
-``ConfigError`` naming the file and the field, raised before anything starts.
+env (``value``, ``fieldRef`` and ``secretKeyRef``), CPU/memory requests and limits, the
+readiness probe, the termination grace period and the Prometheus scrape annotations. Bad
+input is a ``ConfigError`` naming the file and the field, raised before anything starts.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from kubernetes.utils import parse_quantity
 
 from scalelab import paths
 from scalelab.control.hpa import parse_quantity_milli
+from scalelab.credentials import AMQP_URL_KEY, SECRET_NAME, BrokerCredentials
 from scalelab.errors import ConfigError
+from scalelab.procs.rabbitmq import GUEST
 
 BASE = paths.MANIFESTS / "base"
 
@@ -92,19 +95,32 @@ class DeploymentSpec:
     scrape_path: str = "/metrics"
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    def resolve_env(self, *, pod: str, overrides: Mapping[str, str] | None = None
-                    ) -> dict[str, str]:
-        """The container's env as the kubelet resolves it (``value`` and the downward API
-        ``metadata.name``/``metadata.namespace``), then ``overrides`` (the local
-        backend's addresses replace in-cluster service names)."""
+    def resolve_env(self, *, pod: str, secrets: Mapping[str, Mapping[str, str]] | None = None,
+                    overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The container's env as the kubelet resolves it (``value``, the downward API
+        ``metadata.name``/``metadata.namespace``, ``secretKeyRef`` from ``secrets``: Secret
+        name -> data), then ``overrides`` (the local backend's own ports).
+
+        ``secretKeyRef`` follows kubernetes ``pkg/kubelet/kubelet_pods.go``
+        ``makeEnvironmentVariables``: a missing Secret or key leaves the variable out when
+        the reference is ``optional``, and otherwise stops the container from starting
+        (CreateContainerConfigError), here a ``ConfigError`` before any pod starts.
+        """
         resolved: dict[str, str] = {}
         for index, entry in enumerate(self.env):
             name = str(entry["name"])
+            at = f"spec.template.spec.containers[0].env[{index}]"
             if "value" in entry:
                 resolved[name] = str(entry["value"])
                 continue
-            ref = (entry.get("valueFrom") or {}).get("fieldRef") or {}
-            path = ref.get("fieldPath")
+            source = entry.get("valueFrom") or {}
+            if "secretKeyRef" in source:
+                value = self._secret_value(source["secretKeyRef"], secrets or {}, env=name,
+                                           at=f"{at}.valueFrom.secretKeyRef")
+                if value is not None:
+                    resolved[name] = value
+                continue
+            path = (source.get("fieldRef") or {}).get("fieldPath")
             if path == "metadata.name":
                 resolved[name] = pod
             elif path == "metadata.namespace":
@@ -112,11 +128,62 @@ class DeploymentSpec:
             else:
                 raise ConfigError(
                     f"env {name!r} uses a source the local backend cannot resolve",
-                    file=str(self.file), field=f"spec.template.spec.containers[0].env[{index}]",
-                    fix="use a literal value or fieldRef metadata.name / metadata.namespace",
+                    file=str(self.file), field=at,
+                    fix="use a literal value, fieldRef metadata.name / metadata.namespace, "
+                        "or secretKeyRef",
                 )
         resolved.update(overrides or {})
         return resolved
+
+    def _secret_value(self, ref: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]],
+                      *, env: str, at: str) -> str | None:
+        secret, key = str(ref.get("name", "")), str(ref.get("key", ""))
+        data = secrets.get(secret)
+        if data is not None and key in data:
+            return data[key]
+        if ref.get("optional"):
+            return None
+        missing = (f"Secret {secret!r} does not exist" if data is None
+                   else f"Secret {secret!r} has no key {key!r}")
+        provided = "; ".join(f"{n} (keys {', '.join(sorted(d))})" for n, d in secrets.items())
+        raise ConfigError(
+            f"env {env!r}: {missing} (the kubelet would not start the container)",
+            file=str(self.file), field=at,
+            fix=f"reference a Secret and key the backend provides: {provided or 'none'}")
+
+
+def local_secret_data(rabbit: Any) -> dict[str, str]:
+    """The data of the Secret ``manifests/base`` reads (``scalelab.credentials``) for the
+    local backend's private broker: its ``guest`` user, which that broker admits from
+    loopback only (``scalelab.procs.rabbitmq`` sets ``loopback_users.guest = true``), so
+    no password is made up and none is written anywhere: the data lives in memory."""
+    user, password = GUEST
+    creds = BrokerCredentials(username=user, password=password)
+    mgmt = urlsplit(rabbit.management_url)
+    return creds.secret_data(
+        amqp_url=rabbit.amqp_url,
+        management_url=creds.management_url(host=str(mgmt.hostname), port=int(mgmt.port or 80)))
+
+
+def check_broker_env(spec: DeploymentSpec) -> None:
+    """The local pods reach the private broker only through the Secret's ``amqp-url``: a
+    literal ``AMQP_URL`` (say, an in-cluster service name) would leave them retrying
+    forever, so refuse it before anything starts."""
+    for index, entry in enumerate(spec.env):
+        if entry.get("name") != "AMQP_URL":
+            continue
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef") or {}
+        if ref.get("name") == SECRET_NAME and ref.get("key") == AMQP_URL_KEY:
+            return
+        raise ConfigError(
+            "env AMQP_URL does not come from the broker Secret, so the local pods would not "
+            "reach the private broker", file=str(spec.file),
+            field=f"spec.template.spec.containers[0].env[{index}]",
+            fix=f"valueFrom: {{secretKeyRef: {{name: {SECRET_NAME}, key: {AMQP_URL_KEY}}}}} "
+                "(as manifests/base does)")
+    raise ConfigError("env AMQP_URL is missing", file=str(spec.file),
+                      field="spec.template.spec.containers[0].env",
+                      fix=f"add AMQP_URL from secretKeyRef {SECRET_NAME}/{AMQP_URL_KEY}")
 
 
 def _quantity(value: Any, *, file: Path, field_: str, milli: bool) -> int | None:
