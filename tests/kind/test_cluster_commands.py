@@ -11,6 +11,10 @@ No cluster can run here (no Docker engine), so the seam to the cluster is replac
   ``tests/kind/test_tools.py``.
 * FAKE AT THE CLUSTER SEAM: ``FakeApi`` stands in for ``cluster.kube.KubeApi`` and returns
   recorded API objects (``tests/kind/data``, the JSON shape ``kubectl get -o json`` prints).
+* FAKE AT THE CLUSTER SEAM: ``Recorder.prometheus`` stands in for the forwarded Prometheus'
+  HTTP API in the readiness step: every expected scrape pool up with a sample, unless a test
+  sets ``prometheus_answers`` (the parsing is tested on a real Prometheus in
+  ``tests/kind/test_readiness.py``). Readiness reads go to ``Recorder.readiness``.
 * ``kubectl port-forward`` is replaced by a real listening socket on the chosen local port,
   so the backend's real TCP readiness probe runs.
 
@@ -88,6 +92,28 @@ class Recorder:
         self.tmp = tmp
         #: The version checks (tools.probe), kept apart from the command sequence.
         self.probes: list[tuple[str, ...]] = []
+        #: The readiness step's reads (APIServices, Prometheus), in order.
+        self.readiness: list[tuple[str, ...]] = []
+        #: Prometheus' answers by API path; None: healthy answers for the backend's plan.
+        self.prometheus_answers: dict[str, Any] | None = None
+        self.backend: ClusterBackend | None = None
+
+    # scalelab.backends.cluster.readiness.http_prometheus (the forwarded Prometheus)
+    def prometheus(self, url: str) -> Any:
+        def get(path: str, params: Any) -> Any:
+            self.readiness.append(("prometheus", url, path))
+            if self.prometheus_answers is not None:
+                return self.prometheus_answers[path]
+            assert self.backend is not None
+            pools = [p.pool for p in self.backend.readiness_plan().pools]
+            if path == "/api/v1/targets":
+                return {"status": "success", "data": {"activeTargets": [
+                    {"scrapePool": pool, "health": "up", "labels": {"job": pool},
+                     "lastError": ""} for pool in pools]}}
+            return {"status": "success", "data": {"resultType": "vector", "result": [
+                {"metric": {"job": pool}, "value": [0, "1"]} for pool in pools]}}
+
+        return get
 
     # scalelab.backends.cluster.tools.probe: what each CLI prints for its version check
     PROBE_ANSWERS = {"docker": "27.3.1", "kind": "kind v0.25.0 go1.22.9 linux/amd64",
@@ -113,6 +139,11 @@ class Recorder:
         call = self._record(cmd)
         if input is not None:
             self.inputs[len(self.calls) - 1] = input
+        if call[1:3] == ("export", "kubeconfig") and self.backend is not None:
+            # a reused kind cluster already maps the API's NodePort to its stored host port
+            stored = self.backend.work_dir / "api-host-port"
+            if stored.is_file():
+                self.node_ports.append(ForwardStandIn(int(stored.read_text())))
         for key, stderrs in self.failures.items():
             if key in " ".join(call) and stderrs:
                 raise CommandError(Completed(args=call, returncode=1, stdout="",
@@ -182,6 +213,12 @@ class FakeApi:
     def scale_deployment(self, *, namespace: str, name: str, replicas: int) -> None:
         self.scaled.append((name, replicas))
 
+    def get_apiservice(self, *, name: str) -> dict[str, Any] | None:
+        self.recorder.readiness.append(("api", "get", "apiservice", name))
+        doc = next(d for d in load("apiservices.json")["items"] if d["metadata"]["name"] == name)
+        doc["status"]["conditions"][0].update(status="True", reason="Passed")
+        return dict(doc)
+
     def server_version(self) -> dict[str, Any]:
         return {"gitVersion": "v1.30.4", "major": "1", "minor": "30"}
 
@@ -207,9 +244,10 @@ def make(tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, *,
     kwargs: dict[str, Any] = dict(
         settings=StackSettings(timing=TimingProfile()), cluster=settings, run=rec.run,
         spawn=rec.spawn, api=api, which=lambda n: str(bin_dir / n), clock=clock,
-        sleep=clock.sleep, probe=rec.probe)
+        sleep=clock.sleep, probe=rec.probe, prometheus=rec.prometheus)
     b: ClusterBackend = (KindBackend(**kwargs) if backend == "kind"
                               else ExistingBackend(**kwargs))
+    rec.backend = b
     return b, rec, api
 
 
@@ -231,7 +269,8 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
     try:
         seq = [short(c) for c in rec.calls]
         assert seq == [
-            "kind get clusters",
+            "kind get clusters",  # ours: is a cluster of that name already there?
+            "kind get clusters",  # pytest-kind's, in create()
             "kind create cluster --name=scalelab",
             "docker build --tag scalelab/api:dev",
             "docker build --tag scalelab/agent:dev",
@@ -257,17 +296,17 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
         # kind and kubectl are the version-checked ones on PATH, never pytest-kind's download
         assert {c[0] for c in rec.calls if Path(c[0]).name == "kind"} == {str(bin_dir / "kind")}
         assert b.kubectl == str(bin_dir / "kubectl")
-        create = rec.calls[1]
+        create = rec.calls[2]
         assert f"--kubeconfig={kc}" in create
         assert create[create.index("--config") + 1] == str(b.work_dir / "kind-config.yaml")
         assert "horizontal-pod-autoscaler-sync-period: \"5s\"" in \
             (b.work_dir / "kind-config.yaml").read_text()
-        build = rec.calls[2]
+        build = rec.calls[3]
         assert build[-3:] == ("--file", str(paths.ROOT / "services/api/Dockerfile"),
                               str(paths.ROOT))
-        assert rec.calls[4][-1] == "scalelab/api:dev" and rec.calls[5][-1] == "scalelab/agent:dev"
+        assert rec.calls[5][-1] == "scalelab/api:dev" and rec.calls[6][-1] == "scalelab/agent:dev"
         pinned = {r.name: r for r in load_charts()}
-        for call in rec.calls[6:9]:
+        for call in rec.calls[7:10]:
             release = pinned[call[3]]
             assert call[call.index("--version") + 1] == release.version
             assert call[call.index("--repo") + 1] == release.repo
@@ -339,10 +378,10 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
 
 
 # The calls of a kind up(), by index (see the test above); fail each one in turn.
-KIND_STEPS = {0: "kind get clusters", 1: "kind create", 2: "docker build", 4: "kind load",
-              6: "helm metrics-server", 8: "helm keda", 9: "read secret", 10: "apply secret",
-              11: "apply stack", 13: "dashboards", 14: "rollout read",
-              18: "second port-forward", 20: "last port-forward"}
+KIND_STEPS = {0: "claim cluster", 1: "kind get clusters", 2: "kind create", 3: "docker build",
+              5: "kind load", 7: "helm metrics-server", 9: "helm keda", 10: "read secret",
+              11: "apply secret", 12: "apply stack", 14: "dashboards", 15: "rollout read",
+              19: "second port-forward", 21: "last port-forward"}
 
 
 @pytest.mark.parametrize("fail_at", list(KIND_STEPS), ids=list(KIND_STEPS.values()))
@@ -354,7 +393,10 @@ def test_kind_up_failing_at_any_step_cleans_up(
     # Nothing ran after the failure but the cleanup, which up() did itself: every
     # port-forward stopped, the cluster deleted (`kind delete cluster` is safe for a
     # cluster that was never fully created).
-    assert [short(c) for c in rec.calls[fail_at + 1:]] == ["kind delete cluster --name=scalelab"]
+    # Failing to list the clusters, nothing was created: a cluster that may be someone
+    # else's is not deleted.
+    cleanup = [] if fail_at == 0 else ["kind delete cluster --name=scalelab"]
+    assert [short(c) for c in rec.calls[fail_at + 1:]] == cleanup
     assert all(f.stopped for f in rec.forwards)
     n = len(rec.calls)
     b.down()

@@ -18,13 +18,13 @@ import yaml
 
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
 from scalelab.backends.broker import purge_queue
-from scalelab.backends.cluster import kube, tools
+from scalelab.backends.cluster import diagnostics as cluster_diagnostics
+from scalelab.backends.cluster import kube, readiness, tools
 from scalelab.backends.cluster import secrets as broker_secrets
 from scalelab.backends.cluster.events import (
     AppliedObject,
     RolloutState,
     event_time,
-    hpa_conditions,
     parse_applied,
     replicas_from_deployment,
     rollout_state,
@@ -42,8 +42,10 @@ from scalelab.backends.cluster.render import (
     render_overlay,
     render_values,
     run_namespace,
+    timing_context,
 )
 from scalelab.backends.cluster.settings import (
+    BASE_DIR,
     BASE_NAMESPACE,
     CLUSTER_DIR,
     DASHBOARD_LABEL,
@@ -86,6 +88,7 @@ class ClusterBackend(Backend):
         api: kube.KubeApi | None = None, which: Callable[[str], str | None] = shutil.which,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep, probe: tools.Probe = tools.probe,
+        prometheus: Callable[[str], readiness.PromGet] = readiness.http_prometheus,
     ) -> None:
         super().__init__(settings=settings)
         self.cluster = ClusterSettings.from_env() if cluster is None else cluster
@@ -120,7 +123,10 @@ class ClusterBackend(Backend):
         self._stack_touched = False
         #: This run's broker user and password (the credentials step; in memory only).
         self.credentials: BrokerCredentials | None = None
-        self.timings: dict[str, float] = {}
+        #: Reads the forwarded Prometheus' HTTP API (the readiness step); tests record it.
+        self._prometheus = prometheus
+        #: What the readiness step waited for, once it has (``details()``).
+        self.readiness: readiness.ReadinessResult | None = None
 
     # -- things subclasses decide ----------------------------------------------------------
     def _stack_namespace(self, settings: StackSettings) -> str:
@@ -225,7 +231,8 @@ class ClusterBackend(Backend):
             steps.append(("addons", self._install_addons))
         steps += [("credentials", self._apply_credentials), ("stack", self._apply_stack),
                   ("monitoring", self._apply_monitoring)]
-        steps += [("rollout", self._wait_rollouts), ("port-forward", self._port_forward)]
+        steps += [("rollout", self._wait_rollouts), ("port-forward", self._port_forward),
+                  ("readiness", self._wait_ready)]
         return steps
 
     def up(self) -> Endpoints:
@@ -233,6 +240,7 @@ class ClusterBackend(Backend):
         try:
             for step_name, step in self.steps():
                 t0 = self._clock()
+                self.current_step = step_name
                 log.info("%s backend: %s", self.name, step_name)
                 step()
                 self.timings[step_name] = self._clock() - t0
@@ -414,6 +422,36 @@ class ClusterBackend(Backend):
                  clock=self._clock, sleep=self._sleep,
                  fix=f"kubectl -n {ns} get svc api -o wide; kubectl -n {ns} get endpoints api")
 
+    def readiness_plan(self) -> readiness.ReadinessPlan:
+        """What the readiness step expects, from what the earlier steps applied: the
+        PodMonitors' pools (when applied), the pools and APIServices of the charts scalelab
+        installed (from their rendered values), detection for what the cluster brought."""
+        monitors = list(yaml.safe_load_all((CLUSTER_DIR / "monitors.yaml").read_text())) \
+            if self.monitors_applied else []
+        workloads = [doc for path in sorted(BASE_DIR.glob("*.yaml"))
+                     for doc in yaml.safe_load_all(path.read_text()) if doc]
+        for doc in workloads:   # the overlay's replica count (0: no agent to scrape yet)
+            if doc.get("kind") == "Deployment" and self.settings.agent_replicas is not None \
+                    and (doc.get("metadata") or {}).get("name") == AGENT_DEPLOYMENT:
+                doc["spec"]["replicas"] = self.settings.agent_replicas
+        installed = [readiness.InstalledChart(
+            chart=r.chart, release=r.name, namespace=r.namespace,
+            values=yaml.safe_load((self.work_dir / "values" / f"{r.name}.yaml").read_text())
+            or {}) for r in self.installed_releases]
+        return readiness.build_plan(monitors=monitors, workloads=workloads,
+                                    namespace=self.settings.namespace, installed=installed)
+
+    def _wait_ready(self) -> None:
+        """Rolled out is not measurable yet: wait for the metrics APIServices and for
+        Prometheus to scrape every expected target (``readiness``)."""
+        c = self.cluster
+        self.readiness = readiness.wait_ready(
+            plan=self.readiness_plan(),
+            get_apiservice=lambda name: self.api.get_apiservice(name=name),
+            prometheus=self._prometheus(self.endpoints.prometheus),
+            apiservice_timeout=c.apiservice_timeout, scrape_timeout=c.scrape_ready_timeout,
+            interval=c.readiness_interval, clock=self._clock, sleep=self._sleep)
+
     def heal_forwards(self) -> list[str]:
         """Restart every port-forward that exited (``PortForwards.heal``)."""
         return self.port_forwards.heal()
@@ -486,13 +524,20 @@ class ClusterBackend(Backend):
                 "object": f"{(e.get('involvedObject') or {}).get('kind')}/"
                           f"{(e.get('involvedObject') or {}).get('name')}",
                 "message": e.get("message"), "count": e.get("count")} for e in events[-100:]]
-            out["hpas"] = {h["metadata"]["name"]: {
-                "current": (h.get("status") or {}).get("currentReplicas"),
-                "desired": (h.get("status") or {}).get("desiredReplicas"),
-                "conditions": hpa_conditions(h)} for h in self.api.list_hpas(namespace=ns)}
         except Exception as err:  # noqa: BLE001
             out["errors"].append(f"events: {err}")
+        # Beyond the namespace: node logs (kind), KEDA and metrics-server logs, the HPA flags
+        # in force, HPA and ScaledObject conditions; each section fails on its own.
+        more = cluster_diagnostics.collect(
+            api=self.api, namespace=ns, out_dir=self.work_dir / "diagnostics", run=self._run,
+            kind_export=self._kind_logs_command, profile=timing_context(self.settings.timing))
+        out["errors"] += more.pop("errors")
+        out.update(more)
         return out
+
+    def _kind_logs_command(self, dest: Path) -> list[str] | None:
+        """``kind export logs`` into ``dest`` (kind backend); None: no node logs to export."""
+        return None
 
     def details(self) -> dict[str, Any]:
         c = self.cluster

@@ -213,3 +213,55 @@ def parse_applied(stdout: str) -> list[AppliedObject]:
                           name=str((i.get("metadata") or {}).get("name")),
                           namespace=str((i.get("metadata") or {}).get("namespace", "")))
             for i in items]
+
+
+#: kube-controller-manager flags that carry the timing profile (render.timing_context keys).
+HPA_FLAGS = {
+    "horizontal-pod-autoscaler-sync-period": "hpa_sync_period",
+    "horizontal-pod-autoscaler-tolerance": "hpa_tolerance",
+    "horizontal-pod-autoscaler-cpu-initialization-period": "hpa_cpu_initialization_period",
+    "horizontal-pod-autoscaler-initial-readiness-delay": "hpa_initial_readiness_delay",
+    "horizontal-pod-autoscaler-downscale-stabilization": "hpa_downscale_stabilization",
+}
+
+
+def controller_manager_flags(pod: Mapping[str, Any]) -> dict[str, str]:
+    """The ``--horizontal-pod-autoscaler-*`` flags of a kube-controller-manager static pod
+    (kubeadm writes them into ``spec.containers[0].command`` as ``--name=value``)."""
+    out: dict[str, str] = {}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
+            name, sep, value = str(arg).lstrip("-").partition("=")
+            if sep and name.startswith("horizontal-pod-autoscaler-"):
+                out[name] = value
+    return out
+
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds of a Go ``time.Duration`` string ("15s", "1m0s", "500ms")."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Go duration: {text!r}")
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def flag_mismatches(flags: Mapping[str, str], profile: Mapping[str, str]) -> list[str]:
+    """Each HPA flag whose value differs from the profile's (``timing_context``), as
+    "flag: cluster X, profile Y". A flag the cluster does not set runs at Kubernetes'
+    default, which differs from the profile unless the profile is the default."""
+    wrong = []
+    for flag, key in HPA_FLAGS.items():
+        want, have = profile[key], flags.get(flag)
+        if have is None:
+            wrong.append(f"{flag}: cluster default, profile {want}")
+            continue
+        if key == "hpa_tolerance":
+            same = float(have) == float(want)
+        else:
+            same = parse_go_duration(have) == parse_go_duration(want)
+        if not same:
+            wrong.append(f"{flag}: cluster {have}, profile {want}")
+    return wrong

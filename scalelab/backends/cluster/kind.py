@@ -10,12 +10,14 @@ from typing import Any, ClassVar
 
 from scalelab import paths
 from scalelab.backends.cluster.backend import ClusterBackend
+from scalelab.backends.cluster.events import controller_manager_flags, flag_mismatches
 from scalelab.backends.cluster.kube import CommandError
 from scalelab.backends.cluster.render import (
     API_HOST_PORT_FILE,
     api_host_port,
     image_ref,
     render_kind_config,
+    timing_context,
 )
 from scalelab.backends.cluster.settings import API_NODE_PORT, IMAGES
 from scalelab.backends.cluster.tools import cli_errors, tail_line
@@ -39,6 +41,8 @@ class KindBackend(ClusterBackend):
     """A kind cluster created (and deleted) by pytest-kind's ``KindCluster``."""
 
     name: ClassVar[str] = "kind"
+    #: A cold start pulls the node image (~1 GB) and every chart's images.
+    bring_up_timeout: ClassVar[float] = 2400.0
 
     def __init__(self, *, cluster_factory: Callable[..., Any] | None = None,
                  **kwargs: Any) -> None:
@@ -50,6 +54,10 @@ class KindBackend(ClusterBackend):
         self._cluster_factory = cluster_factory
         self._kind: Any = None
         self._api_host_port: int | None = None
+        self._reused = False
+        #: The kube-controller-manager's --horizontal-pod-autoscaler-* flags of a reused
+        #: cluster, as it runs them (in the record's backend details).
+        self.controller_manager_flags: dict[str, str] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -92,15 +100,56 @@ class KindBackend(ClusterBackend):
             node_image=self.cluster.node_image, api_host_port=self._api_host_port,
             api_node_port=self.api_node_port))
 
+    def _claim_cluster(self) -> None:
+        """A cluster of our name that this run did not create is refused, recreated, or
+        (``SCALELAB_KEEP_CLUSTER=1``) reused once its HPA flags match the timing profile.
+
+        Silently reusing it would run the experiment under its old controller-manager flags
+        and next to its old pods; the flags actually in force are recorded either way.
+        """
+        kind = str(self._tool_path("kind"))
+        name = self.cluster.cluster_name
+        listed = self._run([kind, "get", "clusters"], timeout=60).stdout.split()
+        if name not in listed:
+            return
+        if self.cluster.recreate_cluster:
+            log.warning("kind cluster %s exists: deleting it (SCALELAB_RECREATE_CLUSTER)", name)
+            self._run([kind, "delete", "cluster", "--name", name], timeout=300)
+            return
+        if not self.cluster.keep_cluster:
+            raise BackendError(
+                f"a kind cluster named {name!r} already exists and this run did not create "
+                "it: its controller-manager flags and pods may be another run's",
+                fix=f"`kind delete cluster --name {name}`; or SCALELAB_RECREATE_CLUSTER=1 to "
+                    "recreate it; or SCALELAB_KEEP_CLUSTER=1 to reuse it (its HPA flags are "
+                    "checked against the timing profile)")
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self._run([kind, "export", "kubeconfig", "--name", name,
+                   "--kubeconfig", str(self.kubeconfig)], timeout=60)
+        pods = self.api.list_pods(namespace="kube-system",
+                                  label_selector="component=kube-controller-manager")
+        flags = controller_manager_flags(pods[0]) if pods else {}
+        self.controller_manager_flags = flags
+        wrong = flag_mismatches(flags, timing_context(self.settings.timing))
+        if wrong:
+            raise ConfigError(
+                f"the kind cluster {name!r} runs with other HPA flags than the timing "
+                f"profile: {'; '.join(wrong)}", field="SCALELAB_KEEP_CLUSTER",
+                fix=f"SCALELAB_RECREATE_CLUSTER=1 (or `kind delete cluster --name {name}`) "
+                    "so the cluster is created with the profile's flags")
+        self._reused = True
+        log.info("kind cluster %s reused; its HPA flags match the timing profile", name)
+
     def _provision(self) -> None:
+        self._claim_cluster()
         # Both paths always given: KindCluster downloads whatever it is not given.
         kind_path, kubectl_path = self._tool_path("kind"), self._tool_path("kubectl")
         self._kind = self._cluster_factory(
             name=self.cluster.cluster_name, kubeconfig=self.kubeconfig,
             kind_path=kind_path, kubectl_path=kubectl_path)
-        # Creates the cluster, or re-uses one of that name (SCALELAB_KEEP_CLUSTER).
-        with cli_errors(f"creating the kind cluster {self.cluster.cluster_name!r}"):
-            self._kind.create(config_file=self.work_dir / "kind-config.yaml")
+        if not self._reused:  # a reused cluster's kubeconfig is exported by _claim_cluster
+            with cli_errors(f"creating the kind cluster {self.cluster.cluster_name!r}"):
+                self._kind.create(config_file=self.work_dir / "kind-config.yaml")
         self.kubectl = str(kubectl_path)
         for deployment in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
             image = image_ref(deployment, prefix=self.cluster.image_prefix,
@@ -164,6 +213,20 @@ class KindBackend(ClusterBackend):
                     "storing images' also avoids kubernetes-sigs/kind#3795") from err
         finally:
             archive.unlink(missing_ok=True)   # an image archive is hundreds of MB
+
+    def details(self) -> dict[str, Any]:
+        out = super().details()
+        out["cluster_reused"] = self._reused
+        if self.controller_manager_flags:
+            out["controller_manager_flags"] = dict(self.controller_manager_flags)
+        return out
+
+    def _kind_logs_command(self, dest: Path) -> list[str] | None:
+        """``kind export logs``: every node's kubelet, containerd and pod logs (diagnostics)."""
+        if self._kind is None:
+            return None   # no cluster of ours to export from
+        return [str(self._tool_path("kind")), "export", "logs", str(dest),
+                "--name", self.cluster.cluster_name]
 
     def _teardown_cluster(self) -> None:
         kind, self._kind = self._kind, None

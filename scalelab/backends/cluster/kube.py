@@ -229,3 +229,22 @@ class KubeApi:
 
         obj = self._call("server version", client.VersionApi(self._client()).get_code)
         return {} if obj is None else dict(self._json(obj))
+
+    def get_apiservice(self, *, name: str) -> dict[str, Any] | None:
+        """An apiregistration.k8s.io/v1 APIService (e.g. ``v1beta1.metrics.k8s.io``), or None."""
+        from kubernetes import client
+
+        obj = self._call(f"get APIService {name}",
+                         client.ApiregistrationV1Api(self._client()).read_api_service, name)
+        return None if obj is None else self._json(obj)
+
+    def list_custom_objects(self, *, group: str, version: str, namespace: str, plural: str
+                            ) -> list[dict[str, Any]]:
+        """Custom resources of a namespace (e.g. keda.sh/v1alpha1 scaledobjects); [] when the
+        CRD is not installed (404)."""
+        from kubernetes import client
+
+        obj = self._call(f"list {plural}.{group} in {namespace}",
+                         client.CustomObjectsApi(self._client()).list_namespaced_custom_object,
+                         group, version, namespace, plural)
+        return [] if obj is None else list(self._json(obj).get("items") or [])

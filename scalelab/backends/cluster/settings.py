@@ -161,6 +161,9 @@ class ClusterSettings:
     install_addons: bool = True
     #: kind: keep the cluster on ``down()``, delete only the namespace (SCALELAB_KEEP_CLUSTER).
     keep_cluster: bool = False
+    #: kind: delete and recreate a cluster of that name left by an earlier run
+    #: (SCALELAB_RECREATE_CLUSTER); without it, or keep_cluster, such a cluster is refused.
+    recreate_cluster: bool = False
     #: Prometheus service to port-forward, ``namespace/service:port``
     #: (SCALELAB_PROMETHEUS_SERVICE), for clusters with their own Prometheus.
     prometheus_service: str = DEFAULT_PROMETHEUS_SERVICE
@@ -180,6 +183,13 @@ class ClusterSettings:
     #: (SCALELAB_FORWARD_PROBE_FAILURES, SCALELAB_FORWARD_PROBE_TIMEOUT).
     forward_probe_failures: int = 3
     forward_probe_timeout: float = 3.0
+    #: Readiness after the rollouts (cluster/readiness.py): how long the metrics
+    #: APIServices may take to be Available (SCALELAB_APISERVICE_TIMEOUT), and Prometheus to
+    #: scrape every expected target with a stored sample (SCALELAB_SCRAPE_READY_TIMEOUT;
+    #: the operator's config reload alone can take a minute), polled every interval.
+    apiservice_timeout: float = 180.0
+    scrape_ready_timeout: float = 300.0
+    readiness_interval: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClusterSettings:
@@ -203,6 +213,7 @@ class ClusterSettings:
             image_tag=env.get("SCALELAB_IMAGE_TAG") or d.image_tag,
             install_addons=_env_bool(env, "SCALELAB_INSTALL_ADDONS", d.install_addons),
             keep_cluster=_env_bool(env, "SCALELAB_KEEP_CLUSTER", d.keep_cluster),
+            recreate_cluster=_env_bool(env, "SCALELAB_RECREATE_CLUSTER", d.recreate_cluster),
             prometheus_service=prom,
             work_dir=Path(env["SCALELAB_CLUSTER_WORKDIR"])
             if env.get("SCALELAB_CLUSTER_WORKDIR") else d.work_dir,
@@ -213,4 +224,8 @@ class ClusterSettings:
                                              d.forward_probe_timeout),
             forward_probe_failures=_env_count(env, "SCALELAB_FORWARD_PROBE_FAILURES",
                                               d.forward_probe_failures),
+            apiservice_timeout=_env_float(env, "SCALELAB_APISERVICE_TIMEOUT",
+                                          d.apiservice_timeout),
+            scrape_ready_timeout=_env_float(env, "SCALELAB_SCRAPE_READY_TIMEOUT",
+                                            d.scrape_ready_timeout),
         )
