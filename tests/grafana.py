@@ -81,6 +81,15 @@ def dashboard_expressions(files: list[Path] | None = None) -> list[Expression]:
     for path in files or dashboard_files():
         dashboard = json.loads(path.read_text())
         variables = _variable_values(dashboard)
+        for var in (dashboard.get("templating") or {}).get("list", []):
+            # A query variable's label_values(SELECTOR, LABEL): the selector must find the
+            # label's values, or the dashboard opens on nothing (a per-run namespace).
+            m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", str(var.get("definition", "")))
+            if var.get("type") == "query" and m:
+                out.append(Expression(
+                    origin=f"dashboard {path.name} ({dashboard['title']})",
+                    name=f"variable ${var['name']}", raw=m.group(1),
+                    legend="{{" + m.group(2) + "}}", variables=variables))
         for panel in dashboard["panels"]:
             for target in panel.get("targets", []):
                 out.append(Expression(
