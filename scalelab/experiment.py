@@ -226,7 +226,7 @@ def run_scenario(
             series = queries.capture_series(
                 endpoints.prometheus, start=run.series_start or run.started_at, end=ended,
                 scenario=scenario.to_dict(), scrape_interval=timing.scrape_interval,
-                queries=_scoped_queries(run.manifests))
+                queries=_scoped_queries(run.manifests, namespace=backend.settings.namespace))
         except Exception as err:  # a report without graphs beats no record at all
             progress(f"[{scenario.name}] could not capture Prometheus series: {err}")
         doc = _record(scenario, backend, run, settings=settings, ended=ended)
@@ -242,12 +242,14 @@ def _details(backend: Backend) -> dict[str, Any]:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def _scoped_queries(manifests: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """The report's queries, limited to the autoscalers this scenario applied."""
+def _scoped_queries(manifests: list[dict[str, Any]], *, namespace: str) -> tuple[Any, ...]:
+    """The report's queries, limited to the stack's namespace (an existing cluster's run
+    has its own) and the autoscalers this scenario applied."""
     from scalelab.queries import build_queries
 
     names = scaling_names(manifests)
-    return build_queries(hpas=names.hpas, scaled_objects=names.scaled_objects)
+    return build_queries(namespace=namespace, hpas=names.hpas,
+                         scaled_objects=names.scaled_objects)
 
 
 def _rel(path: Path | str) -> str:
@@ -297,7 +299,8 @@ def _drive(scenario: Any, backend: Backend, run: _Run, *, timing: Any, load_star
            sleep: Callable[[float], None]) -> None:
     """Observe until the last phase ends; one timeline sample and progress line per poll."""
     observer = Observer(backend=backend, metrics_window=timing.metrics_window, clock=clock,
-                        hpas=scaling_names(run.manifests).hpas)
+                        hpas=scaling_names(run.manifests).hpas,
+                        namespace=backend.settings.namespace)
     total = sum(p["planned_duration"] for p in run.phases)
     end = load_start + total
     while True:

@@ -390,13 +390,20 @@ def test_kind_up_failing_at_any_step_cleans_up(
     b, rec, _ = make(tmp_path, bin_dir, monkeypatch, fail_at=fail_at)
     with pytest.raises(Boom):
         b.up()
-    # Nothing ran after the failure but the cleanup, which up() did itself: every
-    # port-forward stopped, the cluster deleted (`kind delete cluster` is safe for a
-    # cluster that was never fully created).
+    # Nothing ran after the failure but the diagnostics and the cleanup, which up() did
+    # itself: the node logs exported, every port-forward stopped, the cluster deleted
+    # (`kind delete cluster` is safe for a cluster that was never fully created).
     # Failing to list the clusters, nothing was created: a cluster that may be someone
-    # else's is not deleted.
-    cleanup = [] if fail_at == 0 else ["kind delete cluster --name=scalelab"]
-    assert [short(c) for c in rec.calls[fail_at + 1:]] == cleanup
+    # else's is neither exported nor deleted.
+    after = [short(c) for c in rec.calls[fail_at + 1:]]
+    if fail_at == 0:
+        assert after == []
+    else:
+        assert after[0].startswith("kind export logs " + str(b.work_dir / "diagnostics"))
+        assert after[1:] == ["kind delete cluster --name=scalelab"]
+    saved = json.loads((b.work_dir / "diagnostics" / "bring-up-failure.json").read_text())
+    assert saved["step"] in ("provision", "addons", "credentials", "stack", "monitoring",
+                             "rollout", "port-forward") and "injected failure" in saved["error"]
     assert all(f.stopped for f in rec.forwards)
     n = len(rec.calls)
     b.down()
@@ -813,3 +820,20 @@ def test_make_backend_builds_the_cluster_backends(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("SCALELAB_KUBE_CONTEXT", raising=False)
     assert isinstance(make_backend("kind", settings=StackSettings()), KindBackend)
     assert isinstance(make_backend("existing", settings=StackSettings()), ExistingBackend)
+
+
+def test_a_broken_podmonitor_stops_bring_up_before_anything_runs(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scalelab.backends.cluster.backend as cluster_backend
+
+    broken = tmp_path / "cluster"
+    broken.mkdir()
+    text = (cluster_backend.CLUSTER_DIR / "monitors.yaml").read_text()
+    text = text.replace("podMetricsEndpoints", "podMetricEndpoints", 1)
+    (broken / "monitors.yaml").write_text(text)
+    monkeypatch.setattr(cluster_backend, "CLUSTER_DIR", broken)
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
+    with pytest.raises(ConfigError) as err:
+        b.up()
+    assert "monitors.yaml" in str(err.value) and "podMetricEndpoints" in str(err.value)
+    assert rec.calls == [], "nothing ran"

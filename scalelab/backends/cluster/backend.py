@@ -5,6 +5,7 @@ port-forwards, observation). Everything that touches a cluster goes through
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 import requests
 import yaml
 
+from scalelab import crds
 from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
 from scalelab.backends.broker import purge_queue
 from scalelab.backends.cluster import diagnostics as cluster_diagnostics
@@ -217,6 +219,9 @@ class ClusterBackend(Backend):
         if self.settings.agent_replicas is not None and self.settings.agent_replicas < 0:
             raise ConfigError("agent_replicas must be >= 0", field="agent_replicas",
                               fix="use 0 or more")
+        # The PodMonitors the monitoring step applies, against the pinned operator's schema
+        # (scalelab.crds): a typo fails here, not as an apply error minutes into bring-up.
+        crds.validate_file(CLUSTER_DIR / "monitors.yaml", kinds=("PodMonitor",))
         report = self._check_tools()
         for warning in report.warnings:
             log.warning("%s backend: %s", self.name, warning)
@@ -244,10 +249,32 @@ class ClusterBackend(Backend):
                 log.info("%s backend: %s", self.name, step_name)
                 step()
                 self.timings[step_name] = self._clock() - t0
+        except Exception as err:
+            self._save_failure_diagnostics(err)
+            self.down()
+            raise
         except BaseException:
             self.down()
             raise
         return self.endpoints
+
+    def _save_failure_diagnostics(self, err: Exception) -> Path | None:
+        """What the cluster looked like when bring-up failed (pods, events, KEDA and
+        metrics-server logs, ``kind export logs``), written before ``down()`` removes it:
+        a failed bring-up has no scenario record to carry it. Never raises."""
+        if self.current_step in (None, "render"):
+            return None   # nothing was created yet
+        path = self.work_dir / "diagnostics" / "bring-up-failure.json"
+        try:
+            doc = {"step": self.current_step, "error": str(err), **self.diagnostics()}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(doc, indent=2, default=str))
+        except Exception as failed:  # noqa: BLE001 - the original error is what matters
+            log.warning("could not save the bring-up diagnostics: %s", failed)
+            return None
+        log.warning("%s backend: step %s failed; diagnostics in %s", self.name,
+                    self.current_step, path)
+        return path
 
     def down(self) -> None:
         """Stop port-forwards, then remove what was created; idempotent, never raises."""

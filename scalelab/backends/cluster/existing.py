@@ -109,7 +109,8 @@ class ExistingBackend(ClusterBackend):
     (SCALELAB_IMAGE_PREFIX), or built locally on Docker Desktop."""
 
     name: ClassVar[str] = "existing"
-    bring_up_timeout: ClassVar[float] = 1200.0
+    #: Helm installs (up to three charts), rollouts and the scrape readiness wait.
+    bring_up_timeout: ClassVar[float] = 2400.0
     per_run_namespace: ClassVar[bool] = True
 
     def __init__(self, **kwargs: Any) -> None:
