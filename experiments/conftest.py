@@ -18,6 +18,7 @@ import pytest
 from scalelab import preflight, record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
+from scalelab.credentials import redact
 from scalelab.errors import ScalelabError
 from scalelab.experiment import ExperimentSettings
 from scalelab.paths import ROOT, SCENARIOS
@@ -148,6 +149,8 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     report_dir, run_id = _report_dir(config), _run_id(config)
     choice = choose_backend(str(scalelab_option(config, "backend")))
     say(f"scalelab: backend {choice.name.upper()} ({choice.reason})")
+    # An existing cluster's run namespace is named after the run, as the report is.
+    os.environ.setdefault("SCALELAB_RUN_ID", run_id)
     backend = make_backend(choice.name, settings=StackSettings())
     keep = bool(scalelab_option(config, "keep_stack"))
     limit = bring_up_timeout(backend)
@@ -161,7 +164,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
                           expected="up", actual=lambda: f"still at step {backend.current_step}",
                           fix="see the log above; raise SCALELAB_BRING_UP_TIMEOUT for a slow "
                               "first pull"):
-                endpoints = backend.up()
+                backend.up()
         except Exception as err:  # every scenario fails with it; teardown runs below
             stack.error = err
             say(f"scalelab: the stack did not come up after {time.monotonic() - started:.1f}s:"
@@ -170,7 +173,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
             steps = ", ".join(f"{k} {v:.1f}s" for k, v in backend.timings.items())
             say(f"scalelab: stack up in {time.monotonic() - started:.1f}s"
                 + (f" ({steps})" if steps else "") + ": "
-                + ", ".join(f"{k}={v}" for k, v in endpoints.as_dict().items()))
+                + ", ".join(f"{k}={redact(v)}" for k, v in backend.urls().items()))
         return (yield)
     finally:
         try:

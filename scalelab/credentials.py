@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 #: The Secret manifests/base and manifests/scaling reference.
 SECRET_NAME = "rabbitmq-credentials"
@@ -64,3 +64,12 @@ class BrokerCredentials:
         """The Secret's data (plain text; the cluster backend base64-encodes it)."""
         return {USERNAME_KEY: self.username, PASSWORD_KEY: self.password,
                 AMQP_URL_KEY: amqp_url, MANAGEMENT_URL_KEY: management_url}
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs (a CI log outlives the run)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

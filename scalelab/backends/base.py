@@ -110,6 +110,11 @@ class Backend(abc.ABC):
     def diagnostics(self) -> dict[str, Any]:
         """Pods, recent events/decisions and log tails, for a failed scenario's report."""
 
+    def urls(self) -> dict[str, str]:
+        """What a person opens while the stack runs (the cluster backends add Grafana and
+        its login); printed by ``scalelab up`` and the experiment session."""
+        return self.endpoints.as_dict()
+
     def versions(self) -> dict[str, str]:
         """Versions of the parts this backend runs (broker, Prometheus, Kubernetes...)."""
         return {}

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"scalelab stack is up ({backend.name} backend):")
                 print(f"  API                  {urls.api}")
                 print(f"  Prometheus           {urls.prometheus}")
-                print(f"  RabbitMQ management  {urls.rabbitmq_management}  (guest/guest)")
+                # The URLs carry the run's broker user (local: the loopback-only guest).
+                print(f"  RabbitMQ management  {urls.rabbitmq_management}")
                 print(f"  AMQP                 {urls.amqp}")
                 if grafana:
                     print(f"  Grafana              {grafana[0]}  ({grafana[1]}/{grafana[2]})")

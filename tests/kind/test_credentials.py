@@ -247,3 +247,15 @@ def test_failing_to_apply_the_secret_removes_the_namespace(
     after = [short(c) for c in rec2.calls[at + 1:]]
     assert after[0] == "kubectl --context lab delete"
     assert rec2.calls[at + 1][3:6] == ("delete", "namespace", b2.settings.namespace)
+
+
+def test_redact_hides_the_password_and_keeps_the_rest() -> None:
+    from scalelab.credentials import BrokerCredentials, redact
+
+    creds = BrokerCredentials.generate()
+    url = creds.amqp_url(host="127.0.0.1", port=5672)
+    shown = redact(url)
+    assert creds.password not in shown
+    assert shown == "amqp://scalelab:***@127.0.0.1:5672/%2F"
+    assert redact("http://127.0.0.1:9090") == "http://127.0.0.1:9090"
+    assert redact(creds.management_url(host="h")) == "http://scalelab:***@h:15672"

@@ -98,8 +98,6 @@ class LocalBackend(Backend):
         self._api_port: int | None = None
         #: Secret name -> data: the Secrets manifests/base reads, held in memory only.
         self._secrets: dict[str, dict[str, str]] = {}
-        #: Seconds per bring-up step, for the benchmark.
-        self.timings: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def up(self) -> Endpoints:
@@ -160,6 +158,7 @@ class LocalBackend(Backend):
                                                 startup_timeout=self.startup_timeout)
 
         # the broker's Erlang boot takes seconds: start Prometheus meanwhile
+        self.current_step = "rabbitmq+prometheus"
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(self.prometheus.start)
@@ -180,6 +179,7 @@ class LocalBackend(Backend):
         self.exporter = Exporter(registry=self.registry, host=bind, port=exporter_port)
         self.exporter.start()
 
+        self.current_step = "pods"
         t0 = time.monotonic()
         for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
             replicas = self.settings.agent_replicas if name == AGENT_DEPLOYMENT else None
