@@ -223,15 +223,6 @@ class FakeApi:
         return {"gitVersion": "v1.30.4", "major": "1", "minor": "30"}
 
 
-@pytest.fixture
-def bin_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "bin"
-    d.mkdir()
-    for name in ("kind", "kubectl", "helm", "docker"):
-        (d / name).touch(mode=0o755)
-    return d
-
-
 def make(tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, *,
          backend: str = "kind", fail_at: int | None = None,
          **cluster: Any) -> tuple[ClusterBackend, Recorder, FakeApi]:

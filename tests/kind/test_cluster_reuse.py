@@ -20,10 +20,7 @@ from scalelab.backends.cluster.events import (
 from scalelab.backends.cluster.render import timing_context
 from scalelab.errors import BackendError, ConfigError
 from scalelab.settings import TimingProfile
-from tests.kind import test_cluster_commands as commands
 from tests.kind.test_cluster_commands import make, short
-
-bin_dir = commands.bin_dir  # the fixture: fake kind/kubectl/helm/docker on PATH
 
 PROFILE = timing_context(TimingProfile())
 

@@ -33,7 +33,7 @@ from scalelab.credentials import (
 )
 from scalelab.errors import BackendError
 from scalelab.paths import MANIFESTS, SCALING_MANIFESTS, SHARED_REFERENCE
-from tests.kind.test_cluster_commands import Boom, bin_dir, make, short  # noqa: F401
+from tests.kind.test_cluster_commands import Boom, make, short
 
 CLUSTER_MANIFESTS = sorted(p for d in ("base", "scaling", "cluster")
                            for p in (MANIFESTS / d).glob("*.yaml*"))

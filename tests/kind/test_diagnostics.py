@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from scalelab.backends.cluster import diagnostics as diag
 from scalelab.backends.cluster.kube import CommandError, Completed, KubeApi
@@ -200,7 +197,7 @@ def test_each_collection_exports_into_a_new_directory(tmp_path: Path) -> None:
 
 
 # -- through the backends ------------------------------------------------------------------
-@pytest.fixture
+
 def bin_dir(tmp_path: Path) -> Path:
     """Empty executables on PATH, as tests/kind/test_cluster_commands.py's fixture."""
     d = tmp_path / "bin"
@@ -242,26 +239,6 @@ def test_existing_backend_diagnostics_have_no_node_logs(
 
 
 # -- KubeApi.list_custom_objects through the real client ------------------------------------
-@pytest.fixture
-def api_server(tmp_path: Path) -> Iterator[tuple[KubeApi, FakeApiServer]]:
-    """FAKE AT THE CLUSTER SEAM: a fake API server (tests/kind/test_kube_api.py)."""
-    server = FakeApiServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {
-            "server": f"http://127.0.0.1:{server.server_port}"}}],
-        "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}))
-    try:
-        yield KubeApi(kubeconfig=kubeconfig, context="fake", request_timeout=5), server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
 
 def test_list_custom_objects_through_the_real_client(
         api_server: tuple[KubeApi, FakeApiServer]) -> None:

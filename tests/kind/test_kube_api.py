@@ -9,8 +9,6 @@ kubectl-shaped JSON are all real.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -86,30 +84,9 @@ class Handler(BaseHTTPRequestHandler):
                              "reason": "NotFound"})
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[KubeApi, FakeApiServer]]:
-    server = FakeApiServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: fake, cluster: {{server: "http://127.0.0.1:{server.server_port}"}}}}]
-users: [{{name: fake, user: {{token: not-a-secret}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]
-current-context: fake
-""")
-    try:
-        yield KubeApi(kubeconfig=kubeconfig, context="fake", request_timeout=5), server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def test_deployment_round_trips_to_kubectl_shaped_json(
-        api: tuple[KubeApi, FakeApiServer]) -> None:
-    client, _ = api
+        api_server: tuple[KubeApi, FakeApiServer]) -> None:
+    client, _ = api_server
     doc = client.get_deployment(namespace="scalelab", name="agent")
     assert doc is not None
     assert doc["status"]["readyReplicas"] == 2            # camelCase, as kubectl prints
@@ -117,8 +94,8 @@ def test_deployment_round_trips_to_kubectl_shaped_json(
     assert client.get_deployment(namespace="scalelab", name="nope") is None
 
 
-def test_scale_patches_the_scale_subresource(api: tuple[KubeApi, FakeApiServer]) -> None:
-    client, server = api
+def test_scale_patches_the_scale_subresource(api_server: tuple[KubeApi, FakeApiServer]) -> None:
+    client, server = api_server
     client.scale_deployment(namespace="scalelab", name="agent", replicas=3)
     ((path, _ctype, body),) = server.patches
     assert path == "/apis/apps/v1/namespaces/scalelab/deployments/agent/scale"
@@ -127,8 +104,8 @@ def test_scale_patches_the_scale_subresource(api: tuple[KubeApi, FakeApiServer])
         client.scale_deployment(namespace="scalelab", name="ghost", replicas=1)
 
 
-def test_hpas_and_events_feed_scaling_events(api: tuple[KubeApi, FakeApiServer]) -> None:
-    client, _ = api
+def test_hpas_and_events_feed_scaling_events(api_server: tuple[KubeApi, FakeApiServer]) -> None:
+    client, _ = api_server
     hpas = client.list_hpas(namespace="scalelab")
     events = client.list_events(namespace="scalelab")
     assert [h["metadata"]["name"] for h in hpas] == ["agent"]

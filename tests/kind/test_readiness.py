@@ -18,7 +18,6 @@ import copy
 import dataclasses
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -357,7 +356,7 @@ def test_timeouts_are_settings() -> None:
 
 
 # -- the step in up() (the recorder of test_cluster_commands at the cluster seam) ----------
-@pytest.fixture
+
 def bin_dir(tmp_path: Path) -> Path:
     """Empty executables on PATH, as tests/kind/test_cluster_commands.py's fixture."""
     d = tmp_path / "bin"
@@ -470,26 +469,6 @@ def test_existing_without_addons_detects_and_waits_only_for_what_exists(
 
 
 # -- KubeApi.get_apiservice through the real client -----------------------------------------
-@pytest.fixture
-def api_server(tmp_path: Path) -> Iterator[tuple[KubeApi, FakeApiServer]]:
-    """FAKE AT THE CLUSTER SEAM: a fake API server (tests/kind/test_kube_api.py)."""
-    server = FakeApiServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {
-            "server": f"http://127.0.0.1:{server.server_port}"}}],
-        "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}))
-    try:
-        yield KubeApi(kubeconfig=kubeconfig, context="fake", request_timeout=5), server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
 
 def test_get_apiservice_round_trips_to_kubectl_shaped_json(
         api_server: tuple[KubeApi, FakeApiServer]) -> None:
