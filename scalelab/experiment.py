@@ -116,15 +116,20 @@ def reset(backend: Backend, *, settings: ExperimentSettings,
     wait_for(lambda: prom_scalar(session, prometheus, AUTOSCALER_SERIES.format(
                  ns=backend.settings.namespace)), lambda n: n is None,
              what="the previous scenario's autoscaler series to end in Prometheus",
-             expected="no kube_horizontalpodautoscaler_* / keda_scaler_* series",
+             expected="no kube_horizontalpodautoscaler_* series",
              timeout=3 * scrape + 15, interval=1.0, clock=clock, sleep=sleep,
              fix="check that the scaling objects were deleted (kubectl get hpa,scaledobject)")
 
 
-#: Any autoscaler series left in the namespace (empty once the objects are gone).
+#: Any HPA series left in the namespace (empty once the objects are gone). KEDA's own
+#: ``keda_scaler_*`` series are not waited for: KEDA 2.16 never deletes them when a
+#: ScaledObject goes (kedacore/keda pkg/metricscollector/prommetrics.go has no delete;
+#: removed upstream later, kedacore/keda#6617), so on a cluster they would never end. Its
+#: generated HPA ``keda-hpa-<name>`` is an HPA, gone with the ScaledObject, so a KEDA
+#: scenario's end is still seen here; the report's KEDA queries are scoped to the
+#: scenario's ScaledObject names, which KEDA updates on its first poll.
 AUTOSCALER_SERIES = (
-    'count({{__name__=~"kube_horizontalpodautoscaler_spec_max_replicas|keda_scaler_active",'
-    'namespace="{ns}"}})'
+    'count(kube_horizontalpodautoscaler_spec_max_replicas{{namespace="{ns}"}})'
 )
 
 
