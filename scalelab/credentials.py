@@ -17,9 +17,14 @@ local backend supplies the private broker's loopback-only ``guest`` user in memo
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
+
+T = TypeVar("T")
 
 #: The Secret manifests/base and manifests/scaling reference.
 SECRET_NAME = "rabbitmq-credentials"
@@ -73,3 +78,36 @@ def redact(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+#: ``scheme://user:password@`` anywhere in a text (KEDA 2.16's rabbitmq scaler puts its whole
+#: management URL, password included, into its errors: kedacore/keda#2040).
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^@\s/]+@")
+
+
+def scrub(value: T) -> T:
+    """``value`` with every URL password in it replaced by ``***``: strings, and the strings
+    inside dicts and lists (diagnostics: logs, Events, conditions). For what a run keeps."""
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\1***@", value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [scrub(v) for v in value]  # type: ignore[return-value]
+    return value
+
+
+def scrub_tree(root: Path) -> int:
+    """Scrub every text file under ``root`` in place (``kind export logs``); return how many
+    changed. Binary files are left alone."""
+    changed = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        clean = scrub(text)
+        if clean != text:
+            path.write_text(clean)
+            changed += 1
+    return changed

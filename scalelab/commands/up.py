@@ -19,6 +19,7 @@ from typing import Any
 
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
+from scalelab.credentials import SECRET_NAME, redact
 from scalelab.errors import ConfigError
 from scalelab.settings import AGENT_DEPLOYMENT, StackSettings
 
@@ -29,6 +30,15 @@ def _scale_arg(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"expected DEPLOYMENT=REPLICAS (e.g. agent=4), got {text!r}")
     return name, int(count)
+
+
+def password_hint(backend: Backend) -> str:
+    """Where the broker's password is: the local broker's loopback-only guest user, or the
+    run's Secret on a cluster."""
+    if backend.name == "local":
+        return "guest (the loopback-only guest user of the private broker)"
+    return (f"kubectl -n {backend.settings.namespace} get secret {SECRET_NAME} "
+            "-o jsonpath='{.data.password}' | base64 -d")
 
 
 def grafana_access(backend: Backend) -> tuple[str, str, str] | None:
@@ -94,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"scalelab stack is up ({backend.name} backend):")
                 print(f"  API                  {urls.api}")
                 print(f"  Prometheus           {urls.prometheus}")
-                # The URLs carry the run's broker user (local: the loopback-only guest).
-                print(f"  RabbitMQ management  {urls.rabbitmq_management}")
-                print(f"  AMQP                 {urls.amqp}")
+                # The broker's password is not printed (a terminal's scrollback and CI logs
+                # outlive the run); --json gives the full URLs to scripts.
+                print(f"  RabbitMQ management  {redact(urls.rabbitmq_management)}")
+                print(f"  AMQP                 {redact(urls.amqp)}")
+                print(f"  broker password      {password_hint(backend)}")
                 if grafana:
                     print(f"  Grafana              {grafana[0]}  ({grafana[1]}/{grafana[2]})")
                 for name in sorted({AGENT_DEPLOYMENT, *(n for n, _ in args.scale)}):

@@ -259,3 +259,55 @@ def test_redact_hides_the_password_and_keeps_the_rest() -> None:
     assert shown == "amqp://scalelab:***@127.0.0.1:5672/%2F"
     assert redact("http://127.0.0.1:9090") == "http://127.0.0.1:9090"
     assert redact(creds.management_url(host="h")) == "http://scalelab:***@h:15672"
+
+
+def test_scrub_removes_the_password_from_what_keda_216_logs(tmp_path: Path) -> None:
+    """KEDA 2.16's rabbitmq scaler puts its management URL, password included, into its
+    error (rabbitmq_scaler.go: "error requesting rabbitMQ API status: %s, response: %s,
+    from: %s", kedacore/keda#2040); it reaches Events, conditions and logs."""
+    from scalelab.credentials import BrokerCredentials, scrub, scrub_tree
+
+    creds = BrokerCredentials.generate()
+    url = creds.management_url(host="rabbitmq.scalelab.svc.cluster.local")
+    message = (f"error requesting rabbitMQ API status: 404 Not Found, response: "
+               f"{{\"error\":\"Object Not Found\"}}, from: {url}/api/queues/%2F/agent-tasks")
+    doc = {"events": [{"message": message, "count": 3}], "n": 1,
+           "logs": {"keda-operator-0": f"ERROR scaler failed {message}\nnext line"}}
+    clean = scrub(doc)
+    assert creds.password not in json.dumps(clean)
+    assert clean["events"][0]["message"].endswith(
+        "from: http://scalelab:***@rabbitmq.scalelab.svc.cluster.local:15672"
+        "/api/queues/%2F/agent-tasks")
+    assert clean["n"] == 1 and clean["logs"]["keda-operator-0"].endswith("\nnext line")
+    logs = tmp_path / "kind-logs" / "scalelab-control-plane" / "pods"
+    logs.mkdir(parents=True)
+    (logs / "keda-operator.log").write_text(message)
+    (logs / "other.log").write_text("nothing secret here")
+    (logs / "binary").write_bytes(b"\xff\xfe\x00")
+    assert scrub_tree(tmp_path / "kind-logs") == 1
+    assert creds.password not in (logs / "keda-operator.log").read_text()
+
+
+def test_diagnostics_and_the_bring_up_failure_file_hold_no_password(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONTRACT TEST, NOT A CLUSTER: a KEDA Event carrying the run's password (as 2.16
+    writes it) reaches diagnostics() and the bring-up failure file scrubbed."""
+    b, rec, api = make(tmp_path, bin_dir, monkeypatch)
+    b.up()
+    try:
+        assert b.credentials is not None
+        password = b.credentials.password
+        api.events = [{"type": "Warning", "reason": "KEDAScalerFailed",
+                       "involvedObject": {"kind": "ScaledObject", "name": "agent"},
+                       "lastTimestamp": "2026-11-30T18:00:00Z",
+                       "message": "error requesting rabbitMQ API status: 401, from: "
+                                  f"http://scalelab:{password}@rabbitmq:15672/api"}]
+        doc = b.diagnostics()
+        assert password not in json.dumps(doc, default=str)
+        assert any("scalelab:***@rabbitmq" in str(e.get("message")) for e in doc["events"])
+        b.current_step = "readiness"
+        saved = b._save_failure_diagnostics(
+            RuntimeError(f"GET http://scalelab:{password}@127.0.0.1:1/api failed"))
+        assert saved is not None and password not in saved.read_text()
+    finally:
+        b.down()

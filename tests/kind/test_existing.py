@@ -463,3 +463,8 @@ def test_scalelab_up_prints_grafanas_url_and_login(
     assert grafana_line.split()[1].startswith("http://127.0.0.1:")
     assert "(admin/scalelab)" in grafana_line
     assert up.grafana_access(b) is None, "torn down: no Grafana any more"
+    # the run's broker password is never printed; where to find it is
+    assert b.credentials is not None
+    assert not any(b.credentials.password in line for line in lines), lines
+    assert any(line.split()[:2] == ["broker", "password"] and "get secret" in line
+               for line in lines), lines

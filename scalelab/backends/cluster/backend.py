@@ -57,7 +57,7 @@ from scalelab.backends.cluster.settings import (
     RABBITMQ_DEPLOYMENT,
     ClusterSettings,
 )
-from scalelab.credentials import SECRET_NAME, BrokerCredentials
+from scalelab.credentials import SECRET_NAME, BrokerCredentials, scrub, scrub_tree
 from scalelab.errors import BackendError, ConfigError
 from scalelab.manifests import load_scaling
 from scalelab.record import new_run_id
@@ -266,7 +266,7 @@ class ClusterBackend(Backend):
             return None   # nothing was created yet
         path = self.work_dir / "diagnostics" / "bring-up-failure.json"
         try:
-            doc = {"step": self.current_step, "error": str(err), **self.diagnostics()}
+            doc = scrub({"step": self.current_step, "error": str(err), **self.diagnostics()})
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(doc, indent=2, default=str))
         except Exception as failed:  # noqa: BLE001 - the original error is what matters
@@ -560,7 +560,12 @@ class ClusterBackend(Backend):
             kind_export=self._kind_logs_command, profile=timing_context(self.settings.timing))
         out["errors"] += more.pop("errors")
         out.update(more)
-        return out
+        logs_dir = (out.get("kind_logs") or {}).get("dir")
+        if logs_dir:
+            scrub_tree(Path(logs_dir))
+        # KEDA's rabbitmq scaler errors carry the management URL with the run's password
+        # (kedacore/keda#2040): nothing kept by the run may hold it.
+        return scrub(out)
 
     def _kind_logs_command(self, dest: Path) -> list[str] | None:
         """``kind export logs`` into ``dest`` (kind backend); None: no node logs to export."""
