@@ -32,6 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import port_for
 import pytest
 import pytest_kind.cluster
 import yaml
@@ -86,6 +87,8 @@ class Recorder:
         #: Stand-ins for kind's host port mappings (extraPortMappings) of created clusters.
         self.node_ports: list[ForwardStandIn] = []
         self.answers: dict[str, str] = {}
+        #: `docker port <node> 30080/tcp` finds the reused cluster's NodePort mapping.
+        self.node_port_mapped = True
         #: Recorded failures: the first call containing the key exits 1 with this stderr
         #: (each is used once, so a retry of the same command succeeds unless listed again).
         self.failures: dict[str, list[str]] = {}
@@ -139,11 +142,11 @@ class Recorder:
         call = self._record(cmd)
         if input is not None:
             self.inputs[len(self.calls) - 1] = input
-        if call[1:3] == ("export", "kubeconfig") and self.backend is not None:
-            # a reused kind cluster already maps the API's NodePort to its stored host port
-            stored = self.backend.work_dir / "api-host-port"
-            if stored.is_file():
-                self.node_ports.append(ForwardStandIn(int(stored.read_text())))
+        if Path(call[0]).name == "docker" and call[1:2] == ("port",) and self.node_port_mapped:
+            # a reused kind cluster's node maps the API's NodePort to a host port of its own
+            port = port_for.select_random()
+            self.node_ports.append(ForwardStandIn(port))
+            return Completed(args=call, returncode=0, stdout=f"127.0.0.1:{port}\n", stderr="")
         for key, stderrs in self.failures.items():
             if key in " ".join(call) and stderrs:
                 raise CommandError(Completed(args=call, returncode=1, stdout="",

@@ -99,6 +99,11 @@ def test_keep_cluster_reuses_it_when_the_flags_match_and_records_them(
         assert not any(c.startswith("kind create") for c in calls), calls
         details = b.details()
         assert details["cluster_reused"] is True
+        # the API goes where the node really maps the NodePort, not where a work dir says
+        assert "docker port scalelab-control-plane 30080/tcp" in calls
+        mapped = rec.node_ports[-1].port
+        assert b.endpoints.api == f"http://127.0.0.1:{mapped}"
+        assert (b.work_dir / "api-host-port").read_text().strip() == str(mapped)
         assert details["controller_manager_flags"] == profile_flags()
     finally:
         b.down()
@@ -126,3 +131,17 @@ def test_recreate_deletes_it_first(
     assert calls[calls.index("kind delete cluster --name"):][:1] == ["kind delete cluster --name"]
     assert calls.index("kind delete cluster --name") < next(
         i for i, c in enumerate(calls) if c.startswith("kind create")), calls
+
+
+def test_keep_cluster_refuses_a_cluster_without_the_api_port_mapping(
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, api = make(tmp_path, bin_dir, monkeypatch, keep_cluster=True)
+    _existing(rec, api, profile_flags())
+    rec.node_port_mapped = False
+    rec.failures["docker port"] = [
+        "Error: No public port '30080/tcp' published for scalelab-control-plane"]
+    with pytest.raises(ConfigError) as err:
+        b.up()
+    assert "does not map the API's NodePort 30080/tcp" in str(err.value)
+    assert "SCALELAB_RECREATE_CLUSTER=1" in str(err.value)
+    assert not any(short(c).startswith(("kind delete", "kind create")) for c in rec.calls)

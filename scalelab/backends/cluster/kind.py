@@ -137,8 +137,32 @@ class KindBackend(ClusterBackend):
                 f"profile: {'; '.join(wrong)}", field="SCALELAB_KEEP_CLUSTER",
                 fix=f"SCALELAB_RECREATE_CLUSTER=1 (or `kind delete cluster --name {name}`) "
                     "so the cluster is created with the profile's flags")
+        self._api_host_port = self._mapped_api_port(name)
+        (self.work_dir / API_HOST_PORT_FILE).write_text(f"{self._api_host_port}\n")
         self._reused = True
         log.info("kind cluster %s reused; its HPA flags match the timing profile", name)
+
+    def _mapped_api_port(self, name: str) -> int:
+        """The host port a reused cluster's node really maps to the API's NodePort
+        (``docker port``), not the one the work dir remembers: after a cleaned work dir, or
+        for a cluster created without the mapping, Locust's load would go nowhere."""
+        node = f"{name}-control-plane"   # kind's node container name
+        where = f"{self.api_node_port}/tcp"
+        try:
+            out = self._run([str(self._tool_path("docker")), "port", node, where],
+                            timeout=30).stdout
+        except CommandError as err:
+            out = err.completed.stdout
+        for line in out.splitlines():
+            host, _, port = line.strip().rpartition(":")
+            if host in ("127.0.0.1", "0.0.0.0", "[::]", "::") and port.isdigit():
+                return int(port)
+        raise ConfigError(
+            f"the kind cluster {name!r} does not map the API's NodePort {where} to the host "
+            f"(`docker port {node} {where}` printed {out.strip()!r})",
+            field="SCALELAB_KEEP_CLUSTER",
+            fix=f"SCALELAB_RECREATE_CLUSTER=1 (or `kind delete cluster --name {name}`): "
+                "scalelab creates the cluster with that mapping")
 
     def _provision(self) -> None:
         self._claim_cluster()
