@@ -202,6 +202,7 @@ class FakeApi:
         self.hpas: list[list[dict[str, Any]]] = [[]]
         self.events: list[dict[str, Any]] = []
         self.scaled: list[tuple[str, int]] = []
+        self.custom: dict[str, list[dict[str, Any]]] = {}
 
     def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         self.recorder._record(("api", "get", "deployment", namespace, name))
@@ -224,6 +225,12 @@ class FakeApi:
 
     def server_version(self) -> dict[str, Any]:
         return {"gitVersion": "v1.30.4", "major": "1", "minor": "30"}
+
+    def list_custom_objects(self, *, group: str, version: str, namespace: str, plural: str
+                            ) -> list[dict[str, Any]]:
+        """Recorded custom resources by ``plural`` (none unless a test sets some)."""
+        return [o for o in self.custom.get(plural, [])
+                if (o.get("metadata") or {}).get("namespace") == namespace]
 
 
 def make(tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, *,

@@ -291,11 +291,23 @@ def test_with_the_clusters_prometheus_operator_monitors_go_in_and_no_grafana_is_
     rec.answers["get crd"] = "".join(  # both CRD queries get this answer
         f"customresourcedefinition.apiextensions.k8s.io/{name}.monitoring.coreos.com\n"
         for name in ("prometheuses", "podmonitors"))
+    # a stock kube-prometheus-stack of the cluster's own (release "obs"): it reads only
+    # PodMonitors labelled release=obs, in namespaces labelled team=platform
+    b.api.custom["prometheuses"] = [{  # type: ignore[attr-defined]
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus",
+        "metadata": {"name": "obs-prometheus", "namespace": "observability"},
+        "spec": {"podMonitorSelector": {"matchLabels": {"release": "obs"}},
+                 "podMonitorNamespaceSelector": {"matchLabels": {"team": "platform"}}}}]
     b.up()
     try:
         assert "kps" in b.skipped_addons
         applied = [c for c in calls if c[-3:] == ("apply", "-f", "-")]
         assert applied and b.monitors_applied
+        monitors = [d for i, c in enumerate(rec.calls) if c[-3:] == ("apply", "-f", "-")
+                    for d in yaml.safe_load_all(rec.inputs[i]) if d["kind"] == "PodMonitor"]
+        assert monitors and all(m["metadata"]["labels"]["release"] == "obs" for m in monitors)
+        assert any("label" in c and "namespace" in c and b.settings.namespace in c
+                   and "team=platform" in c for c in rec.calls), rec.calls
         fwd = [c for c in rec.calls if "port-forward" in c]
         assert not any("svc/kps-grafana" in c for c in fwd)
         assert any("svc/prometheus-operated" in c for c in fwd)
@@ -468,3 +480,23 @@ def test_scalelab_up_prints_grafanas_url_and_login(
     assert not any(b.credentials.password in line for line in lines), lines
     assert any(line.split()[:2] == ["broker", "password"] and "get secret" in line
                for line in lines), lines
+
+
+def test_monitor_selection_follows_the_operators_selector_semantics() -> None:
+    """prometheus-operator: a nil podMonitorSelector selects nothing, an empty one all; a
+    nil namespace selector means the Prometheus' own namespace only."""
+    from scalelab.backends.cluster.events import monitor_selection
+
+    stock = monitor_selection({"metadata": {"name": "p", "namespace": "mon"}, "spec": {
+        "podMonitorSelector": {"matchLabels": {"release": "kps"}},
+        "podMonitorNamespaceSelector": {}}})
+    assert stock.pod_monitor_labels == {"release": "kps"} and stock.namespace_labels == {}
+    assert stock.problems == []
+    bare = monitor_selection({"metadata": {"name": "p", "namespace": "mon"}, "spec": {}})
+    assert len(bare.problems) == 2
+    assert "selects no PodMonitor" in bare.problems[0]
+    assert "own namespace only" in bare.problems[1]
+    exprs = monitor_selection({"metadata": {"name": "p", "namespace": "mon"}, "spec": {
+        "podMonitorSelector": {"matchExpressions": [{"key": "a", "operator": "Exists"}]},
+        "podMonitorNamespaceSelector": {}}})
+    assert any("matchExpressions" in p for p in exprs.problems)

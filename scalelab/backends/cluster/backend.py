@@ -27,6 +27,7 @@ from scalelab.backends.cluster.events import (
     AppliedObject,
     RolloutState,
     event_time,
+    monitor_selection,
     parse_applied,
     replicas_from_deployment,
     rollout_state,
@@ -372,6 +373,8 @@ class ClusterBackend(Backend):
             monitors = in_namespace(
                 list(yaml.safe_load_all((CLUSTER_DIR / "monitors.yaml").read_text())),
                 self.settings.namespace)
+            if not any(r.chart == "kube-prometheus-stack" for r in self.installed_releases):
+                self._select_for_clusters_prometheus(monitors)
             self._kubectl("apply", "-f", "-", input=yaml.safe_dump_all(monitors,
                                                                          sort_keys=False))
             self.monitors_applied = True
@@ -384,6 +387,29 @@ class ClusterBackend(Backend):
         if self.grafana_installed:
             self._kubectl("apply", "--server-side", "--field-manager=scalelab", "-f", "-",
                           input=yaml.safe_dump_all(grafana_configmaps(), sort_keys=False))
+
+    def _select_for_clusters_prometheus(self, monitors: list[dict[str, Any]]) -> None:
+        """A cluster's own Prometheus (not scalelab's kube-prometheus-stack) reads only the
+        PodMonitors its ``podMonitorSelector`` matches (a stock kube-prometheus-stack:
+        ``release: <its release>``) in the namespaces its ``podMonitorNamespaceSelector``
+        matches: give ours those labels, and the run's namespace its labels, so readiness
+        does not wait 300 s on "no targets"."""
+        prom_ns = self.cluster.prometheus_service.split("/", 1)[0]
+        found = self.api.list_custom_objects(group="monitoring.coreos.com", version="v1",
+                                             namespace=prom_ns, plural="prometheuses")
+        if not found:
+            log.warning("no Prometheus resource in namespace %s: scalelab's PodMonitors "
+                        "get no selector labels", prom_ns)
+            return
+        selection = monitor_selection(found[0])
+        for problem in selection.problems:
+            log.warning("%s", problem)
+        for monitor in monitors:
+            monitor.setdefault("metadata", {}).setdefault("labels", {}).update(
+                selection.pod_monitor_labels)
+        if selection.namespace_labels:
+            self._kubectl("label", "namespace", self.settings.namespace, "--overwrite",
+                          *(f"{k}={v}" for k, v in selection.namespace_labels.items()))
 
     def _wait_rollouts(self) -> None:
         ns = self.settings.namespace

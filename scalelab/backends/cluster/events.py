@@ -265,3 +265,46 @@ def flag_mismatches(flags: Mapping[str, str], profile: Mapping[str, str]) -> lis
         if not same:
             wrong.append(f"{flag}: cluster {have}, profile {want}")
     return wrong
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorSelection:
+    """What a Prometheus (prometheus-operator ``Prometheus`` resource) needs before it
+    scrapes a PodMonitor: labels on the PodMonitor, labels on its namespace."""
+
+    pod_monitor_labels: dict[str, str]
+    namespace_labels: dict[str, str]
+    problems: list[str]
+
+
+def monitor_selection(prometheus: Mapping[str, Any]) -> MonitorSelection:
+    """From ``spec.podMonitorSelector`` / ``spec.podMonitorNamespaceSelector``
+    (prometheus-operator pkg/apis/monitoring/v1 prometheus_types.go: a nil selector selects
+    no PodMonitor, an empty one every PodMonitor; a nil namespace selector means the
+    Prometheus' own namespace only). kube-prometheus-stack's default is
+    ``matchLabels: {release: <release>}``; a stack installed by someone else then ignores
+    PodMonitors without that label."""
+    spec = prometheus.get("spec") or {}
+    name = f"{(prometheus.get('metadata') or {}).get('namespace')}/" \
+           f"{(prometheus.get('metadata') or {}).get('name')}"
+    problems: list[str] = []
+    selector = spec.get("podMonitorSelector")
+    if selector is None:
+        problems.append(f"Prometheus {name} selects no PodMonitor (podMonitorSelector unset)")
+        selector = {}
+    ns_selector = spec.get("podMonitorNamespaceSelector")
+    if ns_selector is None:
+        problems.append(f"Prometheus {name} reads PodMonitors of its own namespace only "
+                        "(podMonitorNamespaceSelector unset)")
+        ns_selector = {}
+    for what, sel in (("podMonitorSelector", selector),
+                      ("podMonitorNamespaceSelector", ns_selector)):
+        if sel.get("matchExpressions"):
+            problems.append(f"Prometheus {name} {what} has matchExpressions, which scalelab "
+                            "does not satisfy by itself")
+
+    def labels(sel: Mapping[str, Any]) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (sel.get("matchLabels") or {}).items()}
+
+    return MonitorSelection(pod_monitor_labels=labels(selector),
+                            namespace_labels=labels(ns_selector), problems=problems)
