@@ -386,3 +386,14 @@ def test_a_kind_backend_never_lets_pytest_kind_pick_binaries(
     assert given["kind_path"] == good_tools / "kind"
     assert given["kubectl_path"] == good_tools / "kubectl"
 
+
+
+def test_a_helm_release_left_pending_by_a_cut_off_run_names_the_rollback() -> None:
+    """helm 3's answer to an upgrade of a release stuck in pending-install/-upgrade."""
+    err = kube.CommandError(kube.Completed(
+        args=("/usr/bin/helm", "upgrade", "--install", "keda", "keda", "--repo", "r",
+              "--namespace", "keda", "--wait"), returncode=1, stdout="",
+        stderr="Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in "
+               "progress"))
+    assert "`helm rollback keda -n keda`" in (err.fix or "")
+    assert "helm history keda -n keda" in (err.fix or "")

@@ -332,6 +332,15 @@ def fix_for(completed: Completed) -> str:
         return ("check `docker info` and `kind get clusters`; `kind export logs` collects "
                 "the node's logs; `scalelab down` removes a half-built stack")
     if prog == "helm":
+        if "another operation (install/upgrade/rollback) is in progress" in said:
+            # a helm killed mid-install (Ctrl-C, the bring-up bound) leaves its release in
+            # a pending-* state that blocks every later upgrade
+            args = list(completed.args)
+            name = args[args.index("--install") + 1] if "--install" in args else "RELEASE"
+            ns = args[args.index("--namespace") + 1] if "--namespace" in args else "NAMESPACE"
+            return (f"an earlier helm run was cut off and left release {name} pending: "
+                    f"`helm history {name} -n {ns}` shows it; `helm rollback {name} -n {ns}` "
+                    f"(or `helm uninstall {name} -n {ns}` if it never installed), then re-run")
         if "context deadline exceeded" in said or "timed out waiting" in said:
             return ("the release did not become ready in time: `kubectl get pods -A` shows "
                     "which pod waits (image pulls on a cold cluster); raise "
