@@ -15,6 +15,7 @@ naming the file, the field path (``phases[1].load.users``) and the fix.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -252,14 +253,63 @@ def _schema_error(err: jsonschema.ValidationError, file: str) -> ConfigError:
     )
 
 
+#: Byte-order marks of UTF-16, the encoding YAML accepts besides UTF-8 (YAML 1.1, 5.2).
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _line_column(text: str, offset: int) -> str:
+    """Where ``text[offset]`` is, as an editor counts (from 1)."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - text.rfind("\n", 0, offset)
+    return f"line {line}, column {column}"
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The file as text: UTF-8 (a BOM is allowed) or UTF-16 with a BOM, as YAML reads.
+
+    Decoding here rather than in the YAML reader names the problem (binary, or another
+    encoding such as Latin-1) with its place and the fix, instead of a traceback.
+    """
+    if data.startswith(_UTF16_BOMS):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"not UTF-16 text after its byte-order mark: {err.reason}",
+                              file=str(path), fix="save the file as UTF-8") from err
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ConfigError(
+            f"a binary file, not YAML text (a NUL byte at offset {nul})", file=str(path),
+            fix="give a scenario YAML file (see experiments/scenarios/*.yaml and "
+                "docs/scenarios.md)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        before = data[:err.start].decode("utf-8-sig")  # decodes: the error is at err.start
+        raise ConfigError(
+            f"not UTF-8 text: byte 0x{data[err.start]:02x} at "
+            f"{_line_column(before, len(before))} ({err.reason}): the file is in another "
+            "encoding (Latin-1, Windows-1252, ...) or is not text", file=str(path),
+            fix="save it as UTF-8 (the editor's encoding setting), or convert it: "
+                f"iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}") from err
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"cannot read scenario: {err.strerror}", file=str(path),
                           fix="check the path") from err
+    text = _decode(path, data)
     try:
         return yaml.safe_load(text)
+    except yaml.reader.ReaderError as err:
+        # A character YAML does not allow in a stream (C0 controls other than tab/newline).
+        raise ConfigError(
+            f"character U+{err.character:04X} at {_line_column(text, err.position)} is not "
+            "allowed in YAML", file=str(path),
+            fix="remove it (a control character pasted in), or quote it as an escape in a "
+                'double-quoted string ("\\a")') from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -238,3 +238,46 @@ def test_generated_ids_are_unique(tmp_path: Path) -> None:
                                                   {"never_above": 4}]))
     assert [e.id for e in load_scenario(write(tmp_path, doc)).expectations] == [
         "never_above-4", "never_above-4-2", "never_above-4-3"]
+
+
+def _good_bytes(description: str = "a scenario used by the tests") -> str:
+    return yaml.safe_dump({**GOOD, "description": description}, sort_keys=False,
+                          allow_unicode=True)
+
+
+#: Files that are not UTF-8 YAML text: (id, content, what the message says, what the fix says).
+NOT_TEXT = [
+    ("latin-1", _good_bytes("un café pour la route").encode("latin-1"),
+     "not UTF-8 text: byte 0xe9 at line 2, column 20", "save it as UTF-8"),
+    ("png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10",
+     "a binary file, not YAML text (a NUL byte at offset 8)", "scenario YAML file"),
+    ("nul-in-text", _good_bytes().encode().replace(b"tests", b"te\x00sts"),
+     "a binary file, not YAML text (a NUL byte at offset 49)", "scenario YAML file"),
+    ("control-character", _good_bytes().encode().replace(b"tests", b"te\x07sts"),
+     "character U+0007 at line 2, column 39 is not allowed in YAML", "remove it"),
+    ("cp1252-quotes", _good_bytes("“quoted”").encode("cp1252"),
+     "not UTF-8 text: byte 0x93 at line 2, column 14", "save it as UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("data", "text", "fix"), [c[1:] for c in NOT_TEXT],
+                         ids=[c[0] for c in NOT_TEXT])
+def test_a_file_that_is_not_utf8_yaml_is_named(tmp_path: Path, data: bytes, text: str,
+                                               fix: str) -> None:
+    path = tmp_path / "demo.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    err = info.value
+    assert err.file == str(path)
+    assert text in str(err), str(err)
+    assert err.fix and fix in err.fix, err.fix
+    assert isinstance(err.__cause__, UnicodeDecodeError | yaml.YAMLError | type(None))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_non_ascii_text_in_a_yaml_encoding_loads(tmp_path: Path, encoding: str) -> None:
+    """UTF-8 (with or without a BOM) and UTF-16 with a BOM are YAML encodings: they load."""
+    path = tmp_path / "demo.yaml"
+    path.write_bytes(_good_bytes("un café “quoted”").encode(encoding))
+    assert load_scenario(path).description == "un café “quoted”"

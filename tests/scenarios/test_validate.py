@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,39 @@ def test_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["validate", str(empty)]) == 1
+
+
+def _not_text(folder: Path) -> tuple[Path, Path]:
+    """A Latin-1 copy of a shipped scenario and a binary file, both named *.yaml."""
+    latin1 = folder / "latin1.yaml"
+    text = (paths.SCENARIOS / "hpa-cpu.yaml").read_text()
+    latin1.write_bytes(text.replace("name: hpa-cpu", "name: café").encode("latin-1"))
+    binary = folder / "image.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    return latin1, binary
+
+
+def test_files_that_are_not_utf8_text_are_listed_not_raised(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    latin1, binary = _not_text(tmp_path)
+    (tmp_path / "good.yaml").write_text((paths.SCENARIOS / "hpa-cpu.yaml").read_text())
+    assert main(["validate", "--quick", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "1 of 3 scenario files valid" in captured.out
+    assert f"{latin1}: not UTF-8 text: byte 0xe9 at line 4, column 10" in captured.err
+    assert f"{binary}: a binary file, not YAML text" in captured.err
+    assert captured.err.count("fix: ") == 2 and "Traceback" not in captured.err
+
+
+def test_the_pytest_driver_names_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    """experiments/conftest.py loads scenarios with the same loader: a usage error, no
+    traceback (collection only, in a subprocess: nothing is brought up)."""
+    for bad in _not_text(tmp_path):
+        res = subprocess.run(
+            [sys.executable, "-m", "pytest", str(paths.ROOT / "experiments"), "--collect-only",
+             "-q", "-p", "no:cacheprovider", "--scenarios", str(bad)],
+            cwd=paths.ROOT, capture_output=True, text=True, timeout=120, check=False)
+        out = res.stdout + res.stderr
+        assert res.returncode == 4, out  # pytest's usage error
+        assert f"invalid scenario: {bad}: " in out and "fix:" in out, out
+        assert "Traceback" not in out and "UnicodeDecodeError" not in out, out
