@@ -164,9 +164,10 @@ def check_triggers(obj: ScalingObject, *, objects: Sequence[ScalingObject] = ())
             elif kind == "rabbitmq":
                 auth = auth_params(trig, index=i, scaled_object=obj.name, auths=auths, env=None,
                                    secret=None, source=str(obj.source))
-                rmq.parse_metadata(trig.get("metadata") or {}, resolved_env=None,
-                                   auth_params=auth, trigger_index=i,
-                                   metric_type=trig.get("metricType"))
+                meta = rmq.parse_metadata(trig.get("metadata") or {}, resolved_env=None,
+                                          auth_params=auth, trigger_index=i,
+                                          metric_type=trig.get("metricType"))
+                rmq.check_target(meta, metadata=trig.get("metadata") or {})
             else:
                 raise ConfigError(
                     f"{obj.ref}: trigger type {kind!r} is not emulated by the local backend",
@@ -304,7 +305,7 @@ class ScaledObjectSpec:
                 metrics.append({"type": "Resource",
                                 "resource": {"name": t.resource, "target": target}})
             else:
-                milli = f"{round(t.metadata.value * 1000)}m"
+                milli = f"{rmq.target_milli(t.metadata)}m"  # quantityFromFloat64
                 key = "averageValue" if t.metadata.metric_type == "AverageValue" else "value"
                 metrics.append({"type": "External", "external": {
                     "metric": {"name": t.metric_name, "selector": {"matchLabels": {

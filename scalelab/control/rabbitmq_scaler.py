@@ -6,6 +6,11 @@ Follows kedacore/keda ``pkg/scalers/rabbitmq_scaler.go`` (``rabbitMQMetadata`` w
 ``GetMetricSpecForScaling``, ``GetMetricsAndActivity``). The computation is pure
 (``compute``); I/O sits behind ``fetch_http``/``fetch_amqp`` returning a ``QueueStatus``.
 
+Versions (docs/replay.md, "Versions"): newer than the pinned KEDA 2.16, which knows only
+QueueLength and MessageRate. The three rate modes are KEDA 2.18's (#6933), the
+ExpectedQueueConsumptionTime empty-queue rule is main's (#8033), the metric conversion
+(``quantity_milli``) 2.20's (#7534) with main's negative clamp (#7889).
+
 Not emulated: TLS client certificates, OAuth2 and Azure workload identity (parsed and
 validated where they affect errors, never used to connect).
 """
@@ -21,6 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 QUEUE_LENGTH = "QueueLength"
 MESSAGE_RATE = "MessageRate"
@@ -261,30 +267,81 @@ class ScalerResult:
 
 
 def compute(meta: RabbitMQMetadata, status: QueueStatus) -> ScalerResult:
-    """``GetMetricsAndActivity`` without the I/O."""
+    """``GetMetricsAndActivity`` without the I/O: the activity from the raw value, the
+    value as the metric KEDA serves (``GenerateMetricInMili``: ``milli``)."""
     msgs, pub, dlv, act = float(status.messages), status.publish_rate, status.deliver_get_rate, \
         meta.activation_value
     if meta.mode == QUEUE_LENGTH:
-        return ScalerResult(value=msgs, active=msgs > act)
-    if meta.mode == MESSAGE_RATE:
-        return ScalerResult(value=pub, active=pub > act or msgs > act)
-    if meta.mode == DELIVER_GET_RATE:
-        return ScalerResult(value=dlv, active=dlv > act)
-    if meta.mode == PUBLISHED_TO_DELIVERED_RATIO:
-        ratio = 0.0
+        value, active = msgs, msgs > act
+    elif meta.mode == MESSAGE_RATE:
+        value, active = pub, pub > act or msgs > act
+    elif meta.mode == DELIVER_GET_RATE:
+        value, active = dlv, dlv > act
+    elif meta.mode == PUBLISHED_TO_DELIVERED_RATIO:
+        value = 0.0
         if pub > 0 and dlv == 0:
-            ratio = act
+            value = act
         elif pub > 0 and dlv > 0:
-            ratio = pub / dlv
-        return ScalerResult(value=ratio, active=ratio > act or (pub > 0 and dlv == 0))
-    # ExpectedQueueConsumptionTime
-    eta = act if dlv == 0 else (pub - dlv) / dlv + msgs / dlv
-    return ScalerResult(value=eta, active=eta > act or dlv == 0)
+            value = pub / dlv
+        active = value > act or (pub > 0 and dlv == 0)
+    else:
+        value, active = expected_consumption_time(msgs, pub, dlv, act)
+    return ScalerResult(value=milli(value), active=active)
+
+
+def expected_consumption_time(messages: float, publish_rate: float, deliver_get_rate: float,
+                              activation: float) -> tuple[float, bool]:
+    """ExpectedQueueConsumptionTime as kedacore/keda main computes it since #8033
+    (``pkg/scalers/rabbitmq_scaler.go`` ``GetMetricsAndActivity``, "fix empty queue handling
+    during fast drain"): an empty queue is 0 and inactive, whatever the rates (before, an
+    idle empty queue was active, so the object never scaled to zero, and a just-drained
+    queue read negative); a backlog nobody consumes reads ``activationValue`` and is
+    active; otherwise ``(publish - deliver) / deliver + messages / deliver``."""
+    if messages == 0:
+        eta = 0.0
+    elif deliver_get_rate == 0:
+        eta = activation
+    else:
+        eta = (publish_rate - deliver_get_rate) / deliver_get_rate + \
+            messages / deliver_get_rate
+    return eta, eta > activation or (deliver_get_rate == 0 and messages > 0)
+
+
+def quantity_milli(value: float) -> int:
+    """A scaler value as the milli-quantity KEDA makes of it: kedacore/keda
+    ``pkg/scalers/scaler.go`` ``quantityFromFloat64`` (used by ``GenerateMetricInMili`` for
+    metric values and ``GetMetricTargetMili`` for HPA targets). NaN and +/-Inf become 0
+    (#7534, KEDA 2.20), so do negative values (#7889, main); anything else is formatted with
+    3 decimals (Go's ``%.3f``: correctly rounded, ties to even, as Python's ``.3f``) and
+    parsed as a quantity, so no int64 overflow for large values.
+
+    KEDA 2.16 instead truncated ``int64(value * 1000)`` and passed negatives on."""
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        return 0
+    return int(Decimal(f"{value:.3f}") * 1000)
 
 
 def milli(value: float) -> float:
-    """``GenerateMetricInMili``: the value travels as a milli-quantity (3 decimals kept)."""
-    return math.floor(value * 1000 + 0.5) / 1000 if math.isfinite(value) else value
+    """``GenerateMetricInMili``: the metric value KEDA serves, ``quantity_milli`` / 1000."""
+    return quantity_milli(value) / 1000
+
+
+def target_milli(meta: RabbitMQMetadata) -> int:
+    """The generated HPA's target (``GetMetricSpecForScaling``: ``GetMetricTargetMili``)."""
+    return quantity_milli(meta.value)
+
+
+def check_target(meta: RabbitMQMetadata, *, metadata: Mapping[str, str]) -> None:
+    """Refuse offline a ``value`` whose target ``quantity_milli`` makes 0 (NaN, Inf, a
+    negative number, below 0.0005): KEDA parses it, then the API server refuses the HPA it
+    generates (a target must be positive), so the ScaledObject never works."""
+    milli_target = target_milli(meta)
+    if milli_target <= 0:
+        param = "queueLength" if metadata.get("queueLength") else "value"
+        raise ScalerError(f"{param} {metadata.get(param)!r} gives the generated HPA a target "
+                          f"of {milli_target} (KEDA keeps 3 decimals and turns NaN, Inf and "
+                          "negative values into 0); an HPA target must be positive",
+                          param=param)
 
 
 def status_from_queue_info(meta: RabbitMQMetadata, info: Mapping[str, object]) -> QueueStatus:
@@ -437,5 +494,4 @@ def poll(meta: RabbitMQMetadata, *, http_get: HttpGet = urllib_get,
             status = (amqp_fetch or fetch_amqp)(meta)
     except (ScalerError, ValueError, OSError) as exc:
         return ScalerResult(value=None, active=False, error=str(exc))
-    res = compute(meta, status)
-    return ScalerResult(value=milli(res.value or 0.0), active=res.active)
+    return compute(meta, status)

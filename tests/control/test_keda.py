@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -23,6 +24,7 @@ from scalelab.control.keda import (
 )
 from scalelab.credentials import MANAGEMENT_URL_KEY, SECRET_NAME
 from scalelab.errors import ConfigError
+from scalelab.manifests import validate_scaling
 from scalelab.paths import SCALING_MANIFESTS
 
 ENV = {"RABBITMQ_MGMT_URL": "http://guest:guest@127.0.0.1:15672/"}
@@ -151,6 +153,45 @@ def test_generated_hpa_for_hybrid() -> None:
     spec = HPASpec.from_manifest(hpa, source="generated")
     assert [m.key for m in spec.metrics] == ["resource/cpu", "external/s1-rabbitmq-agent-tasks"]
     assert spec.metrics[1].target.average_value_milli == 5000
+
+
+def _value_so(value: str) -> dict[str, Any]:
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": "so", "namespace": "scalelab"},
+            "spec": {"scaleTargetRef": {"name": "agent"}, "triggers": [{
+                "type": "rabbitmq", "metadata": {"queueName": "q", "host": "http://h:15672/",
+                                                 "mode": "QueueLength", "value": value}}]}}
+
+
+@pytest.mark.parametrize(("value", "target"), [
+    ("5", "5000m"), ("3.0005", "3001m"), ("0.0625", "62m"), ("1e16", f"{10**19}m"),
+    ("NaN", "0m"), ("Inf", "0m"), ("-5", "0m"),
+])
+def test_generated_hpa_target_is_quantity_from_float64(value: str, target: str) -> None:
+    """rabbitmq_scaler.go GetMetricSpecForScaling -> scaler.go GetMetricTargetMili ->
+    quantityFromFloat64: 3 decimals, Go-rounded; NaN, Inf and negatives become 0 (which the
+    HPA parser then refuses, as the API server refuses KEDA's HPA)."""
+    hpa = ScaledObjectSpec.from_manifest(_value_so(value), env={}).hpa_manifest()
+    assert hpa["spec"]["metrics"][0]["external"]["target"] == {"type": "AverageValue",
+                                                               "averageValue": target}
+    if target == "0m":
+        with pytest.raises(ConfigError, match="greater than zero"):
+            HPASpec.from_manifest(hpa, source="generated")
+    else:
+        assert HPASpec.from_manifest(hpa, source="generated").metrics[0].target \
+            .average_value_milli == int(target[:-1])
+
+
+@pytest.mark.parametrize("value", ["NaN", "-Inf", "-5", "0.0004"])
+def test_a_value_whose_target_is_zero_fails_offline(tmp_path: Path, value: str) -> None:
+    """Refused by ``validate_scaling`` with the key to fix, before anything starts."""
+    path = tmp_path / "so.yaml"
+    path.write_text(yaml.safe_dump(_value_so(value)))
+    with pytest.raises(ConfigError, match="must be positive") as err:
+        validate_scaling(path)
+    assert err.value.field == "spec.triggers[0].metadata.value" and err.value.fix
+    path.write_text(yaml.safe_dump(_value_so("0.0005")))  # a 1m target: positive
+    assert [o.ref for o in validate_scaling(path)] == ["ScaledObject/so"]
 
 
 def test_generated_hpa_min_is_at_least_one() -> None:

@@ -253,6 +253,98 @@ def test_exclude_unacknowledged_and_modes_pure() -> None:
     assert r.value == pytest.approx((2 - 4) / 4 + 10 / 4) and r.active
 
 
+# rabbitmq_scaler_test.go testExpectedQueueConsumptionTimeTestData
+# (TestExpectedQueueConsumptionTime, added by kedacore/keda#8033; value 1, activationValue 1):
+# (name, response, metric in milli-units, isActive)
+EQCT_CASES = [
+    ("empty idle queue", _q(0, 0, 0, 0), 0, False),
+    ("empty queue with decaying delivery rate", _q(0, 0, 0, 2), 0, False),
+    ("backlog without consumers", _q(10, 0, 3, 0), 1000, True),
+    ("backlog with consumers", _q(10, 0, 3, 2), 5500, True),
+    ("draining backlog", _q(4, 0, 0, 2), 1000, False),
+]
+
+
+@pytest.mark.parametrize(("name", "info", "expected_milli", "active"), EQCT_CASES,
+                         ids=[c[0] for c in EQCT_CASES])
+def test_expected_queue_consumption_time_upstream_cases(
+        name: str, info: dict[str, object], expected_milli: int, active: bool) -> None:
+    """kedacore/keda#8033: an empty queue is 0 and inactive whatever the rates, so a
+    ScaledObject in this mode can scale to zero (before: the idle empty queue read 1 and was
+    active, the just-drained one read -1)."""
+    meta = rmq.parse_metadata({"queueName": "evaluate_trials", "hostFromEnv": "plainHost",
+                               "protocol": "http", "mode": "ExpectedQueueConsumptionTime",
+                               "value": "1", "activationValue": "1"},
+                              resolved_env={"plainHost": "http://127.0.0.1:1/"})
+    res = rmq.poll(meta, http_get=lambda url, t: (200, json.dumps(info).encode()))
+    assert res.error is None
+    assert (res.value, res.active) == (expected_milli / 1000, active), name
+
+
+# scaler_test.go TestGenerateMetricInMili / TestGetMetricTargetMili (both through
+# quantityFromFloat64, kedacore/keda pkg/scalers/scaler.go): upstream asserts "zero" or
+# "positive"; the exact milli-units here are the decimal values written out by hand.
+QUANTITY_CASES = [
+    ("small value", 100.5, 100_500),
+    ("small value (GenerateMetricInMili)", 42.5, 42_500),
+    ("large value exceeding int64 milli threshold", 1e18, 10**21),
+    ("value just above int64 milli overflow threshold", 9.3e15, 93 * 10**17),
+    ("NaN treated as zero", float("nan"), 0),
+    ("positive Inf treated as zero", float("inf"), 0),
+    ("negative Inf treated as zero", float("-inf"), 0),
+    ("negative value treated as zero", -1.0, 0),
+    ("large negative value treated as zero", -9.3e15, 0),
+    # Go's %.3f rounds the exact binary value, ties to even; 2.16's int64(v*1000) truncated.
+    ("1.2345 is 1.23449999... in binary", 1.2345, 1234),
+    ("1.0005 is 1.00049999... in binary", 1.0005, 1000),
+    ("3.0005 is 3.00050000...02 in binary", 3.0005, 3001),
+    ("0.0625 is a tie: to even", 0.0625, 62),
+    ("0.1875 is a tie: to even", 0.1875, 188),
+    ("below half a milli", 0.0004, 0),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), QUANTITY_CASES,
+                         ids=[c[0] for c in QUANTITY_CASES])
+def test_quantity_from_float64(name: str, value: float, expected: int) -> None:
+    assert rmq.milli(value) == expected / 1000  # the metric value poll() reports
+    assert rmq.quantity_milli(value) == expected
+
+
+def test_non_finite_and_negative_metric_values_become_zero() -> None:
+    """GetMetricsAndActivity's value goes through quantityFromFloat64; activity does not."""
+    base = {"queueName": "q", "host": "http://h/", "activationValue": "1", "value": "1"}
+    ratio = rmq.parse_metadata({**base, "mode": "PublishedToDeliveredRatio"}, resolved_env={})
+    res = rmq.compute(ratio, rmq.QueueStatus(messages=5, publish_rate=1e308,
+                                             deliver_get_rate=1e-10))  # 1e318: +Inf
+    assert res.value == 0 and res.active
+    eta = rmq.parse_metadata({**base, "mode": "ExpectedQueueConsumptionTime"}, resolved_env={})
+    # draining faster than anything arrives: (0 - 2) / 2 + 1 / 2 = -0.5
+    res = rmq.compute(eta, rmq.QueueStatus(messages=1, publish_rate=0, deliver_get_rate=2))
+    assert res.value == 0 and not res.active
+
+
+@pytest.mark.parametrize(("metadata", "param"), [
+    ({"mode": "QueueLength", "value": "NaN"}, "value"),
+    ({"mode": "QueueLength", "value": "+Inf"}, "value"),
+    ({"mode": "QueueLength", "value": "-5"}, "value"),
+    ({"mode": "QueueLength", "value": "0.0004"}, "value"),
+    ({"queueLength": "-3"}, "queueLength"),
+])
+def test_a_target_that_becomes_zero_is_refused(metadata: dict[str, str], param: str) -> None:
+    """KEDA parses these (Go's ParseFloat reads NaN and Inf too), then its HPA target is 0,
+    which the API server refuses: refused offline, naming the key."""
+    meta = rmq.parse_metadata({"queueName": "q", "host": "http://h/", **metadata},
+                              resolved_env={})
+    assert rmq.target_milli(meta) == 0
+    with pytest.raises(rmq.ScalerError, match="must be positive") as err:
+        rmq.check_target(meta, metadata=metadata)
+    assert err.value.param == param
+    ok = rmq.parse_metadata({"queueName": "q", "host": "http://h/", "value": "0.0005",
+                             "mode": "QueueLength"}, resolved_env={})
+    rmq.check_target(ok, metadata={"value": "0.0005"})  # 1m: positive
+
+
 def test_regex_composition() -> None:
     """getComposedQueue: sum / avg (integer counts) / max over the matched queues."""
     items = [_q(3, 1, 1.0, 0.5), _q(4, 0, 3.0, 1.5)]
