@@ -8,10 +8,11 @@ experiment only ever calls these methods, so the same scenario runs on all of th
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from scalelab.decisions import ScalingEvent
 from scalelab.settings import StackSettings
 
 
@@ -35,22 +36,6 @@ class Replicas:
     spec: int      # .spec.replicas (what the autoscaler asked for)
     current: int   # .status.replicas (pods that exist, including not-ready ones)
     ready: int     # .status.readyReplicas
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScalingEvent:
-    """One autoscaler decision, with the reason the controller gave."""
-
-    t: float                 # unix time
-    controller: str          # "hpa" | "keda"
-    object: str              # e.g. "HorizontalPodAutoscaler/agent"
-    from_replicas: int
-    to_replicas: int
-    reason: str
-    conditions: list[dict[str, str]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Backend(abc.ABC):

@@ -26,7 +26,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from scalelab.backends.base import ScalingEvent
 from scalelab.control import exporter
 from scalelab.control import rabbitmq_scaler as rmq
 from scalelab.control.hpa import (
@@ -46,6 +45,7 @@ from scalelab.control.keda import (
     trigger_authentications,
 )
 from scalelab.control.view import ClusterView
+from scalelab.decisions import ScalingEvent
 from scalelab.errors import ConfigError
 from scalelab.settings import NAMESPACE, TimingProfile
 

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import pytest
 
 import scalelab.backends
-from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
+from scalelab.backends.base import Backend, Endpoints, Replicas
+from scalelab.decisions import ScalingEvent
 
 LOG = Path(os.environ.get("SLOW_STACK_LOG", "/dev/null"))
 

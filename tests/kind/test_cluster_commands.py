@@ -38,7 +38,7 @@ import pytest_kind.cluster
 import yaml
 
 from scalelab import paths
-from scalelab.backends.base import Replicas, ScalingEvent
+from scalelab.backends.base import Replicas
 from scalelab.backends.cluster.backend import ClusterBackend
 from scalelab.backends.cluster.events import parse_time, replicas_from_deployment
 from scalelab.backends.cluster.existing import ExistingBackend
@@ -47,6 +47,7 @@ from scalelab.backends.cluster.kube import CommandError, Completed
 from scalelab.backends.cluster.render import load_charts, render_values
 from scalelab.backends.cluster.settings import ClusterSettings
 from scalelab.credentials import SECRET_NAME
+from scalelab.decisions import ScalingEvent
 from scalelab.errors import BackendError, ConfigError, MissingDependencyError, WaitTimeout
 from scalelab.settings import StackSettings, TimingProfile
 from scalelab.waiting import wait_for

@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from scalelab import crds
-from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
+from scalelab.backends.base import Backend, Endpoints, Replicas
 from scalelab.backends.broker import purge_queue
 from scalelab.backends.cluster import diagnostics as cluster_diagnostics
 from scalelab.backends.cluster import kube, readiness, tools
@@ -59,6 +59,7 @@ from scalelab.backends.cluster.settings import (
     ClusterSettings,
 )
 from scalelab.credentials import SECRET_NAME, BrokerCredentials, scrub, scrub_tree
+from scalelab.decisions import ScalingEvent
 from scalelab.errors import BackendError, ConfigError
 from scalelab.manifests import load_scaling
 from scalelab.record import new_run_id

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from scalelab.backends.base import Replicas, ScalingEvent
+from scalelab.backends.base import Replicas
+from scalelab.decisions import ScalingEvent
 from scalelab.errors import BackendError
 from scalelab.settings import (
     AGENT_DEPLOYMENT,

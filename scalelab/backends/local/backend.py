@@ -30,7 +30,7 @@ import port_for
 from prometheus_client import CollectorRegistry
 
 from scalelab import paths
-from scalelab.backends.base import Backend, Endpoints, Replicas, ScalingEvent
+from scalelab.backends.base import Backend, Endpoints, Replicas
 from scalelab.backends.broker import purge_queue
 from scalelab.backends.local import scrape
 from scalelab.backends.local.exporter import Exporter, KubeStateCollector
@@ -46,6 +46,7 @@ from scalelab.backends.local.pods import Launch, Supervisor
 from scalelab.backends.local.resources import ResourceAccounting
 from scalelab.control.view import PodFacts, PodMetric
 from scalelab.credentials import SECRET_NAME
+from scalelab.decisions import ScalingEvent
 from scalelab.errors import BackendError, ConfigError
 from scalelab.procs import prometheus as prom
 from scalelab.settings import AGENT_DEPLOYMENT, API_DEPLOYMENT, TASK_QUEUE, StackSettings
