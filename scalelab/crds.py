@@ -45,6 +45,7 @@ import jsonschema
 import yaml
 
 from scalelab.errors import ConfigError, MissingDependencyError
+from scalelab.schema_errors import kubectl_path, schema_error
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,23 +248,15 @@ def _newer_only(err: jsonschema.ValidationError, src: CrdSource) -> tuple[str, s
         for extra in sorted(k for k in err.instance if k not in known):
             if f"{at}.{extra}".lstrip(".") in src.not_in_upstream:
                 return (f"the field {extra}",
-                        _path_of([*err.absolute_path, extra]))
+                        kubectl_path([*err.absolute_path, extra]))
     if err.validator == "enum" and err.instance in src.values_not_in_upstream.get(at, ()):
-        return f"the value {err.instance!r}", _path_of(err.absolute_path)
+        return f"the value {err.instance!r}", kubectl_path(err.absolute_path)
     return None
-
-
-def _path_of(parts: Iterable[object]) -> str:
-    from scalelab.manifests import _path  # local: manifests imports this module
-
-    return _path(parts)
 
 
 def validate_resource(doc: Mapping[str, Any], *, file: str | Path,
                       name: str | None = None) -> None:
     """Raise a ConfigError (file, field, fix) if ``doc`` breaks its kind's pinned CRD schema."""
-    from scalelab.manifests import _schema_error  # local: manifests imports this module
-
     kind = str(doc.get("kind"))
     try:
         src = source(doc.get("apiVersion"), kind)
@@ -283,7 +276,7 @@ def validate_resource(doc: Mapping[str, Any], *, file: str | Path,
             file=str(file), field=where,
             fix="remove it, or raise the pinned chart in manifests/cluster/charts.yaml and "
                 "the schema package in pyproject.toml together")
-    raise _schema_error(err, file=str(file), kind=kind, name=name)
+    raise schema_error(err, file=str(file), kind=kind, name=name)
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:

@@ -23,17 +23,18 @@ Every problem is a ``ConfigError`` naming the file, the field (a JSON path such 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import yaml
 
 from scalelab import crds
+from scalelab.control.keda import check_triggers
 from scalelab.errors import ConfigError
+from scalelab.scaling_object import ScalingObject
+from scalelab.schema_errors import schema_error
 from scalelab.settings import NAMESPACE
 
 HPA = "HorizontalPodAutoscaler"
@@ -56,37 +57,7 @@ KEDA_DEFAULT_MAX_REPLICAS = 100
 HPA_DEFAULT_MIN_REPLICAS = 1
 
 
-@dataclass(frozen=True, kw_only=True)
-class ScalingObject:
-    """One scaling document of a manifest file, with its effective replica bounds."""
-
-    kind: str                 # HorizontalPodAutoscaler | ScaledObject | TriggerAuthentication
-    name: str
-    namespace: str
-    target: str | None        # scaleTargetRef.name (a Deployment); None for TriggerAuthentication
-    min_replicas: int | None  # effective: KEDA default 0, HPA default 1; None for TriggerAuth
-    max_replicas: int | None  # effective: KEDA default 100; None for TriggerAuthentication
-    doc: dict[str, Any] = field(repr=False)
-    source: Path
-
-    @property
-    def ref(self) -> str:
-        """``Kind/name`` as ``kubectl apply`` prints it."""
-        return f"{self.kind}/{self.name}"
-
-
 # -- loading ------------------------------------------------------------------------------
-
-def _path(parts: Iterable[object]) -> str:
-    """JSON path in kubectl's spelling: ``spec.metrics[0].resource``."""
-    out = ""
-    for p in parts:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        else:
-            out += ("." if out else "") + str(p)
-    return out
-
 
 def _read_docs(path: Path) -> list[dict[str, Any]]:
     try:
@@ -153,30 +124,6 @@ def load_scaling(path: Path, *, namespace: str = NAMESPACE) -> list[ScalingObjec
 
 # -- schema validation --------------------------------------------------------------------
 
-def _schema_error(err: jsonschema.ValidationError, *, file: str, kind: str, name: str,
-                  prefix: Sequence[object] = ()) -> ConfigError:
-    parts = list(prefix) + list(err.absolute_path)
-    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        known = set((err.schema or {}).get("properties", {}))
-        extra = sorted(k for k in err.instance if k not in known)
-        where = _path([*parts, extra[0]]) if extra else _path(parts)
-        return ConfigError(
-            f'{kind}/{name}: unknown field "{where}" (the API server rejects it with strict '
-            "field validation and would otherwise silently drop it)",
-            file=file, field=where,
-            fix=f"remove or correct it; known fields here: {', '.join(sorted(known))}")
-    where = _path(parts)
-    fix = "see the schema: kubectl explain " + (
-        f"{kind.lower()}.{where}".split("[")[0] if where else kind.lower())
-    if err.validator == "required":
-        fix = "add the missing field"
-    elif err.validator == "type":
-        fix = f"give it the type {err.validator_value} (quote numbers meant as strings)"
-    elif err.validator == "enum":
-        fix = f"use one of {err.validator_value}"
-    return ConfigError(f"{kind}/{name}: {err.message}", file=file, field=where or None, fix=fix)
-
-
 #: The first schema with ``behavior.scaleUp/scaleDown.tolerance`` (KEP-4951, alpha, feature
 #: gate HPAConfigurableTolerance).
 TOLERANCE_VERSION = "1.33"
@@ -196,7 +143,7 @@ def _validate_hpa(obj: ScalingObject) -> None:
     try:
         kubernetes_validate.validate(obj.doc, version, strict=True)
     except kubernetes_validate.ValidationError as err:
-        raise _schema_error(err, file=str(obj.source), kind=obj.kind, name=obj.name) from None
+        raise schema_error(err, file=str(obj.source), kind=obj.kind, name=obj.name) from None
 
 
 def _validate_crd(obj: ScalingObject) -> None:
@@ -361,8 +308,6 @@ def _check_scaled_object(obj: ScalingObject, workloads: Mapping[str, Mapping[str
                 ).get("behavior")
     _check_behavior(obj, behavior, "spec.advanced.horizontalPodAutoscalerConfig.behavior")
     # The scalers' own metadata parsing (KEDA reports these as ScaledObject Ready=False).
-    from scalelab.control.keda import check_triggers  # local: keda imports this module
-
     check_triggers(obj, objects=objects)  # objects: the file's TriggerAuthentications
 
 

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scalelab.control import rabbitmq_scaler as rmq
 from scalelab.errors import ConfigError
-
-if TYPE_CHECKING:
-    from scalelab.manifests import ScalingObject
+from scalelab.scaling_object import ScalingObject
 
 DEFAULT_POLLING_INTERVAL = 30
 DEFAULT_COOLDOWN_PERIOD = 300
