@@ -12,6 +12,7 @@ Two seams, and only these talk to a cluster:
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 #: How much of a failed command's stderr goes into the error message.
 TAIL_CHARS = 2000
+#: What to do when the Docker daemon does not answer (kind runs its node in it).
+DOCKER_GET_IT = ("start the Docker daemon (Linux: `sudo systemctl start docker`; macOS and "
+                 "Windows: start Docker Desktop), or install Docker: "
+                 "https://docs.docker.com/engine/install/")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,14 +42,48 @@ class Completed:
     stderr: str
 
 
+def fix_for(completed: Completed) -> str:
+    """The fix to print under a failed CLI, from what it said (CommandError's default)."""
+    prog = os.path.basename(completed.args[0]) if completed.args else ""
+    said = (completed.stderr + "\n" + completed.stdout).lower()
+    if "cannot connect to the docker daemon" in said or "is the docker daemon running" in said:
+        return DOCKER_GET_IT + "; check with `docker info`"
+    if "current-context is not set" in said or "no configuration has been provided" in said:
+        return ("pick a cluster: `kubectl config use-context NAME` or SCALELAB_KUBE_CONTEXT "
+                "(`kubectl config get-contexts` lists them)")
+    if ("unable to connect to the server" in said or "connection refused" in said
+            or "was refused" in said):
+        return ("the cluster's API server does not answer: check `kubectl cluster-info`"
+                + ("; for kind, `docker ps` shows whether the node container runs"
+                   if prog in ("kind", "docker") else ""))
+    if prog == "kind":
+        return ("check `docker info` and `kind get clusters`; `kind export logs` collects "
+                "the node's logs; `scalelab down` removes a half-built stack")
+    if prog == "helm":
+        if "another operation (install/upgrade/rollback) is in progress" in said:
+            # a helm killed mid-install (Ctrl-C, the bring-up bound) leaves its release in
+            # a pending-* state that blocks every later upgrade
+            args = list(completed.args)
+            name = args[args.index("--install") + 1] if "--install" in args else "RELEASE"
+            ns = args[args.index("--namespace") + 1] if "--namespace" in args else "NAMESPACE"
+            return (f"an earlier helm run was cut off and left release {name} pending: "
+                    f"`helm history {name} -n {ns}` shows it; `helm rollback {name} -n {ns}` "
+                    f"(or `helm uninstall {name} -n {ns}` if it never installed), then re-run")
+        if "context deadline exceeded" in said or "timed out waiting" in said:
+            return ("the release did not become ready in time: `kubectl get pods -A` shows "
+                    "which pod waits (image pulls on a cold cluster); raise "
+                    "SCALELAB_HELM_TIMEOUT or re-run")
+        return ("check the chart repository is reachable (`helm repo add` / network) and "
+                "`helm version` is 3.x; `scalelab down` removes a half-built stack")
+    return "read the output above; `scalelab down` removes a half-built stack"
+
+
 class CommandError(BackendError):
     """A CLI exited non-zero; the message carries what failed, the command, its stderr tail
-    and a fix (by default one read from what the CLI said: ``tools.fix_for``)."""
+    and a fix (by default one read from what the CLI said: ``fix_for``)."""
 
     def __init__(self, completed: Completed, *, what: str | None = None,
                  fix: str | None = None) -> None:
-        from scalelab.backends.cluster.tools import fix_for
-
         self.completed = completed
         tail = completed.stderr.strip()[-TAIL_CHARS:] or completed.stdout.strip()[-TAIL_CHARS:]
         super().__init__(

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from scalelab.backends.cluster.kube import CommandError, Completed
+from scalelab.backends.cluster.kube import DOCKER_GET_IT, CommandError, Completed, fix_for
 from scalelab.backends.cluster.settings import (
     DEFAULT_NODE_IMAGE,
     HELM_VERSIONS,
@@ -41,10 +41,6 @@ Which = Callable[[str], str | None]
 PROBE_TIMEOUT = 15.0
 #: How much of a probe's or a failed CLI's output goes into a one-line finding.
 LINE_TAIL = 300
-
-DOCKER_GET_IT = ("start the Docker daemon (Linux: `sudo systemctl start docker`; macOS and "
-                 "Windows: start Docker Desktop), or install Docker: "
-                 "https://docs.docker.com/engine/install/")
 
 
 def parse_version(text: str) -> Version | None:
@@ -314,42 +310,6 @@ def raise_for(findings: Sequence[Finding], *, backend: str) -> None:
 
 
 # -- errors of CLIs that third-party code runs ------------------------------------------------
-def fix_for(completed: Completed) -> str:
-    """The fix to print under a failed CLI, from what it said (CommandError's default)."""
-    prog = os.path.basename(completed.args[0]) if completed.args else ""
-    said = (completed.stderr + "\n" + completed.stdout).lower()
-    if "cannot connect to the docker daemon" in said or "is the docker daemon running" in said:
-        return DOCKER_GET_IT + "; check with `docker info`"
-    if "current-context is not set" in said or "no configuration has been provided" in said:
-        return ("pick a cluster: `kubectl config use-context NAME` or SCALELAB_KUBE_CONTEXT "
-                "(`kubectl config get-contexts` lists them)")
-    if ("unable to connect to the server" in said or "connection refused" in said
-            or "was refused" in said):
-        return ("the cluster's API server does not answer: check `kubectl cluster-info`"
-                + ("; for kind, `docker ps` shows whether the node container runs"
-                   if prog in ("kind", "docker") else ""))
-    if prog == "kind":
-        return ("check `docker info` and `kind get clusters`; `kind export logs` collects "
-                "the node's logs; `scalelab down` removes a half-built stack")
-    if prog == "helm":
-        if "another operation (install/upgrade/rollback) is in progress" in said:
-            # a helm killed mid-install (Ctrl-C, the bring-up bound) leaves its release in
-            # a pending-* state that blocks every later upgrade
-            args = list(completed.args)
-            name = args[args.index("--install") + 1] if "--install" in args else "RELEASE"
-            ns = args[args.index("--namespace") + 1] if "--namespace" in args else "NAMESPACE"
-            return (f"an earlier helm run was cut off and left release {name} pending: "
-                    f"`helm history {name} -n {ns}` shows it; `helm rollback {name} -n {ns}` "
-                    f"(or `helm uninstall {name} -n {ns}` if it never installed), then re-run")
-        if "context deadline exceeded" in said or "timed out waiting" in said:
-            return ("the release did not become ready in time: `kubectl get pods -A` shows "
-                    "which pod waits (image pulls on a cold cluster); raise "
-                    "SCALELAB_HELM_TIMEOUT or re-run")
-        return ("check the chart repository is reachable (`helm repo add` / network) and "
-                "`helm version` is 3.x; `scalelab down` removes a half-built stack")
-    return "read the output above; `scalelab down` removes a half-built stack"
-
-
 def _flush_stderr() -> None:
     """Python's buffered stderr goes out before fd 2 is swapped (there may be none)."""
     if sys.stderr is not None:
