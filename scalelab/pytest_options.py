@@ -5,19 +5,21 @@
 Each option is also an ini setting (``[tool.pytest.ini_options]`` or ``pytest.ini``) so a
 project can pin its defaults; the command line wins.
 
-SIGTERM (a cancelled CI job, ``kill``, tox passing a stop on) becomes KeyboardInterrupt, so
-pytest stops as on Ctrl-C and runs every fixture's teardown: without it the process dies
-on the spot and the broker, Prometheus and the pods it started keep running.
+SIGTERM (a cancelled CI job, ``kill``, tox passing a stop on) becomes KeyboardInterrupt
+(``scalelab.signals.interrupt_on``), so pytest stops as on Ctrl-C and runs every fixture's
+teardown: without it the process dies on the spot and the broker, Prometheus and the pods
+it started keep running. SIGINT is pytest's own already.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from types import FrameType
-from typing import Any
 
 import pytest
+
+from scalelab.signals import interrupt_on
 
 OPTIONS = (
     ("backend", "auto", "auto | local | kind | existing (auto: kind when Docker answers)"),
@@ -43,23 +45,23 @@ def scalelab_option(config: pytest.Config, name: str) -> object:
     return config.getini(f"scalelab_{name}") if value is None else value
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # One-shot: a second SIGTERM (CI runners follow a cancel's SIGINT with one) must not
-    # break into the teardown the first one started.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-_previous: dict[str, Any] = {}
+#: A session's SIGTERM handling, closed (the previous handler back) at its unconfigure; kept
+#: per config, so a session run inside another (pytester) restores only its own.
+_SIGTERM = pytest.StashKey[contextlib.ExitStack]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
+    # A runner that handles SIGTERM itself keeps its handler.
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        _previous["term"] = signal.signal(signal.SIGTERM, _interrupt)
+        stack = contextlib.ExitStack()
+        stack.enter_context(interrupt_on(signal.SIGTERM))
+        config.stash[_SIGTERM] = stack
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if "term" in _previous and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _previous.pop("term"))
+    stack = config.stash.get(_SIGTERM, None)
+    if stack is not None and threading.current_thread() is threading.main_thread():
+        del config.stash[_SIGTERM]
+        stack.close()

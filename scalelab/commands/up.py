@@ -12,9 +12,8 @@ import argparse
 import json
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from scalelab.backends import choose_backend, make_backend
@@ -22,6 +21,7 @@ from scalelab.backends.base import Backend
 from scalelab.credentials import SECRET_NAME, redact
 from scalelab.errors import ConfigError
 from scalelab.settings import AGENT_DEPLOYMENT, StackSettings
+from scalelab.signals import interrupt_on
 
 
 def _scale_arg(text: str) -> tuple[str, int]:
@@ -76,19 +76,16 @@ def run(args: argparse.Namespace) -> int:
     settings = StackSettings(agent_replicas=agent_replicas)
     backend = make_backend(choose_backend(args.backend).name, settings=settings)
 
-    stop = threading.Event()
+    # Either signal unwinds whatever the main thread is doing (bring-up or waiting) into the
+    # teardown, once: a second Ctrl-C must not abort it. SIGINT too, so Ctrl-C tears down even
+    # when we were started with SIGINT ignored (a background job of a non-interactive shell
+    # inherits SIG_IGN, and Python then installs no handler).
+    with interrupt_on(signal.SIGTERM, signal.SIGINT):
+        return _serve(args, backend)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # unwind whatever the main thread is doing (bring-up or waiting) into teardown
-        if stop.is_set():  # already tearing down: a second Ctrl-C must not abort it
-            return
-        stop.set()
-        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    # Ctrl-C must tear down even when we were started with SIGINT ignored (a background
-    # job of a non-interactive shell inherits SIG_IGN, and Python then installs no handler).
-    previous_int = signal.signal(signal.SIGINT, on_signal)
+def _serve(args: argparse.Namespace, backend: Backend) -> int:
+    """Up, print, wait for the signal; the backend's context manager tears down."""
     try:
         with backend:
             for name, count in args.scale:
@@ -116,13 +113,9 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  Deployment {name}: {r.ready}/{r.spec} ready")
                 print("  scaling objects: " + (", ".join(applied) if applied else "none"))
                 print("Press Ctrl-C to stop.", flush=True)
-            while not stop.wait(1.0):
-                pass
+            while True:
+                time.sleep(1.0)
     except KeyboardInterrupt:
         if not args.json:
             print("stopped; everything torn down.", file=sys.stderr)
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
-    return 0
