@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scalelab.report.render import environment, load_run
+from scalelab.errors import ConfigError
+from scalelab.report.render import ScenarioRun, environment, load_run
 from scalelab.report.summary import METRICS, Metric, format_value
 
 #: Default noise margin: differences within 5 % are not highlighted.
@@ -71,10 +72,20 @@ def classify(metric: Metric, baseline: Any, contender: Any, *, margin: float) ->
     return "better" if improved else "worse"
 
 
+def _read(run: Path, side: str) -> dict[str, ScenarioRun]:
+    """A run's scenarios by name; an unreadable record refuses the comparison (a partial one
+    would read as "scenario only in the other run"), naming the run, the file and why."""
+    try:
+        return {s.name: s for s in load_run(run)}
+    except ConfigError as err:
+        raise ConfigError(f"the {side} run {run.name} cannot be read: {err.message}",
+                          fix=err.fix) from err
+
+
 def compare_runs(baseline: Path, contender: Path, *, margin: float = DEFAULT_MARGIN) -> Comparison:
     """Compare two run folders; scenarios are matched by name."""
-    base = {s.name: s for s in load_run(baseline)}
-    cont = {s.name: s for s in load_run(contender)}
+    base = _read(baseline, "baseline")
+    cont = _read(contender, "contender")
     rows: list[Row] = []
     statuses: dict[str, tuple[str | None, str | None]] = {}
     pages: dict[str, tuple[Path | None, Path | None]] = {}

@@ -44,6 +44,8 @@ from typing import Any
 
 import jsonschema
 
+from scalelab.errors import ConfigError
+
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 SERIES_FILE = "series.json"
@@ -82,20 +84,81 @@ def write(scenario_dir: Path, record: dict[str, Any], series: dict[str, Any] | N
     return path
 
 
+#: What to do about a record this scalelab cannot read.
+_STALE_FIX = ("the record was written by another scalelab version or edited by hand: re-run "
+              "the scenario, render it with the version that wrote it, or move its run folder "
+              "out of the reports folder")
+_DAMAGED_FIX = ("the file is damaged (a write cut off, a bad edit): re-run the scenario, or "
+                "move its run folder out of the reports folder")
+
+
+def _read_json(path: Path) -> Any:
+    """A stored JSON file's content, or a ``ConfigError`` naming the file and what is wrong."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read it: {err.strerror}", file=str(path),
+                          fix="check that the file exists and is readable") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {err.start}: {err.reason})", file=str(path),
+                          fix=_DAMAGED_FIX) from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
+                          file=str(path), fix=_DAMAGED_FIX) from err
+
+
+_JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def _schema_field(err: jsonschema.ValidationError) -> str | None:
+    """The record field an error is about (``scenario.name``), the missing one for required."""
+    where = err.json_path.removeprefix("$").removeprefix(".")  # "phases[0].name"
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = next(str(n) for n in err.validator_value if n not in err.instance)
+        where = f"{where}.{missing}" if where else missing
+    return where or None
+
+
 def load(path: Path) -> dict[str, Any]:
-    """Load a run.json (or the scenario folder holding it) and check it against the schema."""
+    """Load a run.json (or the scenario folder holding it) and check it against the schema.
+
+    A file that is not a record of this schema (another version, damaged, edited) is a
+    ``ConfigError`` naming the file, the field and the fix, so ``report`` can skip it with
+    that reason and ``compare`` refuse with it, instead of a traceback.
+    """
     if path.is_dir():
         path = path / RUN_FILE
-    record: dict[str, Any] = json.loads(path.read_text())
-    validate(record)
+    record = _read_json(path)
+    if not isinstance(record, dict):
+        raise ConfigError(f"a run record is a JSON object, this file holds a "
+                          f"{_JSON_TYPES.get(type(record), type(record).__name__)}",
+                          file=str(path), fix=_DAMAGED_FIX)
+    version = record.get("schema_version")
+    if isinstance(version, int) and version != SCHEMA_VERSION:
+        raise ConfigError(
+            f"written with run-record schema version {version}; this scalelab reads "
+            f"{SCHEMA_VERSION}", file=str(path), field="schema_version", fix=_STALE_FIX)
+    errors = list(jsonschema.Draft202012Validator(schema()).iter_errors(record))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"does not match the run-record schema: {best.message}",
+                          file=str(path), field=_schema_field(best), fix=_STALE_FIX)
     return record
 
 
 def load_series(scenario_dir: Path) -> dict[str, Any] | None:
+    """series.json of a scenario folder (None when the run stored none)."""
     path = scenario_dir / SERIES_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    series = _read_json(path)
+    if not isinstance(series, dict):
+        raise ConfigError("series.json holds a JSON object (start, end, step, queries)",
+                          file=str(path), fix=_DAMAGED_FIX)
+    return series
 
 
 def find_runs(reports_dir: Path) -> list[Path]:

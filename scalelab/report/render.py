@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,13 +69,41 @@ class ScenarioRun:
         return str(self.record["scenario"]["name"])
 
 
-def load_run(run_dir: Path) -> list[ScenarioRun]:
-    """Every scenario record of one run folder, in the order they ran."""
-    runs = []
+@dataclass(frozen=True, kw_only=True)
+class Skipped:
+    """A stored file the report could not read: where it is and why (field, problem, fix)."""
+
+    path: Path
+    reason: str
+
+    @classmethod
+    def of(cls, err: ConfigError, path: Path) -> Skipped:
+        where = Path(err.file) if err.file else path
+        return cls(path=where, reason=str(err).removeprefix(f"{where}: "))
+
+
+def read_run(run_dir: Path, *, strict: bool = False
+             ) -> tuple[list[ScenarioRun], list[Skipped]]:
+    """The readable scenario records of one run folder, in the order they ran, and the
+    unreadable ones with the reason (another schema version, a damaged file). ``strict``
+    raises the first unreadable one's ``ConfigError`` instead."""
+    runs, skipped = [], []
     for path in sorted(run_dir.glob(f"*/{records.RUN_FILE}")):
-        rec = records.load(path)
+        try:
+            rec = records.load(path)
+        except ConfigError as err:
+            if strict:
+                raise
+            skipped.append(Skipped.of(err, path))
+            continue
         runs.append(ScenarioRun(path=path.parent, record=rec, summary=summarize(rec)))
-    return sorted(runs, key=lambda r: (r.record["started_at"], r.name))
+    return sorted(runs, key=lambda r: (r.record["started_at"], r.name)), skipped
+
+
+def load_run(run_dir: Path) -> list[ScenarioRun]:
+    """Every scenario record of one run folder, in the order they ran; the first unreadable
+    one is a ``ConfigError`` (for callers that need the whole run, such as compare)."""
+    return read_run(run_dir, strict=True)[0]
 
 
 def resolve_run(run: str, *, reports_dir: Path) -> Path:
@@ -348,12 +377,21 @@ def render_scenario(scenario_dir: Path, *, env: jinja2.Environment | None = None
 # -- index -----------------------------------------------------------------------------
 
 
-def render_index(reports_dir: Path, *, env: jinja2.Environment | None = None) -> Path:
-    """``reports/index.html``: the latest run in full, earlier runs as history."""
+def render_index(reports_dir: Path, *, env: jinja2.Environment | None = None,
+                 skipped: list[Skipped] | None = None) -> Path:
+    """``reports/index.html``: the latest run in full, earlier runs as history.
+
+    Unreadable records are left out and listed with their reason; ``skipped`` holds the
+    ones already found (scenario pages that could not be rendered) and gets the new ones.
+    """
     env = env or environment()
+    skipped = [] if skipped is None else skipped
     runs = []
     for run_dir in records.find_runs(reports_dir):
-        scenarios = load_run(run_dir)
+        scenarios, unread = read_run(run_dir)
+        skipped.extend(s for s in unread if s.path not in {k.path for k in skipped})
+        if not scenarios:
+            continue
         pages = {s.path.name: (s.path / INDEX).exists() for s in scenarios}
         runs.append({"id": run_dir.name, "scenarios": scenarios, "pages": pages,
                      "backend": scenarios[0].record["backend"]["name"] if scenarios else "",
@@ -362,6 +400,8 @@ def render_index(reports_dir: Path, *, env: jinja2.Environment | None = None) ->
     page = env.get_template("index.html.j2").render(
         latest=runs[0] if runs else None, history=runs[1:], metrics=METRICS,
         backend_notes=BACKEND_NOTES,
+        skipped=[{"path": os.path.relpath(s.path, reports_dir), "reason": s.reason}
+                 for s in skipped],
         compares=sorted(p.name for p in reports_dir.glob("compare-*.html")),
         generated=_clock(datetime.now(tz=UTC).timestamp()),
         root="",
@@ -380,11 +420,25 @@ def _run_status(scenarios: list[ScenarioRun]) -> str:
     return "passed" if states else "empty"
 
 
-def render_reports(reports_dir: Path, *, runs: list[str] | None = None) -> list[Path]:
-    """Render the given runs (ids or folders; default: every run) and the index."""
+def render_reports(reports_dir: Path, *, runs: list[str] | None = None,
+                   skipped: list[Skipped] | None = None) -> list[Path]:
+    """Render the given runs (ids or folders; default: every run) and the index.
+
+    A record (or its series.json) that cannot be read does not stop the others: it is
+    left out, named on the index with the reason, and added to ``skipped`` for the caller.
+    """
     env = environment()
+    skipped = [] if skipped is None else skipped
     run_dirs = ([resolve_run(r, reports_dir=reports_dir) for r in runs] if runs
                 else records.find_runs(reports_dir))
-    written = [render_scenario(s.path, env=env) for d in run_dirs for s in load_run(d)]
-    written.append(render_index(reports_dir, env=env))
+    written = []
+    for run_dir in run_dirs:
+        scenarios, unread = read_run(run_dir)
+        skipped.extend(unread)
+        for s in scenarios:
+            try:
+                written.append(render_scenario(s.path, env=env))
+            except ConfigError as err:  # its series.json
+                skipped.append(Skipped.of(err, s.path))
+    written.append(render_index(reports_dir, env=env, skipped=skipped))
     return written
