@@ -124,7 +124,8 @@ def reset(backend: Backend, *, settings: ExperimentSettings,
 #: Any HPA series left in the namespace (empty once the objects are gone). KEDA's own
 #: ``keda_scaler_*`` series are not waited for: KEDA 2.16 never deletes them when a
 #: ScaledObject goes (kedacore/keda pkg/metricscollector/prommetrics.go has no delete;
-#: removed upstream later, kedacore/keda#6617), so on a cluster they would never end. Its
+#: KEDA 2.17's fix for kedacore/keda#6617 clears them only when a live object is
+#: reconciled), so on a cluster they would never end. Its
 #: generated HPA ``keda-hpa-<name>`` is an HPA, gone with the ScaledObject, so a KEDA
 #: scenario's end is still seen here; the report's KEDA queries are scoped to the
 #: scenario's ScaledObject names, which KEDA updates on its first poll.
