@@ -198,15 +198,6 @@ def test_each_collection_exports_into_a_new_directory(tmp_path: Path) -> None:
 
 # -- through the backends ------------------------------------------------------------------
 
-def bin_dir(tmp_path: Path) -> Path:
-    """Empty executables on PATH, as tests/kind/test_cluster_commands.py's fixture."""
-    d = tmp_path / "bin"
-    d.mkdir()
-    for name in ("kind", "kubectl", "helm", "docker"):
-        (d / name).touch(mode=0o755)
-    return d
-
-
 def test_kind_backend_diagnostics_export_node_logs_under_its_work_dir(
         tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     b, rec, _ = make(tmp_path, bin_dir, monkeypatch)

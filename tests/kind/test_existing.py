@@ -46,21 +46,12 @@ RUN_NS = "scalelab-ab12cd"
 CHARTS = load_charts()
 
 
-@pytest.fixture
-def bins(tmp_path: Path) -> Path:
-    d = tmp_path / "bin"
-    d.mkdir()
-    for name in ("kind", "kubectl", "helm", "docker"):
-        (d / name).touch(mode=0o755)
-    return d
-
-
-def existing(tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch,
+def existing(tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
              **cluster: Any) -> tuple[ExistingBackend, Recorder, list[tuple[str, ...]],
                                       list[dict[str, str] | None]]:
     """An existing-cluster backend whose CLI calls (and their environments) are recorded."""
     cluster.setdefault("run_id", RUN_ID)
-    b, rec, _ = make(tmp_path, bins, monkeypatch, backend="existing", **cluster)
+    b, rec, _ = make(tmp_path, bin_dir, monkeypatch, backend="existing", **cluster)
     assert isinstance(b, ExistingBackend)
     calls: list[tuple[str, ...]] = []
     envs: list[dict[str, str] | None] = []
@@ -87,14 +78,14 @@ def kubeconfig(path: Path, name: str, server: str, *, current: bool) -> Path:
 
 
 def test_kubeconfig_with_several_files_reaches_kubectl_helm_and_the_client(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = kubeconfig(tmp_path / "a.yaml", "lab-a", "https://10.0.0.1:6443", current=True)
     b_file = kubeconfig(tmp_path / "b.yaml", "lab-b", "https://10.0.0.2:6443", current=False)
     joined = f"{a}{os.pathsep}{b_file}"
     settings = ClusterSettings.from_env({"KUBECONFIG": joined})
     assert settings.kubeconfig == (a, b_file), "one path per file, not one path of both"
 
-    b, rec, calls, envs = existing(tmp_path, bins, monkeypatch, kubeconfig=(a, b_file),
+    b, rec, calls, envs = existing(tmp_path, bin_dir, monkeypatch, kubeconfig=(a, b_file),
                                    context="lab-b")
     b.up()
     try:
@@ -117,8 +108,8 @@ def test_kubeconfig_with_several_files_reaches_kubectl_helm_and_the_client(
 
 # -- one namespace per run -------------------------------------------------------------------
 def test_each_run_gets_its_own_namespace_labelled_and_deleted_on_exit(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch)
     assert b.settings.namespace == RUN_NS == run_namespace(RUN_ID)
     b.up()
     try:
@@ -137,12 +128,12 @@ def test_each_run_gets_its_own_namespace_labelled_and_deleted_on_exit(
 
 
 def test_two_runs_get_two_namespaces_and_settings_can_name_one(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b1, *_ = existing(tmp_path, bins, monkeypatch, run_id="")
-    b2, *_ = existing(tmp_path, bins, monkeypatch, run_id="")
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b1, *_ = existing(tmp_path, bin_dir, monkeypatch, run_id="")
+    b2, *_ = existing(tmp_path, bin_dir, monkeypatch, run_id="")
     assert b1.settings.namespace != b2.settings.namespace
     assert b1.settings.namespace.startswith("scalelab-")
-    named, *_ = existing(tmp_path, bins, monkeypatch, namespace="team-lab")
+    named, *_ = existing(tmp_path, bin_dir, monkeypatch, namespace="team-lab")
     assert named.settings.namespace == "team-lab"
     assert ClusterSettings.from_env({"SCALELAB_NAMESPACE": "team-lab"}).namespace == "team-lab"
     with pytest.raises(ConfigError) as err:
@@ -177,8 +168,8 @@ def test_the_overlay_moves_every_object_and_service_url_into_the_run_namespace(
 
 
 def test_scaling_manifests_are_applied_into_the_run_namespace(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch)
     for manifest in sorted(paths.SCALING_MANIFESTS.glob("*.yaml")):
         rec.inputs.clear()
         rec.answers["apply"] = (DATA / "apply-keda-hybrid.json").read_text()
@@ -257,8 +248,8 @@ def test_plan_never_installs_keda_next_to_another_external_metrics_server() -> N
 
 
 def test_existing_backend_detects_addons_and_installs_only_the_missing(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch)
     rec.answers["get apiservice"] = json.dumps({"kind": "List", "items": list(apiservices(
         v1beta1_metrics_k8s_io=("kube-system", "metrics-server")).values())})
     b.up()
@@ -274,8 +265,8 @@ def test_existing_backend_detects_addons_and_installs_only_the_missing(
 
 
 def test_a_cluster_prometheus_needs_its_service_named(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch)
     rec.answers["get crd prometheuses"] = "customresourcedefinition.apiextensions.k8s.io/" \
                                           "prometheuses.monitoring.coreos.com\n"
     with pytest.raises(ConfigError) as err:
@@ -285,8 +276,8 @@ def test_a_cluster_prometheus_needs_its_service_named(
 
 
 def test_with_the_clusters_prometheus_operator_monitors_go_in_and_no_grafana_is_forwarded(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch,
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch,
                                 prometheus_service="observability/prometheus-operated:9090")
     rec.answers["get crd"] = "".join(  # both CRD queries get this answer
         f"customresourcedefinition.apiextensions.k8s.io/{name}.monitoring.coreos.com\n"
@@ -317,9 +308,9 @@ def test_with_the_clusters_prometheus_operator_monitors_go_in_and_no_grafana_is_
 
 
 def test_without_addons_and_without_an_operator_monitors_are_skipped_with_a_warning(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch, install_addons=False,
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch, install_addons=False,
                                 prometheus_service="observability/prometheus:9090")
     with caplog.at_level(logging.WARNING):
         b.up()
@@ -335,9 +326,9 @@ def test_without_addons_and_without_an_operator_monitors_are_skipped_with_a_warn
 
 # -- Docker Desktop ----------------------------------------------------------------------------
 def test_docker_desktop_builds_locally_with_no_registry(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch)
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch)
     rec.answers["config current-context"] = "docker-desktop\n"
     rec.answers["get nodes"] = "node/docker-desktop\n"
     with caplog.at_level(logging.WARNING):
@@ -365,9 +356,9 @@ def test_docker_desktop_builds_locally_with_no_registry(
 
 
 def test_docker_desktop_with_kind_provisioning_is_warned_about(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    b, rec, calls, _ = existing(tmp_path, bins, monkeypatch, context="docker-desktop")
+    b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch, context="docker-desktop")
     rec.answers["get nodes"] = "node/desktop-control-plane\nnode/desktop-worker\n"
     with caplog.at_level(logging.WARNING):
         b.up()
@@ -377,12 +368,12 @@ def test_docker_desktop_with_kind_provisioning_is_warned_about(
 
 # -- the API without a port-forward ------------------------------------------------------------
 def test_an_api_url_replaces_the_api_port_forward(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     api = ForwardStandIn(port_for.select_random())   # stand-in for the user's NodePort/LB
     url = f"http://127.0.0.1:{api.port}"
     try:
         assert ClusterSettings.from_env({"SCALELAB_API_URL": url + "/"}).api_url == url
-        b, rec, calls, _ = existing(tmp_path, bins, monkeypatch, api_url=url)
+        b, rec, calls, _ = existing(tmp_path, bin_dir, monkeypatch, api_url=url)
         endpoints = b.up()
         try:
             assert endpoints.api == url
@@ -399,8 +390,8 @@ def test_an_api_url_replaces_the_api_port_forward(
 
 
 def test_the_existing_backend_probes_each_forward_by_its_protocol(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, *_ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, *_ = existing(tmp_path, bin_dir, monkeypatch)
     b.installed_releases = list(CHARTS)
     probes = {f.key: (f.probe, f.path) for f in b.forwards()}
     assert probes == {"api": ("http", "/healthz"), "prometheus": ("http", "/-/healthy"),
@@ -410,8 +401,8 @@ def test_the_existing_backend_probes_each_forward_by_its_protocol(
 
 # -- Grafana -----------------------------------------------------------------------------------
 def test_scalelab_grafana_holds_a_forward_on_a_fixed_port_until_stopped(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, rec, *_ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, *_ = existing(tmp_path, bin_dir, monkeypatch)
     port = port_for.select_random()
     stop = threading.Event()
     said: list[str] = []
@@ -430,8 +421,8 @@ def test_scalelab_grafana_holds_a_forward_on_a_fixed_port_until_stopped(
 
 
 def test_scalelab_grafana_refuses_a_busy_port_and_a_missing_kind_cluster(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, rec, *_ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rec, *_ = existing(tmp_path, bin_dir, monkeypatch)
     busy = ForwardStandIn(port_for.select_random())
     try:
         with pytest.raises(ConfigError) as err:
@@ -457,8 +448,8 @@ def test_scalelab_grafana_is_a_command() -> None:
 
 
 def test_scalelab_up_prints_grafanas_url_and_login(
-        tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b, *_ = existing(tmp_path, bins, monkeypatch)
+        tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, *_ = existing(tmp_path, bin_dir, monkeypatch)
     monkeypatch.setattr(up, "make_backend", lambda name, settings: b)
     monkeypatch.setattr(up, "choose_backend", lambda name: argparse.Namespace(name=name))
     lines: list[str] = []

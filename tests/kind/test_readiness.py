@@ -357,15 +357,6 @@ def test_timeouts_are_settings() -> None:
 
 # -- the step in up() (the recorder of test_cluster_commands at the cluster seam) ----------
 
-def bin_dir(tmp_path: Path) -> Path:
-    """Empty executables on PATH, as tests/kind/test_cluster_commands.py's fixture."""
-    d = tmp_path / "bin"
-    d.mkdir()
-    for name in ("kind", "kubectl", "helm", "docker"):
-        (d / name).touch(mode=0o755)
-    return d
-
-
 def test_up_waits_for_readiness_after_the_port_forwards(
         tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     b, rec, _ = make(tmp_path, bin_dir, monkeypatch)
