@@ -1,11 +1,19 @@
-"""Expectations: a scenario's checks evaluated against a finished run. Pure functions.
+"""Expectations: what each kind means (one registry) and its evaluation against a finished run.
+
+``KINDS`` is the one place an expectation kind is defined: its name, whether it needs,
+takes or refuses a ``phase``, whether its value is a replica count, which modifiers it
+takes, the JSON Schema of its value, how it is phrased and the function that checks it.
+The scenario checker (``scalelab/scenario.py``), the evaluator below, the verdicts the
+report shows (their ``expected`` text) and the scenario schema test all read it; the
+schema file (``scalelab/schemas/scenario.schema.json``) is held to it by
+``schema_mismatches``. A new kind is one ``Kind`` entry (plus its schema property).
 
 Inputs are the run record's parts (``scalelab/record.py``): the replica ``timeline``
 (samples ``{t, spec, current, ready, ...}``), the ``phases`` as they ran (``{name, start,
 end}``, unix seconds), the ``tasks`` accounting and the ``locust`` summary. Output is one
 verdict per expectation, shaped as the record's ``verdicts`` items: ``{id, kind, phase,
 passed, expected, observed, at, message}``; ``at`` is when the check was decided (met or
-broken), or None.
+broken), or None. Pure functions.
 
 Semantics follow KEDA's e2e helpers (kedacore/keda ``tests/helper/helper.go``):
 ``reaches`` is ``WaitForDeploymentReplicaReadyCount`` (ready replicas equal the target
@@ -25,11 +33,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-from scalelab.scenario import Expectation, Scenario
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 Sample = tuple[float, int]
+CountField = Literal["ready", "current", "spec"]
+#: How a kind treats ``phase``: it needs one, may take one (run-wide without) or refuses it.
+PhaseRule = Literal["required", "optional", "refused"]
+Verdict = dict[str, Any]
+
+#: Metrics ``scaled_by`` can name: a resource trigger/metric (cpu, memory), the rabbitmq
+#: trigger, or any External metric (every KEDA event trigger is one in the HPA it drives).
+SCALED_BY_METRICS = ("cpu", "memory", "rabbitmq", "external")
 
 #: What a scale-up's reason contains (lowercased) when that metric drove it. The HPA names
 #: the metric with the largest proposal (kubernetes pkg/controller/podautoscaler/
@@ -47,12 +62,86 @@ REASON_MARKS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class Expectation:
+    """One check against the run. ``id`` is stable (given, or derived from kind/phase/value)."""
+
+    id: str
+    kind: str
+    #: The kind's number (replica count, change bound, ms); 0 for kinds without one.
+    value: float
+    phase: str | None = None
+    #: The metric a scale-up must name (``scaled_by`` only: one of ``SCALED_BY_METRICS``).
+    metric: str | None = None
+    #: Seconds after the phase start by which the target must be seen (reaches/at_*).
+    within: float | None = None
+    #: Seconds the count must hold without a break (holds).
+    hold_for: float | None = None
+    #: Which replica count the check reads: ready (default, as KEDA's e2e helpers), current
+    #: (pods that exist) or spec (what the autoscaler asked for).
+    count: CountField = "ready"
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunData:
+    """What a check reads: the expectation's samples and window, and the run's accounting."""
+
+    #: ``(t, value)`` of the expectation's ``count`` over the whole run.
+    samples: Sequence[Sample]
+    #: The phase's actual start and end (the run's start and +inf without a phase).
+    start: float
+    end: float
+    tasks: Mapping[str, Any] | None = None
+    locust: Mapping[str, Any] | None = None
+    decisions: Sequence[Mapping[str, Any]] | None = None
+
+    @property
+    def window(self) -> list[Sample]:
+        """The samples of the phase (or run): ``start <= t < end``."""
+        return [s for s in self.samples if self.start <= s[0] < self.end]
+
+
+Check = Callable[["VerdictBuilder", RunData], Verdict]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kind:
+    """One expectation kind: everything the checker, the evaluator and the schema need."""
+
+    name: str
+    phase: PhaseRule
+    #: Why a phase is needed (the checker's message when it is missing).
+    phase_why: str = "is measured from a phase's start"
+    #: The value is a replica count (checked against the manifest's min/max).
+    replica_valued: bool = False
+    #: Reads a replica timeline, so ``count`` (ready/current/spec) applies.
+    takes_count: bool = False
+    #: Takes ``within`` (seconds after the phase start) / ``for`` (seconds held).
+    takes_within: bool = False
+    takes_for: bool = False
+    #: The value names a metric the scaling object must offer (``SCALED_BY_METRICS``).
+    metric_valued: bool = False
+    #: The value is the constant ``true`` (it carries no number and is left out of the id).
+    flag: bool = False
+    #: JSON Schema of the value (the scenario schema's property must equal it).
+    schema: Mapping[str, Any]
+    #: What the expectation asks, without its scope ("ready replicas == 4 within 60s").
+    phrase: Callable[[Expectation], str]
+    check: Check
+
+
+class _HasExpectations(Protocol):
+    @property
+    def expectations(self) -> Sequence[Expectation]: ...
+
+
 def evaluate(
-    scenario: Scenario, *, timeline: Sequence[Mapping[str, Any]],
+    scenario: _HasExpectations, *, timeline: Sequence[Mapping[str, Any]],
     phases: Sequence[Mapping[str, Any]], tasks: Mapping[str, Any] | None,
     locust: Mapping[str, Any] | None,
     decisions: Sequence[Mapping[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Verdict]:
     """One verdict per expectation of ``scenario``, in scenario order.
 
     ``decisions`` are the run's scaling decisions; only ``scaled_by`` reads them (None: they
@@ -74,84 +163,46 @@ def evaluate_one(
     phases: Mapping[str, Mapping[str, Any]], tasks: Mapping[str, Any] | None,
     locust: Mapping[str, Any] | None, run_start: float | None,
     decisions: Sequence[Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Evaluate one expectation; never raises for missing data (that is a failed verdict)."""
-    verdict = _Verdict(exp)
-    if exp.kind == "no_task_loss":
-        return _no_task_loss(verdict, tasks)
-    if exp.kind == "latency_p95_ms":
-        return _latency(verdict, locust)
-
-    samples = [(float(s["t"]), int(s[exp.count])) for s in timeline
-               if s.get(exp.count) is not None]
-    if exp.phase is not None:
+    kinds: Mapping[str, Kind] | None = None,
+) -> Verdict:
+    """Evaluate one expectation through its kind's check; never raises for missing data
+    (that is a failed verdict). ``kinds`` defaults to the registry ``KINDS``."""
+    kind = (KINDS if kinds is None else kinds).get(exp.kind)
+    if kind is None:
+        raise ValueError(f"unknown expectation kind {exp.kind!r}")
+    verdict = VerdictBuilder(exp, kind)
+    start, end = run_start if run_start is not None else float("-inf"), float("inf")
+    if exp.phase is not None and kind.phase != "refused":
         phase = phases.get(exp.phase)
         if phase is None or phase.get("start") is None:
             return verdict.fail(observed="phase did not run",
                                 message=f"phase '{exp.phase}' has no start time: it never ran")
         start = float(phase["start"])
         end = float(phase["end"]) if phase.get("end") is not None else float("inf")
-    else:
-        start = run_start if run_start is not None else float("-inf")
-        end = float("inf")
     verdict.origin = start if start != float("-inf") else None
-
-    if exp.kind == "scaled_by":
-        return _scaled_by(verdict, decisions, start, end)
-    if exp.kind in ("reaches", "at_least", "at_most"):
-        return _within(verdict, samples, start, end)
-    window = [s for s in samples if start <= s[0] < end]
-    if not window:
-        where = f"phase '{exp.phase}'" if exp.phase else "the run"
-        return verdict.fail(observed="no samples",
-                            message=f"no {exp.count} replica samples during {where}")
-    if exp.kind == "holds":
-        return _holds(verdict, window)
-    if exp.kind == "stays":
-        return _first_violation(verdict, window, lambda v: v == exp.value)
-    if exp.kind == "never_above":
-        return _first_violation(verdict, window, lambda v: v <= exp.value)
-    if exp.kind == "never_below":
-        return _first_violation(verdict, window, lambda v: v >= exp.value)
-    if exp.kind == "max_replica_changes":
-        return _changes(verdict, window)
-    raise ValueError(f"unknown expectation kind {exp.kind!r}")
+    samples = [(float(s["t"]), int(s[exp.count])) for s in timeline
+               if s.get(exp.count) is not None] if kind.takes_count else []
+    data = RunData(samples=samples, start=start, end=end, tasks=tasks, locust=locust,
+                   decisions=decisions)
+    return kind.check(verdict, data)
 
 
-class _Verdict:
-    """Builds the record's verdict dict; knows how to phrase the expectation."""
+class VerdictBuilder:
+    """Builds the record's verdict dict, phrased by the expectation's kind."""
 
-    def __init__(self, exp: Expectation) -> None:
+    def __init__(self, exp: Expectation, kind: Kind) -> None:
         self.exp = exp
         self.origin: float | None = None
-        self.expected = self._expected()
-
-    def _expected(self) -> str:
-        e, n = self.exp, _fmt_num(self.exp.value)
-        scope = f" in phase '{e.phase}'" if e.phase else " over the run"
-        what = f"{e.count} replicas"
-        texts = {
-            "reaches": f"{what} == {n} within {_fmt_num(e.within)}s" if e.within
-            else f"{what} == {n}",
-            "at_least": f"{what} >= {n}" + (f" within {_fmt_num(e.within)}s" if e.within else ""),
-            "at_most": f"{what} <= {n}" + (f" within {_fmt_num(e.within)}s" if e.within else ""),
-            "holds": f"{what} == {n} for {_fmt_num(e.hold_for)}s without a break",
-            "stays": f"{what} == {n} for the whole phase",
-            "never_above": f"{what} <= {n} at every sample",
-            "never_below": f"{what} >= {n} at every sample",
-            "max_replica_changes": f"at most {n} changes of {what}",
-            "no_task_loss": "every published task processed, queue empty at the end",
-            "latency_p95_ms": f"API p95 latency <= {n} ms",
-            "scaled_by": f"a scale-up whose reason names {e.metric}",
-        }
-        scoped = e.kind not in ("no_task_loss", "latency_p95_ms")
-        return texts[e.kind] + (scope if scoped else "")
+        e = exp
+        scope = "" if kind.phase == "refused" else (
+            f" in phase '{e.phase}'" if e.phase else " over the run")
+        self.expected = kind.phrase(exp) + scope
 
     def rel(self, t: float) -> str:
         return f"+{t - self.origin:.1f}s" if self.origin is not None else f"t={t:.1f}"
 
     def _done(self, passed: bool, observed: str, at: float | None, message: str | None
-              ) -> dict[str, Any]:
+              ) -> Verdict:
         status = "met" if passed else "NOT met"
         return {
             "id": self.exp.id, "kind": self.exp.kind, "phase": self.exp.phase,
@@ -161,11 +212,11 @@ class _Verdict:
         }
 
     def ok(self, *, observed: str, at: float | None = None, message: str | None = None
-           ) -> dict[str, Any]:
+           ) -> Verdict:
         return self._done(True, observed, at, message)
 
     def fail(self, *, observed: str, at: float | None = None, message: str | None = None
-             ) -> dict[str, Any]:
+             ) -> Verdict:
         return self._done(False, observed, at, message)
 
 
@@ -180,30 +231,47 @@ def _summary(samples: Sequence[Sample], count: str) -> str:
     return f"{count} ranged {min(values)}..{max(values)}, last {values[-1]}"
 
 
-def _within(v: _Verdict, samples: Sequence[Sample], start: float, end: float
-            ) -> dict[str, Any]:
-    e = v.exp
-    limit = start + e.within if e.within is not None else end
-    window = [s for s in samples if start <= s[0] <= limit]
-    test: Callable[[int], bool] = {
-        "reaches": lambda x: x == e.value,
-        "at_least": lambda x: x >= e.value,
-        "at_most": lambda x: x <= e.value,
-    }[e.kind]
-    for t, value in window:
-        if test(value):
-            return v.ok(observed=f"{e.count}={value} at {v.rel(t)}", at=t)
-    if not window:
-        return v.fail(observed="no samples",
-                      message=f"no {e.count} replica samples between {v.rel(start)} and "
-                              f"{v.rel(limit)} of phase '{e.phase}'")
-    cut = "" if window[-1][0] >= limit - 1e-9 or limit == end else \
-        f" (samples stop at {v.rel(window[-1][0])})"
-    return v.fail(observed=f"{_summary(window, e.count)} by {v.rel(limit)}{cut}",
-                  at=min(limit, window[-1][0]) if limit != float("inf") else window[-1][0])
+# -- checks (one per kind, or one factory per family) ---------------------------------------
 
 
-def _holds(v: _Verdict, window: Sequence[Sample]) -> dict[str, Any]:
+def _within(test: Callable[[int, float], bool]) -> Check:
+    """reaches / at_least / at_most: the first sample from the phase start up to ``within``
+    (else the phase end) that passes ``test(sample, value)``."""
+
+    def check(v: VerdictBuilder, run: RunData) -> Verdict:
+        e, start, end = v.exp, run.start, run.end
+        limit = start + e.within if e.within is not None else end
+        window = [s for s in run.samples if start <= s[0] <= limit]
+        for t, value in window:
+            if test(value, e.value):
+                return v.ok(observed=f"{e.count}={value} at {v.rel(t)}", at=t)
+        if not window:
+            return v.fail(observed="no samples",
+                          message=f"no {e.count} replica samples between {v.rel(start)} and "
+                                  f"{v.rel(limit)} of phase '{e.phase}'")
+        cut = "" if window[-1][0] >= limit - 1e-9 or limit == end else \
+            f" (samples stop at {v.rel(window[-1][0])})"
+        return v.fail(observed=f"{_summary(window, e.count)} by {v.rel(limit)}{cut}",
+                      at=min(limit, window[-1][0]) if limit != float("inf") else window[-1][0])
+
+    return check
+
+
+def _over_window(body: Callable[[VerdictBuilder, Sequence[Sample]], Verdict]) -> Check:
+    """A check over the phase's (or run's) own samples; none is a failed verdict."""
+
+    def check(v: VerdictBuilder, run: RunData) -> Verdict:
+        window = run.window
+        if not window:
+            where = f"phase '{v.exp.phase}'" if v.exp.phase else "the run"
+            return v.fail(observed="no samples",
+                          message=f"no {v.exp.count} replica samples during {where}")
+        return body(v, window)
+
+    return check
+
+
+def _holds(v: VerdictBuilder, window: Sequence[Sample]) -> Verdict:
     """Longest unbroken run of samples at the target; its length is last - first sample."""
     e = v.exp
     need = float(e.hold_for or 0.0)
@@ -226,15 +294,20 @@ def _holds(v: _Verdict, window: Sequence[Sample]) -> dict[str, Any]:
                            f"{v.rel(best[1])})", at=best[1])
 
 
-def _first_violation(v: _Verdict, window: Sequence[Sample], good: Callable[[int], bool]
-                     ) -> dict[str, Any]:
-    for t, value in window:
-        if not good(value):
-            return v.fail(observed=f"{v.exp.count}={value} at {v.rel(t)}", at=t)
-    return v.ok(observed=f"{_summary(window, v.exp.count)} over {len(window)} samples")
+def _every_sample(good: Callable[[int, float], bool]
+                  ) -> Callable[[VerdictBuilder, Sequence[Sample]], Verdict]:
+    """stays / never_above / never_below: the first sample that breaks ``good`` fails."""
+
+    def body(v: VerdictBuilder, window: Sequence[Sample]) -> Verdict:
+        for t, value in window:
+            if not good(value, v.exp.value):
+                return v.fail(observed=f"{v.exp.count}={value} at {v.rel(t)}", at=t)
+        return v.ok(observed=f"{_summary(window, v.exp.count)} over {len(window)} samples")
+
+    return body
 
 
-def _changes(v: _Verdict, window: Sequence[Sample]) -> dict[str, Any]:
+def _changes(v: VerdictBuilder, window: Sequence[Sample]) -> Verdict:
     limit = int(v.exp.value)
     changes = 0
     broke_at: float | None = None
@@ -252,20 +325,24 @@ def _changes(v: _Verdict, window: Sequence[Sample]) -> dict[str, Any]:
     return v.ok(observed=observed)
 
 
-def _no_task_loss(v: _Verdict, tasks: Mapping[str, Any] | None) -> dict[str, Any]:
+def _queued(left: Any) -> int | None:
+    """Messages left in the queue at the end (ready + unacked), or None when unknown."""
+    if isinstance(left, Mapping):
+        return int(left.get("ready") or 0) + int(left.get("unacked") or 0)
+    if isinstance(left, int | float):
+        return int(left)
+    return None
+
+
+def _no_task_loss(v: VerdictBuilder, run: RunData) -> Verdict:
+    tasks = run.tasks
     if not tasks:
         return v.fail(observed="no task accounting", message="no task accounting in the run")
     published = int(tasks.get("published", 0))
     processed = int(tasks.get("processed", 0))
     lost = int(tasks.get("lost", max(0, published - processed)))
     duplicated = int(tasks.get("duplicated", 0))
-    left = tasks.get("queue_left")
-    if isinstance(left, Mapping):
-        queued: int | None = int(left.get("ready") or 0) + int(left.get("unacked") or 0)
-    elif isinstance(left, int | float):
-        queued = int(left)
-    else:
-        queued = None
+    queued = _queued(tasks.get("queue_left"))
     parts = [f"published {published}", f"processed {processed}", f"lost {lost}",
              f"duplicated {duplicated}"]
     if tasks.get("dead_lettered"):
@@ -280,7 +357,8 @@ def _no_task_loss(v: _Verdict, tasks: Mapping[str, Any] | None) -> dict[str, Any
     return v.ok(observed=observed + note)
 
 
-def _latency(v: _Verdict, locust: Mapping[str, Any] | None) -> dict[str, Any]:
+def _latency(v: VerdictBuilder, run: RunData) -> Verdict:
+    locust = run.locust
     p95 = None if not locust else locust.get("p95_ms")
     if p95 is None:
         return v.fail(observed="no Locust results",
@@ -320,9 +398,8 @@ def short_reason(reason: str, limit: int = 72) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _scaled_by(v: _Verdict, decisions: Sequence[Mapping[str, Any]] | None, start: float,
-               end: float) -> dict[str, Any]:
-    metric = str(v.exp.metric)
+def _scaled_by(v: VerdictBuilder, run: RunData) -> Verdict:
+    metric, decisions, start, end = str(v.exp.metric), run.decisions, run.start, run.end
     if decisions is None:
         return v.fail(observed="no decisions recorded",
                       message=f"{v.exp.id}: NOT met: no decisions recorded: the run did not "
@@ -348,3 +425,89 @@ def _scaled_by(v: _Verdict, decisions: Sequence[Mapping[str, Any]] | None, start
 
 def _size(n: Any) -> str:
     return "?" if n is None or int(n) < 0 else str(int(n))
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+
+def _count(e: Expectation, op: str) -> str:
+    """``ready replicas >= 3`` (plus `` within 60s`` when the expectation has one)."""
+    within = f" within {_fmt_num(e.within)}s" if e.within else ""
+    return f"{e.count} replicas {op} {_fmt_num(e.value)}{within}"
+
+
+_REPLICAS = {"$ref": "#/$defs/replicas"}
+
+
+def _replica_kind(name: str, *, phrase: Callable[[Expectation], str], check: Check,
+                  phase: PhaseRule = "required", **more: Any) -> Kind:
+    """A kind whose value is a replica count read from the timeline."""
+    return Kind(name=name, phase=phase, replica_valued=True, takes_count=True,
+                schema=_REPLICAS, phrase=phrase, check=check, **more)
+
+
+def _registry(*kinds: Kind) -> Mapping[str, Kind]:
+    out = {k.name: k for k in kinds}
+    if len(out) != len(kinds):
+        raise ValueError("two expectation kinds share a name")
+    return out
+
+
+#: Every expectation kind, in the order errors list them. The one place a kind is defined.
+KINDS: Mapping[str, Kind] = _registry(
+    _replica_kind("reaches", takes_within=True, phrase=lambda e: _count(e, "=="),
+                  check=_within(lambda x, n: x == n)),
+    _replica_kind("at_least", takes_within=True, phrase=lambda e: _count(e, ">="),
+                  check=_within(lambda x, n: x >= n)),
+    _replica_kind("at_most", takes_within=True, phrase=lambda e: _count(e, "<="),
+                  check=_within(lambda x, n: x <= n)),
+    _replica_kind("holds", takes_for=True, check=_over_window(_holds),
+                  phrase=lambda e: f"{e.count} replicas == {_fmt_num(e.value)} for "
+                                   f"{_fmt_num(e.hold_for)}s without a break"),
+    _replica_kind("stays", check=_over_window(_every_sample(lambda x, n: x == n)),
+                  phrase=lambda e: f"{e.count} replicas == {_fmt_num(e.value)} for the "
+                                   "whole phase"),
+    _replica_kind("never_above", phase="optional",
+                  check=_over_window(_every_sample(lambda x, n: x <= n)),
+                  phrase=lambda e: f"{e.count} replicas <= {_fmt_num(e.value)} at every "
+                                   "sample"),
+    _replica_kind("never_below", phase="optional",
+                  check=_over_window(_every_sample(lambda x, n: x >= n)),
+                  phrase=lambda e: f"{e.count} replicas >= {_fmt_num(e.value)} at every "
+                                   "sample"),
+    Kind(name="max_replica_changes", phase="optional", takes_count=True,
+         schema={"type": "integer", "minimum": 0}, check=_over_window(_changes),
+         phrase=lambda e: f"at most {_fmt_num(e.value)} changes of {e.count} replicas"),
+    Kind(name="no_task_loss", phase="refused", flag=True, schema={"const": True},
+         check=_no_task_loss,
+         phrase=lambda e: "every published task processed, queue empty at the end"),
+    Kind(name="latency_p95_ms", phase="refused",
+         schema={"type": "number", "exclusiveMinimum": 0}, check=_latency,
+         phrase=lambda e: f"API p95 latency <= {_fmt_num(e.value)} ms"),
+    Kind(name="scaled_by", phase="required", metric_valued=True, check=_scaled_by,
+         phase_why="is checked among one phase's scaling decisions",
+         schema={"description": "a scale-up inside the phase whose reason names this metric",
+                 "enum": list(SCALED_BY_METRICS)},
+         phrase=lambda e: f"a scale-up whose reason names {e.metric}"),
+)
+
+#: Properties of a scenario's expectation item that are not kinds (they qualify one).
+MODIFIERS = ("id", "description", "phase", "count", "within", "for")
+
+
+def schema_mismatches(item_schema: Mapping[str, Any],
+                      kinds: Mapping[str, Kind] | None = None) -> list[str]:
+    """Where the scenario schema's expectation item and the registry disagree (empty: none).
+
+    Every kind must be a property whose schema is the kind's ``schema``; every property
+    that is not a modifier (``MODIFIERS``) must be a kind.
+    """
+    kinds = KINDS if kinds is None else kinds
+    props: Mapping[str, Any] = item_schema.get("properties", {})
+    out = [f"kind '{k}' is in the registry but not in the schema" for k in kinds
+           if k not in props]
+    out += [f"schema property '{p}' is not a registered kind" for p in props
+            if p not in kinds and p not in MODIFIERS]
+    out += [f"kind '{k}': schema {props[k]} differs from the registry's {dict(kind.schema)}"
+            for k, kind in kinds.items() if k in props and props[k] != kind.schema]
+    return out

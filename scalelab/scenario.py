@@ -29,6 +29,8 @@ import yaml
 
 from scalelab import paths
 from scalelab.errors import ConfigError
+from scalelab.expectations import KINDS, SCALED_BY_METRICS, Kind
+from scalelab.expectations import Expectation as Expectation  # re-exported: a scenario's part
 
 #: The tools the agent implements and the arguments each takes (services/common).
 TOOLS: Mapping[str, tuple[str, ...]] = {
@@ -38,24 +40,6 @@ TOOLS: Mapping[str, tuple[str, ...]] = {
 }
 
 LoadMode = Literal["users", "rate", "tasks", "idle"]
-CountField = Literal["ready", "current", "spec"]
-
-#: Expectation kinds and the key that carries their value.
-PHASE_WINDOW_KINDS = ("reaches", "at_least", "at_most")
-KINDS = (
-    "reaches", "at_least", "at_most", "holds", "stays", "never_above", "never_below",
-    "max_replica_changes", "no_task_loss", "latency_p95_ms", "scaled_by",
-)
-#: Kinds whose value is a replica count (checked against the manifest's min/max).
-REPLICA_KINDS = ("reaches", "at_least", "at_most", "holds", "stays", "never_above",
-                 "never_below")
-#: Kinds that need ``phase``; the others may take one (run-wide when absent) or refuse it.
-PHASE_REQUIRED = ("reaches", "at_least", "at_most", "holds", "stays", "scaled_by")
-PHASE_REFUSED = ("no_task_loss", "latency_p95_ms")
-#: Metrics ``scaled_by`` can name: a resource trigger/metric (cpu, memory), the rabbitmq
-#: trigger, or any External metric (every KEDA event trigger is one in the HPA it drives).
-SCALED_BY_METRICS = ("cpu", "memory", "rabbitmq", "external")
-
 
 # -- the typed scenario -------------------------------------------------------------------
 
@@ -121,27 +105,6 @@ class Phase:
     def load_dict(self) -> dict[str, Any]:
         """The phase's load as the run record stores it (``phases[].load``)."""
         return self.load.as_dict()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Expectation:
-    """One check against the run. ``id`` is stable (given, or derived from kind/phase/value)."""
-
-    id: str
-    kind: str
-    #: The kind's number (replica count, change bound, ms); 0 for kinds without one.
-    value: float
-    phase: str | None = None
-    #: The metric a scale-up must name (``scaled_by`` only: one of ``SCALED_BY_METRICS``).
-    metric: str | None = None
-    #: Seconds after the phase start by which the target must be seen (reaches/at_*).
-    within: float | None = None
-    #: Seconds the count must hold without a break (holds).
-    hold_for: float | None = None
-    #: Which replica count the check reads: ready (default, as KEDA's e2e helpers), current
-    #: (pods that exist) or spec (what the autoscaler asked for).
-    count: CountField = "ready"
-    description: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -495,89 +458,113 @@ class _Checker:
 
     def expectations(self, phases: Sequence[Phase], bounds: tuple[int, int]
                      ) -> tuple[Expectation, ...]:
+        """Check each expectation against its kind's rules (``scalelab.expectations.KINDS``)."""
         by_name = {p.name: p for p in phases}
         out: list[Expectation] = []
         ids: dict[str, int] = {}
-        lo, hi = bounds
         for i, raw in enumerate(self.doc.get("expectations", [])):
             where = f"expectations[{i}]"
-            kinds = [k for k in KINDS if k in raw]
-            if len(kinds) != 1:
-                found = ", ".join(kinds) or "none"
-                raise self.error(f"an expectation needs exactly one kind, found {found}",
+            found = [k for k in KINDS if k in raw]
+            if len(found) != 1:
+                raise self.error(f"an expectation needs exactly one kind, found "
+                                 f"{', '.join(found) or 'none'}",
                                  where, f"use one of: {', '.join(KINDS)} (one per item)")
-            kind = kinds[0]
-            value = raw[kind]
-            phase = raw.get("phase")
-            if phase is not None and kind in PHASE_REFUSED:
-                raise self.error(f"'{kind}' is checked over the whole run, not a phase",
-                                 f"{where}.phase", "remove 'phase'")
-            if phase is None and kind in PHASE_REQUIRED:
-                why = ("is checked among one phase's scaling decisions" if kind == "scaled_by"
-                       else "is measured from a phase's start")
-                raise self.error(f"'{kind}' {why}", f"{where}.phase",
-                                 f"add 'phase: <one of {', '.join(by_name)}>'")
-            if phase is not None and phase not in by_name:
-                raise self.error(f"phase '{phase}' does not exist", f"{where}.phase",
-                                 f"use one of: {', '.join(by_name)}")
-            if "within" in raw and kind not in PHASE_WINDOW_KINDS:
-                raise self.error(f"'within' does not apply to '{kind}'", f"{where}.within",
-                                 f"remove it ('within' goes with {', '.join(PHASE_WINDOW_KINDS)})")
-            if ("for" in raw) != (kind == "holds"):
-                bad = "for" if "for" in raw else "holds"
-                raise self.error(
-                    "'holds' and 'for' go together", f"{where}.{bad}",
-                    "write 'holds: N' with 'for: <seconds>'" if kind == "holds"
-                    else "remove 'for' (it only applies to 'holds')",
-                )
-            if "count" in raw and kind not in (*REPLICA_KINDS, "max_replica_changes"):
-                raise self.error(f"'count' does not apply to '{kind}'", f"{where}.count",
-                                 "remove it")
-            if kind in REPLICA_KINDS and not lo <= int(value) <= hi:
-                raise self.error(
-                    f"'{kind}: {value}' is outside the manifest's replica range {lo}..{hi}",
-                    f"{where}.{kind}",
-                    f"use a count between {lo} and {hi} (minReplicas..maxReplicas)",
-                )
-            if kind == "scaled_by" and value not in self.offered:
-                have = ", ".join(m for m in SCALED_BY_METRICS if m in self.offered) or "none"
-                raise self.error(
-                    f"'scaled_by: {value}': the scaling object has no {value} metric or "
-                    f"trigger (it scales on: {have})", f"{where}.scaled_by",
-                    f"use one of: {have}, or add a {value} trigger to the manifest",
-                )
-            limit_phase = by_name[phase] if phase is not None else None
-            for key in ("within", "for"):
-                if key in raw and limit_phase is not None and raw[key] > limit_phase.duration:
-                    raise self.error(
-                        f"'{key}: {raw[key]:g}' is longer than phase '{phase}' "
-                        f"({limit_phase.duration:g}s)", f"{where}.{key}",
-                        f"use at most {limit_phase.duration:g}s or lengthen the phase",
-                    )
-            exp_id = raw.get("id") or "-".join(
-                str(x) for x in (kind, phase, value if kind != "no_task_loss" else None)
-                if x is not None
-            )
-            if exp_id in ids:
-                if "id" in raw:
-                    raise self.error(f"duplicate expectation id '{exp_id}' "
-                                     f"(also expectations[{ids[exp_id]}])", f"{where}.id",
-                                     "give every expectation a unique id")
-                n = 2
-                while f"{exp_id}-{n}" in ids:
-                    n += 1
-                exp_id = f"{exp_id}-{n}"
+            kind = KINDS[found[0]]
+            self.expectation_phase(raw, kind, where, by_name)
+            self.expectation_modifiers(raw, kind, where, bounds)
+            self.expectation_fits(raw, where, by_name)
+            exp_id = self.expectation_id(raw, kind, where, ids)
             ids[exp_id] = i
-            if kind == "scaled_by":
+            value = raw[kind.name]
+            if kind.metric_valued:
                 number, metric = 0.0, str(value)
             else:
                 number, metric = (float(value) if value is not True else 1.0), None
             out.append(Expectation(
-                id=exp_id, kind=kind, value=number, metric=metric, phase=phase,
+                id=exp_id, kind=kind.name, value=number, metric=metric, phase=raw.get("phase"),
                 within=raw.get("within"), hold_for=raw.get("for"),
                 count=raw.get("count", "ready"), description=raw.get("description", ""),
             ))
         return tuple(out)
+
+    def expectation_phase(self, raw: Mapping[str, Any], kind: Kind, where: str,
+                          by_name: Mapping[str, Phase]) -> None:
+        """The kind's phase rule; the phase exists; ``within``/``for`` fit in it."""
+        phase = raw.get("phase")
+        if phase is not None and kind.phase == "refused":
+            raise self.error(f"'{kind.name}' is checked over the whole run, not a phase",
+                             f"{where}.phase", "remove 'phase'")
+        if phase is None and kind.phase == "required":
+            raise self.error(f"'{kind.name}' {kind.phase_why}", f"{where}.phase",
+                             f"add 'phase: <one of {', '.join(by_name)}>'")
+        if phase is not None and phase not in by_name:
+            raise self.error(f"phase '{phase}' does not exist", f"{where}.phase",
+                             f"use one of: {', '.join(by_name)}")
+
+    def expectation_modifiers(self, raw: Mapping[str, Any], kind: Kind, where: str,
+                              bounds: tuple[int, int]) -> None:
+        """``within``, ``for`` and ``count`` only where the kind takes them; the value fits."""
+        takes = {"within": [k for k in KINDS.values() if k.takes_within],
+                 "for": [k for k in KINDS.values() if k.takes_for]}
+        if "within" in raw and not kind.takes_within:
+            raise self.error(f"'within' does not apply to '{kind.name}'", f"{where}.within",
+                             f"remove it ('within' goes with "
+                             f"{', '.join(k.name for k in takes['within'])})")
+        if ("for" in raw) != kind.takes_for:
+            pair = kind.name if kind.takes_for else "' / '".join(k.name for k in takes["for"])
+            raise self.error(
+                f"'{pair}' and 'for' go together", f"{where}.{'for' if 'for' in raw else pair}",
+                f"write '{pair}: N' with 'for: <seconds>'" if kind.takes_for
+                else f"remove 'for' (it only applies to '{pair}')",
+            )
+        if "count" in raw and not kind.takes_count:
+            raise self.error(f"'count' does not apply to '{kind.name}'", f"{where}.count",
+                             "remove it")
+        value, (lo, hi) = raw[kind.name], bounds
+        if kind.replica_valued and not lo <= int(value) <= hi:
+            raise self.error(
+                f"'{kind.name}: {value}' is outside the manifest's replica range {lo}..{hi}",
+                f"{where}.{kind.name}",
+                f"use a count between {lo} and {hi} (minReplicas..maxReplicas)",
+            )
+        if kind.metric_valued and value not in self.offered:
+            have = ", ".join(m for m in SCALED_BY_METRICS if m in self.offered) or "none"
+            raise self.error(
+                f"'{kind.name}: {value}': the scaling object has no {value} metric or "
+                f"trigger (it scales on: {have})", f"{where}.{kind.name}",
+                f"use one of: {have}, or add a {value} trigger to the manifest",
+            )
+
+    def expectation_fits(self, raw: Mapping[str, Any], where: str,
+                         by_name: Mapping[str, Phase]) -> None:
+        """``within`` and ``for`` are no longer than the expectation's phase."""
+        phase = raw.get("phase")
+        limit_phase = by_name[phase] if phase is not None else None
+        for key in ("within", "for"):
+            if key in raw and limit_phase is not None and raw[key] > limit_phase.duration:
+                raise self.error(
+                    f"'{key}: {raw[key]:g}' is longer than phase '{phase}' "
+                    f"({limit_phase.duration:g}s)", f"{where}.{key}",
+                    f"use at most {limit_phase.duration:g}s or lengthen the phase",
+                )
+
+    def expectation_id(self, raw: Mapping[str, Any], kind: Kind, where: str,
+                       ids: Mapping[str, int]) -> str:
+        """The given id (unique), or one derived from kind, phase and value (made unique)."""
+        phase, value = raw.get("phase"), raw[kind.name]
+        exp_id = raw.get("id") or "-".join(
+            str(x) for x in (kind.name, phase, None if kind.flag else value) if x is not None
+        )
+        if exp_id in ids:
+            if "id" in raw:
+                raise self.error(f"duplicate expectation id '{exp_id}' "
+                                 f"(also expectations[{ids[exp_id]}])", f"{where}.id",
+                                 "give every expectation a unique id")
+            n = 2
+            while f"{exp_id}-{n}" in ids:
+                n += 1
+            exp_id = f"{exp_id}-{n}"
+        return str(exp_id)
 
 
 def load_scenario(path: Path | str, *, strict_manifests: bool = False) -> Scenario:
