@@ -20,8 +20,11 @@ count, Locust (with ``--stop-timeout``) only ever interrupts a user that is wait
 request whose response (and task ids) would be lost is never cut off.
 
 Each accepted response's task ids are appended to ``ids-<pid>.txt`` in the output folder
-(the harness compares them with the agents' completion records); phase changes are
-appended to ``phases.jsonl`` with wall-clock times.
+(the harness compares them with the agents' completion records), and so are the
+``published`` ids of a failed answer (a batch the API answered 503 after queueing part of
+it): they are in the queue, so they count. The number of tasks a failed request did not
+queue is appended to ``rejected-<pid>.txt``. Phase changes are appended to
+``phases.jsonl`` with wall-clock times.
 """
 
 from __future__ import annotations
@@ -191,8 +194,11 @@ class TaskPublisher(FastHttpUser):
             path, payload = "/tasks/batch", {"tasks": tasks}
         with self.client.post(path, json=payload, name=path, catch_response=True) as resp:
             if resp.status_code != 202:
-                text = (resp.text or "")[:200]
-                resp.failure(f"HTTP {resp.status_code}: {text}")
+                published = _published_before_failure(resp, size)
+                if published:
+                    _record_ids(published)
+                _record_rejected(size - len(published))
+                resp.failure(f"HTTP {resp.status_code}: {_error_text(resp, published)}")
                 return
             try:
                 ids = _ids_from(resp.json())
@@ -206,7 +212,46 @@ class TaskPublisher(FastHttpUser):
                 resp.success()
 
 
+def _body(resp: Any) -> Any:
+    """The answer's JSON, or None (no body after a connection error, or not JSON)."""
+    try:
+        return resp.json()
+    except (ValueError, TypeError):
+        return None
+
+
+def _published_before_failure(resp: Any, size: int) -> list[str]:
+    """Ids the API queued before it failed (``published`` in a partial-batch 503).
+
+    The API publishes a batch task by task and stops at the first one the broker refuses;
+    those before it are in the queue and will be processed, so they are published tasks
+    (counted and accounted like any other), not lost with the failed request. Anything
+    that does not look like a list of at most ``size`` ids is ignored.
+    """
+    body = _body(resp)
+    published = body.get("published") if isinstance(body, dict) else None
+    if not isinstance(published, list) or len(published) > size:
+        return []
+    return [str(i) for i in published if isinstance(i, str | int)]
+
+
+def _error_text(resp: Any, published: list[str]) -> str:
+    """A failure message that stays the same across requests (Locust groups by it): the
+    API's ``error`` and ``reason``, not the body with its ids."""
+    body = _body(resp)
+    if isinstance(body, dict) and "error" in body:
+        text = str(body["error"])[:160]
+        if body.get("reason"):
+            text += f" (reason {body['reason']})"
+    else:
+        text = (resp.text or "")[:200]
+    if published:
+        text += "; the tasks queued before the failure are counted as published"
+    return text
+
+
 _IDS_HANDLE: Any = None
+_REJECTED_HANDLE: Any = None
 
 
 def _record_ids(ids: list[str]) -> None:
@@ -215,3 +260,14 @@ def _record_ids(ids: list[str]) -> None:
         _IDS_HANDLE = (OUT / f"ids-{os.getpid()}.txt").open("a")
     _IDS_HANDLE.write("".join(f"{i}\n" for i in ids))
     _IDS_HANDLE.flush()
+
+
+def _record_rejected(count: int) -> None:
+    """One line per failed request: how many of its tasks the API did not queue."""
+    global _REJECTED_HANDLE
+    if count <= 0:
+        return
+    if _REJECTED_HANDLE is None:
+        _REJECTED_HANDLE = (OUT / f"rejected-{os.getpid()}.txt").open("a")
+    _REJECTED_HANDLE.write(f"{count}\n")
+    _REJECTED_HANDLE.flush()

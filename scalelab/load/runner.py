@@ -4,9 +4,10 @@ Locust never runs inside the caller's process: gevent's monkey-patching breaks a
 that already imported ssl (pytest, the experiment). ``LocustRun`` writes the scenario's
 load plan to JSON, starts ``python -m locust`` headless on ``locustfile.py`` (the plan's
 path in ``SCALELAB_LOAD_PLAN``), lets the LoadTestShape end the run after the last phase,
-and parses Locust's CSV output (``--csv --csv-full-history``) and the task ids the
-locustfile recorded. The process is a mirakuru ``SimpleExecutor`` in its own process
-group: ``stop()`` sends SIGTERM, then SIGKILL to the whole group.
+and parses Locust's CSV output (``--csv --csv-full-history``), the task ids the
+locustfile recorded (including the ``published`` ids of a partial-batch 503) and the
+count of tasks it could not publish. The process is a mirakuru ``SimpleExecutor`` in its
+own process group: ``stop()`` sends SIGTERM, then SIGKILL to the whole group.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class LocustRun:
         if self._executor is not None:
             raise ExperimentError("this LocustRun was already started")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for old in [*self.out_dir.glob("ids-*.txt"), self.out_dir / "phases.jsonl"]:
+        for old in [*self.out_dir.glob("ids-*.txt"), *self.out_dir.glob("rejected-*.txt"),
+                    self.out_dir / "phases.jsonl"]:
             old.unlink(missing_ok=True)
         self.plan_path.write_text(json.dumps(load_plan(self.scenario, out_dir=self.out_dir),
                                              indent=1))
@@ -217,6 +219,15 @@ class LocustRun:
             ids.extend(line for line in path.read_text().splitlines() if line)
         return ids
 
+    def tasks_rejected(self) -> int:
+        """Tasks of failed requests that the API did not queue (all Locust processes).
+
+        A batch answered 503 after part of it was queued counts only its unqueued tail
+        here; its queued ids are in ``task_ids()``.
+        """
+        return sum(int(line) for path in sorted(self.out_dir.glob("rejected-*.txt"))
+                   for line in path.read_text().splitlines() if line.strip())
+
     def phase_times(self) -> list[dict[str, Any]]:
         """[{name, start, end}] as the shape switched phases (wall clock)."""
         path = self.out_dir / "phases.jsonl"
@@ -253,6 +264,7 @@ class LocustRun:
             "max_ms": _num(total.get("Max Response Time")) if total else None,
             "tasks_published": len(unique),
             "task_ids_repeated": len(ids) - len(unique),
+            "tasks_rejected": self.tasks_rejected(),
             "batch_size": self.scenario.workload.batch_size,
             "failure_reasons": failures[:20],
             "history": [{k: h[k] for k in ("t", "users", "rps", "p95_ms")}

@@ -7,6 +7,7 @@ Locust itself, its shape, its CSV output and the task-id recording are all real.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from scalelab.waiting import wait_for
 
 FAKE_API = Path(__file__).with_name("fake_api.py")
 REJECT_EVERY = 10
+PARTIAL_REJECT_EVERY = 3
 
 
 def make_scenario(tmp_path: Path, phases: list[dict[str, Any]], *, batch: int = 2
@@ -53,13 +55,14 @@ class FakeAPI:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line]
 
 
-@pytest.fixture
-def fake_api(tmp_path: Path) -> Iterator[FakeAPI]:
+@contextlib.contextmanager
+def serve_fake_api(tmp_path: Path, *args: str) -> Iterator[FakeAPI]:
+    """fake_api.py as a process with ``args`` (REJECT_EVERY [partial]) until the block ends."""
     port = port_for.select_random()
     log = tmp_path / "served.jsonl"
     log.touch()
     proc = subprocess.Popen(
-        [sys.executable, str(FAKE_API), str(port), str(log), str(REJECT_EVERY)],
+        [sys.executable, str(FAKE_API), str(port), str(log), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 
@@ -82,6 +85,20 @@ def fake_api(tmp_path: Path) -> Iterator[FakeAPI]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def fake_api(tmp_path: Path) -> Iterator[FakeAPI]:
+    """Every REJECT_EVERY-th request is a plain 503 (nothing queued)."""
+    with serve_fake_api(tmp_path, str(REJECT_EVERY)) as api:
+        yield api
+
+
+@pytest.fixture
+def partial_fake_api(tmp_path: Path) -> Iterator[FakeAPI]:
+    """Every PARTIAL_REJECT_EVERY-th request is a partial-batch 503 (half of it queued)."""
+    with serve_fake_api(tmp_path, str(PARTIAL_REJECT_EVERY), "partial") as api:
+        yield api
 
 
 def test_load_plan_carries_phases_and_mix(tmp_path: Path) -> None:
@@ -139,6 +156,7 @@ def test_locust_follows_the_phases(tmp_path: Path, fake_api: FakeAPI) -> None:
     # the CSV summary agrees with what the server saw
     assert res["requests"] == len(served)
     assert res["failures"] == len(rejected) > 0
+    assert res["tasks_rejected"] == sum(e["rejected"] for e in rejected)
     assert res["failure_reasons"] and "503" in res["failure_reasons"][0]["error"]
     assert res["p95_ms"] is not None and res["p50_ms"] is not None and res["rps"] > 0
     assert res["history"] and {"t", "users", "rps", "p95_ms"} <= set(res["history"][-1])
@@ -178,6 +196,36 @@ def test_locust_follows_the_phases(tmp_path: Path, fake_api: FakeAPI) -> None:
     # the steady mix follows its weights loosely (io weight 3, cpu weight 1)
     tools = [t for e in of("steady") for t in e["tools"]]
     assert 0.5 < tools.count("io") / len(tools) < 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_partial_batch_503_counts_the_queued_ids(tmp_path: Path,
+                                                 partial_fake_api: FakeAPI) -> None:
+    """A batch the API answered 503 after queueing part of it (``published`` ids): those
+    ids are in the queue, so Locust records them as published (the harness then waits for
+    and accounts them) and only the rest as rejected; before the fix they were dropped."""
+    sc = make_scenario(tmp_path, [{"name": "burst", "duration": 4,
+                                   "load": {"tasks": 20, "rate": 10}}], batch=3)
+    run = LocustRun(api_url=partial_fake_api.url, scenario=sc, out_dir=tmp_path / "locust")
+    try:
+        run.start()
+        assert run.wait(timeout=40) == 0
+    finally:
+        run.stop()
+    res = run.results()
+    served = partial_fake_api.entries()
+    failed = [e for e in served if "rejected" in e]
+    partial = [e for e in failed if e.get("ids")]
+    assert partial, f"the fake answered no partial 503: {served}"
+    served_ids = {i for e in served for i in e.get("ids", ())}
+    assert set(res["task_ids"]) == served_ids
+    assert {i for e in partial for i in e["ids"]} <= set(res["task_ids"])
+    assert res["tasks_published"] == len(served_ids)
+    assert res["tasks_rejected"] == sum(e["rejected"] for e in failed)
+    assert res["tasks_published"] + res["tasks_rejected"] == 20, "tasks: 20 posts 20 tasks"
+    assert res["requests"] == len(served) and res["failures"] == len(failed)
+    assert all("503" in f["error"] and "nack" in f["error"] for f in res["failure_reasons"])
 
 
 @pytest.mark.slow
