@@ -25,6 +25,7 @@ from scalelab.errors import WaitTimeout
 from scalelab.load.runner import LocustRun, load_plan
 from scalelab.scenario import Scenario, load_scenario
 from scalelab.waiting import wait_for
+from tests.load.locust_runs import run_to_end
 
 FAKE_API = Path(__file__).with_name("fake_api.py")
 REJECT_EVERY = 10
@@ -207,13 +208,7 @@ def test_partial_batch_503_counts_the_queued_ids(tmp_path: Path,
     and accounts them) and only the rest as rejected; before the fix they were dropped."""
     sc = make_scenario(tmp_path, [{"name": "burst", "duration": 4,
                                    "load": {"tasks": 20, "rate": 10}}], batch=3)
-    run = LocustRun(api_url=partial_fake_api.url, scenario=sc, out_dir=tmp_path / "locust")
-    try:
-        run.start()
-        assert run.wait(timeout=40) == 0
-    finally:
-        run.stop()
-    res = run.results()
+    res = run_to_end(api_url=partial_fake_api.url, scenario=sc, out_dir=tmp_path / "locust")
     served = partial_fake_api.entries()
     failed = [e for e in served if "rejected" in e]
     partial = [e for e in failed if e.get("ids")]

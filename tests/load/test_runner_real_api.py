@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scalelab.load.runner import LocustRun
 from scalelab.procs.rabbitmq import RabbitMQNode
 from scalelab.scenario import load_scenario
 from tests.conftest import QueueNames, ServiceFactory, drain_json
+from tests.load.locust_runs import run_to_end
 
 
 @pytest.mark.slow
@@ -27,14 +27,8 @@ def test_locust_against_real_api(tmp_path: Path, rabbitmq: RabbitMQNode, service
                    {"name": "burst", "duration": 2, "load": {"tasks": 5, "rate": 10}}],
     }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
-    run = LocustRun(api_url=api.url, scenario=load_scenario(tmp_path / "s.yaml"),
-                    out_dir=tmp_path / "locust")
-    try:
-        run.start()
-        assert run.wait(timeout=40) == 0
-    finally:
-        run.stop()
-    res = run.results()
+    res = run_to_end(api_url=api.url, scenario=load_scenario(tmp_path / "s.yaml"),
+                     out_dir=tmp_path / "locust")
     assert res["failures"] == 0, res["failure_reasons"]
     assert 25 <= res["tasks_published"] <= 45   # ~36 + 5 at the planned rates
     messages = drain_json(amqp_url, queue_names.tasks, expected=res["tasks_published"],

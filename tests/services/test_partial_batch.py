@@ -15,11 +15,11 @@ import requests
 import yaml
 
 from scalelab.accounting import TaskLedger
-from scalelab.load.runner import LocustRun
 from scalelab.procs.rabbitmq import GUEST, RabbitMQNode
 from scalelab.scenario import load_scenario
 from scalelab.waiting import wait_for
 from tests.conftest import QueueNames, ServiceFactory, metric, queue_depth
+from tests.load.locust_runs import run_to_end
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +52,8 @@ def test_the_queued_part_of_a_refused_batch_is_published_and_accounted(
                "phases": [{"name": "burst", "duration": 3,
                            "load": {"tasks": TASKS, "rate": 10}}]}
         (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
-        run = LocustRun(api_url=api.url, scenario=load_scenario(tmp_path / "s.yaml"),
-                        out_dir=tmp_path / "locust")
-        try:
-            run.start()
-            assert run.wait(timeout=40) == 0
-        finally:
-            run.stop()
-        res = run.results()
+        res = run_to_end(api_url=api.url, scenario=load_scenario(tmp_path / "s.yaml"),
+                         out_dir=tmp_path / "locust")
 
         # the API queued CAP tasks and refused the rest with a partial 503
         assert res["requests"] == TASKS // BATCH and res["failures"] >= 1
