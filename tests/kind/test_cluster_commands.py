@@ -44,7 +44,7 @@ from scalelab.backends.cluster.events import parse_time, replicas_from_deploymen
 from scalelab.backends.cluster.existing import ExistingBackend
 from scalelab.backends.cluster.kind import KindBackend
 from scalelab.backends.cluster.kube import CommandError, Completed
-from scalelab.backends.cluster.render import load_charts, render_values
+from scalelab.backends.cluster.render import load_charts
 from scalelab.backends.cluster.settings import ClusterSettings
 from scalelab.credentials import SECRET_NAME
 from scalelab.decisions import ScalingEvent
@@ -315,8 +315,13 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
             assert call[call.index("--namespace") + 1] == release.namespace
             assert call[call.index("--kubeconfig") + 1] == kc
             assert "--wait" in call
+            # helm_timeout 600 s, as Go's time.Duration prints it (helm parses a Go duration)
+            assert call[call.index("--timeout") + 1] == "10m0s", call
             values = Path(call[call.index("--values") + 1])
-            assert values.read_text() == render_values(release, timing=TimingProfile())
+            expected = yaml.safe_load((DATA / "helm-values" / f"{release.chart}.yaml")
+                                      .read_text())
+            assert yaml.safe_load(values.read_text()) == expected, \
+                f"{values} differs from data/helm-values/{release.chart}.yaml"
         stack = seq.index("kubectl apply -k " + str(b.work_dir / "stack"))
         dashboards = rec.inputs[stack + 2]
         assert dashboards.count("kind: ConfigMap") == 4
@@ -444,6 +449,8 @@ def test_keep_cluster_deletes_only_the_namespace(
     b.down()
     assert [short(c) for c in rec.calls[n:]] == [
         "kubectl delete namespace scalelab", "kubectl delete configmap --namespace"]
+    # waits up to rollout_timeout (300 s) for the namespace, as a Go duration
+    assert rec.calls[n][-2:] == ("--wait=true", "--timeout=5m0s"), rec.calls[n]
 
 
 def test_preflight_refuses_before_anything_runs(

@@ -21,6 +21,7 @@ from scalelab.backends.cluster.render import (
     go_duration,
     grafana_configmaps,
     load_charts,
+    prometheus_duration,
     render_kind_config,
     render_overlay,
     render_values,
@@ -40,6 +41,43 @@ PROFILES = [TimingProfile(), KUBERNETES_DEFAULTS,
             TimingProfile(scrape_interval=2.5, hpa_sync_period=1.5, metrics_window=12,
                           hpa_tolerance=0.05, hpa_cpu_initialization_period=60,
                           hpa_initial_readiness_delay=7, hpa_downscale_stabilization=45)]
+PROFILE_IDS = ["default", "kubernetes", "odd"]
+PROFILE_CASES = list(zip(PROFILES, PROFILE_IDS, strict=True))
+
+#: The kube-controller-manager flags each profile must give the cluster, written out.
+#: Durations as Go's time.Duration.String() prints them; for "kubernetes" they are the
+#: defaults the kube-controller-manager reference lists (kubernetes.io/docs/reference/
+#: command-line-tools-reference/kube-controller-manager: sync-period 15s, tolerance 0.1,
+#: cpu-initialization-period 5m0s, initial-readiness-delay 30s, downscale-stabilization 5m0s).
+EXPECTED_HPA_FLAGS = {
+    "default": {
+        "horizontal-pod-autoscaler-sync-period": "5s",
+        "horizontal-pod-autoscaler-tolerance": "0.1",
+        "horizontal-pod-autoscaler-cpu-initialization-period": "5m0s",
+        "horizontal-pod-autoscaler-initial-readiness-delay": "30s",
+        "horizontal-pod-autoscaler-downscale-stabilization": "5m0s",
+    },
+    "kubernetes": {
+        "horizontal-pod-autoscaler-sync-period": "15s",
+        "horizontal-pod-autoscaler-tolerance": "0.1",
+        "horizontal-pod-autoscaler-cpu-initialization-period": "5m0s",
+        "horizontal-pod-autoscaler-initial-readiness-delay": "30s",
+        "horizontal-pod-autoscaler-downscale-stabilization": "5m0s",
+    },
+    "odd": {
+        "horizontal-pod-autoscaler-sync-period": "1.5s",
+        "horizontal-pod-autoscaler-tolerance": "0.05",
+        "horizontal-pod-autoscaler-cpu-initialization-period": "1m0s",
+        "horizontal-pod-autoscaler-initial-readiness-delay": "7s",
+        "horizontal-pod-autoscaler-downscale-stabilization": "45s",
+    },
+}
+#: Prometheus' scrape interval (integer units only: 2.5 s is "2500ms") and metrics-server's
+#: --metric-resolution (a Go duration) of each profile, written out.
+EXPECTED_SCRAPE = {"default": "5s", "kubernetes": "15s", "odd": "2500ms"}
+EXPECTED_RESOLUTION = {"default": "10s", "kubernetes": "1m0s", "odd": "12s"}
+#: The values documents of the default profile (tests/kind/data/helm-values/README.md).
+EXPECTED_VALUES_DIR = Path(__file__).parent / "data" / "helm-values"
 
 #: Field names of sigs.k8s.io/kind pkg/apis/config/v1alpha4/types.go (Cluster, Node);
 #: kind decodes its config strictly, so any other key is an error at `kind create cluster`.
@@ -106,40 +144,85 @@ def _controller_manager_args(config: dict[str, Any]) -> dict[str, str]:
     return dict(args)
 
 
-@pytest.mark.parametrize("timing", PROFILES, ids=["default", "kubernetes", "odd"])
-def test_kind_config_carries_the_timing_profile(timing: TimingProfile) -> None:
+@pytest.mark.parametrize(("timing", "profile"), PROFILE_CASES, ids=PROFILE_IDS)
+def test_kind_config_carries_the_timing_profile(timing: TimingProfile, profile: str) -> None:
     config = yaml.safe_load(render_kind_config(timing=timing, cluster_name="exp1",
                                                     node_image="kindest/node:v1.30.4"))
     assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     assert config["kind"] == "Cluster"
     assert config["name"] == "exp1"
-    assert set(config) <= KIND_CLUSTER_FIELDS
+    assert set(config) <= KIND_CLUSTER_FIELDS, set(config) - KIND_CLUSTER_FIELDS
     for node in config["nodes"]:
-        assert set(node) <= KIND_NODE_FIELDS
+        assert set(node) <= KIND_NODE_FIELDS, set(node) - KIND_NODE_FIELDS
         assert node["role"] in ("control-plane", "worker")
+        assert node["image"] == "kindest/node:v1.30.4"
     args = _controller_manager_args(config)
-    assert args == {
-        "horizontal-pod-autoscaler-sync-period": go_duration(timing.hpa_sync_period),
-        "horizontal-pod-autoscaler-tolerance": f"{timing.hpa_tolerance:g}",
-        "horizontal-pod-autoscaler-cpu-initialization-period":
-            go_duration(timing.hpa_cpu_initialization_period),
-        "horizontal-pod-autoscaler-initial-readiness-delay":
-            go_duration(timing.hpa_initial_readiness_delay),
-        "horizontal-pod-autoscaler-downscale-stabilization":
-            go_duration(timing.hpa_downscale_stabilization),
-    }
+    assert args == EXPECTED_HPA_FLAGS[profile], \
+        f"expected {EXPECTED_HPA_FLAGS[profile]}, rendered {args}"
 
 
-def test_go_durations_parse_back_to_the_profile_seconds() -> None:
-    def parse(d: str) -> float:
-        m = re.fullmatch(r"(\d+)(ms|s)", d)
-        assert m, d
-        return int(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+#: Go's own table (go src/time/time_test.go, ``durationTests``, the positive entries a float
+#: of seconds holds exactly enough), then the profile values scalelab renders.
+GO_DURATION_STRINGS = [
+    (0.0, "0s"),
+    (1e-9, "1ns"),
+    (1.1e-6, "1.1\u00b5s"),
+    (2.2e-3, "2.2ms"),
+    (3.3, "3.3s"),
+    (4 * 60 + 5, "4m5s"),
+    (4 * 60 + 5.001, "4m5.001s"),
+    (5 * 3600 + 6 * 60 + 7.001, "5h6m7.001s"),
+    (8 * 60 + 1e-9, "8m0.000000001s"),
+    (0.5, "500ms"),
+    (1.5, "1.5s"),
+    (5.0, "5s"),
+    (59.0, "59s"),
+    (60.0, "1m0s"),
+    (90.0, "1m30s"),
+    (300.0, "5m0s"),
+    (600.0, "10m0s"),
+    (3600.0, "1h0m0s"),
+    (3661.0, "1h1m1s"),
+    (2400.0, "40m0s"),
+]
 
-    for seconds in (5.0, 15.0, 300.0, 1.5, 0.25, 2.5):
-        assert parse(go_duration(seconds)) == seconds
-    assert go_duration(1.5) == "1500ms"
-    assert go_duration(300.0) == "300s"
+
+@pytest.mark.parametrize(("seconds", "expected"), GO_DURATION_STRINGS,
+                         ids=[e for _, e in GO_DURATION_STRINGS])
+def test_go_duration_prints_what_go_time_duration_string_prints(
+        seconds: float, expected: str) -> None:
+    """Go's rules (src/time/time.go, ``func (d Duration) String``): h, m, s with leading
+    zero units left out ("1m30s", "5m0s", "1h0m0s"), fractions of a second without trailing
+    zeros ("1.5s"), below a second the largest of ms/\u00b5s/ns with a non-zero leading digit
+    ("500ms"), and "0s" for zero."""
+    assert go_duration(seconds) == expected, \
+        f"go_duration({seconds!r}): expected {expected!r}, got {go_duration(seconds)!r}"
+
+
+def test_go_duration_refuses_a_negative_duration() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        go_duration(-1.0)
+
+
+#: Prometheus' duration grammar (the prometheus-operator ``Duration`` pattern; integer units).
+PROMETHEUS_DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
+                                 r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [
+    (5.0, "5s"), (15.0, "15s"), (300.0, "300s"), (2.5, "2500ms"), (0.25, "250ms"),
+    (1.5, "1500ms")])
+def test_prometheus_duration_has_integer_units_only(seconds: float, expected: str) -> None:
+    got = prometheus_duration(seconds)
+    assert got == expected, f"prometheus_duration({seconds}): expected {expected!r}, got {got!r}"
+    assert PROMETHEUS_DURATION.fullmatch(got), f"{got!r} is not a Prometheus duration"
+
+
+def test_a_go_duration_with_a_fraction_is_no_prometheus_duration() -> None:
+    """Why the scrape interval is not rendered with go_duration."""
+    assert go_duration(2.5) == "2.5s"
+    assert PROMETHEUS_DURATION.fullmatch("2.5s") is None
+    assert PROMETHEUS_DURATION.fullmatch("2500ms") and PROMETHEUS_DURATION.fullmatch("5m0s")
 
 
 def test_a_metrics_window_below_ten_seconds_is_refused_before_anything_starts() -> None:
@@ -175,20 +258,44 @@ def _values(chart: str, timing: TimingProfile) -> dict[str, Any]:
     return yaml.safe_load(render_values(release, timing=timing))
 
 
-@pytest.mark.parametrize("timing", PROFILES, ids=["default", "kubernetes", "odd"])
-def test_metrics_server_values(timing: TimingProfile) -> None:
+def _expected_values(chart: str, profile: str) -> dict[str, Any]:
+    """The default profile's document (data/helm-values) with the profile's timing strings
+    (the literal tables above) at the paths that carry them."""
+    doc: dict[str, Any] = yaml.safe_load((EXPECTED_VALUES_DIR / f"{chart}.yaml").read_text())
+    if chart == "metrics-server":
+        doc["defaultArgs"][3] = f"--metric-resolution={EXPECTED_RESOLUTION[profile]}"
+    elif chart == "kube-prometheus-stack":
+        spec = doc["prometheus"]["prometheusSpec"]
+        spec["scrapeInterval"] = spec["evaluationInterval"] = EXPECTED_SCRAPE[profile]
+    else:
+        for part in ("operator", "metricServer"):
+            doc["prometheus"][part]["serviceMonitor"]["interval"] = EXPECTED_SCRAPE[profile]
+    return doc
+
+
+@pytest.mark.parametrize("chart", ["metrics-server", "kube-prometheus-stack", "keda"])
+@pytest.mark.parametrize(("timing", "profile"), PROFILE_CASES, ids=PROFILE_IDS)
+def test_helm_values_are_the_expected_documents(timing: TimingProfile, profile: str,
+                                                chart: str) -> None:
+    expected, rendered = _expected_values(chart, profile), _values(chart, timing)
+    assert rendered == expected, f"{chart} values, profile {profile}:\nexpected " \
+        f"{yaml.safe_dump(expected)}\nrendered {yaml.safe_dump(rendered)}"
+
+
+@pytest.mark.parametrize(("timing", "profile"), PROFILE_CASES, ids=PROFILE_IDS)
+def test_metrics_server_values(timing: TimingProfile, profile: str) -> None:
     values = _values("metrics-server", timing)
     args = values["defaultArgs"] + values["args"]
     assert "--kubelet-insecure-tls" in args
     resolution = [a for a in args if a.startswith("--metric-resolution=")]
-    assert resolution == [f"--metric-resolution={go_duration(timing.metrics_window)}"]
+    assert resolution == [f"--metric-resolution={EXPECTED_RESOLUTION[profile]}"], resolution
 
 
-@pytest.mark.parametrize("timing", PROFILES, ids=["default", "kubernetes", "odd"])
-def test_kube_prometheus_stack_values(timing: TimingProfile) -> None:
+@pytest.mark.parametrize(("timing", "profile"), PROFILE_CASES, ids=PROFILE_IDS)
+def test_kube_prometheus_stack_values(timing: TimingProfile, profile: str) -> None:
     values = _values("kube-prometheus-stack", timing)
     spec = values["prometheus"]["prometheusSpec"]
-    assert spec["scrapeInterval"] == go_duration(timing.scrape_interval)
+    assert spec["scrapeInterval"] == EXPECTED_SCRAPE[profile], spec["scrapeInterval"]
     # PodMonitors/ServiceMonitors outside the release (KEDA's, scalelab's) are selected.
     assert spec["podMonitorSelectorNilUsesHelmValues"] is False
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False

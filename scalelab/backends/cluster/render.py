@@ -45,7 +45,45 @@ API_PORT = 8080
 
 # -- rendering (pure) ----------------------------------------------------------------------
 def go_duration(seconds: float) -> str:
-    """A Go ``time.ParseDuration`` string: 5.0 -> "5s", 0.5 -> "500ms"."""
+    """``seconds`` as Go's ``time.Duration.String()`` prints it: "5s", "1m30s", "5m0s",
+    "1.5s", "500ms", "0s" (go src/time/time.go, ``func (d Duration) String``: hours, minutes
+    and seconds with the leading zero units left out and the fraction of a second without
+    trailing zeros; under a second, the largest of ms, µs, ns that keeps a non-zero leading
+    digit).
+
+    The form the Go components print their own flags in (kube-controller-manager's
+    ``Default: 5m0s``), which their ``time.ParseDuration`` reads back exactly. Prometheus
+    durations have no fractions: see ``prometheus_duration``.
+    """
+    if seconds < 0:
+        raise ValueError(f"negative duration {seconds}")
+    nanos = round(seconds * 1_000_000_000)
+    if nanos == 0:
+        return "0s"
+    if nanos < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("\u00b5s", 1_000), ("ns", 1)):
+            if nanos >= size:
+                return _with_fraction(nanos, size) + unit
+    hours, rest = divmod(nanos, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = _with_fraction(rest, 1_000_000_000) + "s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    return f"{hours}h{text}" if hours else text
+
+
+def _with_fraction(count: int, size: int) -> str:
+    """``count / size`` in decimal without trailing zeros ("1.5", "30"); size a power of 10."""
+    whole, frac = divmod(count, size)
+    digits = str(frac).rjust(len(str(size)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def prometheus_duration(seconds: float) -> str:
+    """A duration Prometheus and the operator's CRDs accept: whole seconds ("5s") or whole
+    milliseconds ("2500ms"). Prometheus' grammar (prometheus/common model.ParseDuration; the
+    operator's ``Duration`` pattern ``^(0|(([0-9]+)y)?...(([0-9]+)ms)?)$``) has integer units
+    only, so Go's "2.5s" would be refused."""
     if seconds < 0:
         raise ValueError(f"negative duration {seconds}")
     if float(seconds).is_integer():
@@ -77,7 +115,7 @@ def _jinja() -> jinja2.Environment:
 def timing_context(timing: TimingProfile) -> dict[str, str]:
     """Template variables for the timing profile, formatted as the components parse them."""
     return {
-        "scrape_interval": go_duration(timing.scrape_interval),
+        "scrape_interval": prometheus_duration(timing.scrape_interval),
         "metrics_window": go_duration(timing.metrics_window),
         "hpa_sync_period": go_duration(timing.hpa_sync_period),
         "hpa_tolerance": f"{timing.hpa_tolerance:g}",
