@@ -125,46 +125,12 @@ def collect(
             out[name] = value
 
     if kind_export is not None and run is not None:
-        def export(runner: kube.Runner = run) -> dict[str, str] | None:
-            dest = next_dir(out_dir, "kind-logs")
-            cmd = kind_export(dest)
-            if cmd is None:
-                return None
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            runner(list(cmd), timeout=300.0)
-            return {"dir": str(dest), "command": " ".join(cmd)}
-
-        section("kind_logs", export)
-
-    addon_logs: dict[str, dict[str, str]] = {}
-    for group in (default_pod_logs() if pod_logs is None else pod_logs):
-        try:
-            pods = api.list_pods(namespace=group.namespace, label_selector=group.selector)
-            addon_logs[group.key] = {
-                p["metadata"]["name"]: api.pod_log(namespace=group.namespace,
-                                                   name=p["metadata"]["name"],
-                                                   tail_lines=tail_lines) for p in pods
-            } or {"(none)": f"no pod labelled {group.selector} in namespace {group.namespace}"}
-        except Exception as err:  # noqa: BLE001
-            out["errors"].append(f"logs of {group.key}: {err}")
-    out["addon_logs"] = addon_logs
-
-    def controller_manager() -> dict[str, Any]:
-        pods = api.list_pods(namespace="kube-system",
-                             label_selector="component=kube-controller-manager")
-        if not pods:   # not a kubeadm cluster label: look for the static pod's name
-            pods = [p for p in api.list_pods(namespace="kube-system")
-                    if str(p["metadata"]["name"]).startswith("kube-controller-manager-")]
-        if not pods:
-            return {"pod": None, "note": "no kube-controller-manager pod visible "
-                                         "(a managed control plane): its HPA flags are unknown"}
-        flags = controller_manager_flags(pods[0])
-        found: dict[str, Any] = {"pod": pods[0]["metadata"]["name"], "hpa_flags": flags}
-        if profile is not None:
-            found["differs_from_profile"] = flag_mismatches(flags, profile)
-        return found
-
-    section("controller_manager", controller_manager)
+        section("kind_logs", lambda: export_kind_logs(run=run, kind_export=kind_export,
+                                                      out_dir=out_dir))
+    out["addon_logs"] = addon_logs(
+        api=api, groups=default_pod_logs() if pod_logs is None else pod_logs,
+        tail_lines=tail_lines, errors=out["errors"])
+    section("controller_manager", lambda: controller_manager(api=api, profile=profile))
     section("hpas", lambda: {h["metadata"]["name"]: hpa_summary(h)
                              for h in api.list_hpas(namespace=namespace)})
     section("scaledobjects", lambda: {
@@ -172,3 +138,53 @@ def collect(
         for o in api.list_custom_objects(group="keda.sh", version="v1alpha1",
                                          namespace=namespace, plural="scaledobjects")})
     return out
+
+
+def export_kind_logs(*, run: kube.Runner, kind_export: Callable[[Path], Sequence[str] | None],
+                     out_dir: Path) -> dict[str, str] | None:
+    """``kind export logs`` into the next ``kind-logs-NNN`` under ``out_dir`` (None: the
+    backend has no nodes of its own to export)."""
+    dest = next_dir(out_dir, "kind-logs")
+    cmd = kind_export(dest)
+    if cmd is None:
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run(list(cmd), timeout=300.0)
+    return {"dir": str(dest), "command": " ".join(cmd)}
+
+
+def addon_logs(*, api: DiagnosticsApi, groups: Sequence[PodLogs], tail_lines: int,
+               errors: list[str]) -> dict[str, dict[str, str]]:
+    """The last ``tail_lines`` of each pod of each group, by group key and pod name; a group
+    that cannot be read goes to ``errors`` and the others are still read."""
+    logs: dict[str, dict[str, str]] = {}
+    for group in groups:
+        try:
+            pods = api.list_pods(namespace=group.namespace, label_selector=group.selector)
+            logs[group.key] = {
+                p["metadata"]["name"]: api.pod_log(namespace=group.namespace,
+                                                   name=p["metadata"]["name"],
+                                                   tail_lines=tail_lines) for p in pods
+            } or {"(none)": f"no pod labelled {group.selector} in namespace {group.namespace}"}
+        except Exception as err:  # noqa: BLE001 - diagnostics must not fail the report
+            errors.append(f"logs of {group.key}: {err}")
+    return logs
+
+
+def controller_manager(*, api: DiagnosticsApi,
+                       profile: Mapping[str, str] | None) -> dict[str, Any]:
+    """The kube-controller-manager pod's HPA flags (and, given the profile, those that differ
+    from it); a managed control plane shows no such pod."""
+    pods = api.list_pods(namespace="kube-system",
+                         label_selector="component=kube-controller-manager")
+    if not pods:   # not a kubeadm cluster label: look for the static pod's name
+        pods = [p for p in api.list_pods(namespace="kube-system")
+                if str(p["metadata"]["name"]).startswith("kube-controller-manager-")]
+    if not pods:
+        return {"pod": None, "note": "no kube-controller-manager pod visible "
+                                     "(a managed control plane): its HPA flags are unknown"}
+    flags = controller_manager_flags(pods[0])
+    found: dict[str, Any] = {"pod": pods[0]["metadata"]["name"], "hpa_flags": flags}
+    if profile is not None:
+        found["differs_from_profile"] = flag_mismatches(flags, profile)
+    return found
