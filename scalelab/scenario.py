@@ -31,6 +31,7 @@ from scalelab import paths
 from scalelab.errors import ConfigError
 from scalelab.expectations import KINDS, SCALED_BY_METRICS, Kind
 from scalelab.expectations import Expectation as Expectation  # re-exported: a scenario's part
+from scalelab.faults import Fault, Scheduled, check_ends, parse_faults, schedule
 
 #: The tools the agent implements and the arguments each takes (services/common).
 TOOLS: Mapping[str, tuple[str, ...]] = {
@@ -101,6 +102,8 @@ class Phase:
     #: This phase's task mix when it differs from the workload's (None: the workload's).
     tools: tuple[Tool, ...] | None = None
     description: str = ""
+    #: Actions fired at offsets into the phase (``scalelab.faults``).
+    faults: tuple[Fault, ...] = ()
 
     def load_dict(self) -> dict[str, Any]:
         """The phase's load as the run record stores it (``phases[].load``)."""
@@ -137,6 +140,16 @@ class Scenario:
             if p.name == name:
                 return p
         raise KeyError(name)
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """Every phase's faults, in phase order."""
+        return tuple(f for p in self.phases for f in p.faults)
+
+    def fault_schedule(self) -> list[Scheduled]:
+        """Every fault firing and healing, seconds after the first phase starts."""
+        offsets = {p.name: (start, end) for p, start, end in self.phase_offsets()}
+        return schedule(self.faults, offsets=offsets)
 
     def phase_offsets(self) -> list[tuple[Phase, float, float]]:
         """(phase, planned start offset, planned end offset) in seconds from the first."""
@@ -415,9 +428,29 @@ class _Checker:
             seen[name] = i
             load = self.load(raw["load"], f"phases[{i}].load", float(raw["duration"]))
             tools = self.tools(raw["tools"], f"phases[{i}].tools") if "tools" in raw else None
+            faults = parse_faults(raw.get("faults", []), file=self.fname, where=f"phases[{i}]",
+                                  phase=name, phase_duration=float(raw["duration"]))
             out.append(Phase(name=name, duration=float(raw["duration"]), load=load,
-                             tools=tools, description=raw.get("description", "")))
+                             tools=tools, description=raw.get("description", ""),
+                             faults=faults))
+        self.fault_ends(out)
         return tuple(out)
+
+    def fault_ends(self, phases: Sequence[Phase]) -> None:
+        """Fault ids are unique; a timed fault ends before the last phase does."""
+        where: dict[str, str] = {}
+        offsets, t = {}, 0.0
+        for i, p in enumerate(phases):
+            offsets[p.name] = (t, t + p.duration)
+            t += p.duration
+            for j, f in enumerate(p.faults):
+                if f.id in where:
+                    raise self.error(f"duplicate fault id '{f.id}' (also {where[f.id]})",
+                                     f"phases[{i}].faults[{j}].id",
+                                     "give every fault a unique id")
+                where[f.id] = f"phases[{i}].faults[{j}]"
+        check_ends([f for p in phases for f in p.faults], offsets=offsets, total=t,
+                   file=self.fname, where=where)
 
     def load(self, raw: dict[str, Any], where: str, duration: float) -> Load:
         modes = "one of: users (+spawn_rate, think_time), rate, tasks + rate, idle: true"

@@ -25,8 +25,9 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from services.agent.faults import FaultFile
 from services.agent.metrics import AgentMetrics
-from services.agent.tools import run_tool
+from services.agent.tools import burn_cpu, run_tool
 from services.common.amqp import declare_results_queue, declare_task_queue
 from services.common.config import AgentConfig
 from services.common.tasks import TaskError, make_result, parse_request
@@ -43,6 +44,7 @@ class Worker:
         self.config = config
         self.metrics = metrics
         self.clock = clock
+        self.faults = FaultFile(config.fault_file, clock=clock)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._stop = threading.Event()
@@ -152,8 +154,11 @@ class Worker:
         self.metrics.in_progress.inc()
         began = time.monotonic()
         try:
-            text = run_tool(tool, arguments, tick=lambda: connection.process_data_events(0),
-                            sleep=connection.sleep)
+            tick = lambda: connection.process_data_events(0)  # noqa: E731
+            extra = self.faults.cpu_ms_extra()
+            if extra:  # a "slow" fault: this pod burns more CPU per task (faults.py)
+                burn_cpu(extra, tick=tick)
+            text = run_tool(tool, arguments, tick=tick, sleep=connection.sleep)
             outcome, response = "ok", make_result(task_id, text)
         except (pika.exceptions.AMQPError, OSError):
             raise  # the connection died mid-task: the broker will redeliver it

@@ -87,6 +87,7 @@ class AgentConfig:
     metrics_port: int = 9100                    # METRICS_PORT
     metrics_bind: str = "127.0.0.1"             # METRICS_BIND
     pod_name: str = "agent"                     # POD_NAME (default: hostname)
+    fault_file: str = ""                        # FAULT_FILE (services/agent/faults.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AgentConfig:
@@ -98,10 +99,11 @@ class AgentConfig:
             metrics_port=_int(env, "METRICS_PORT", 9100, low=1, high=65535),
             metrics_bind=_str(env, "METRICS_BIND", "127.0.0.1"),
             pod_name=_str(env, "POD_NAME", socket.gethostname()),
+            fault_file=_str(env, "FAULT_FILE", ""),
         )
 
 
 #: Every env var each service reads (the Dockerfile consistency test checks these).
 API_ENV_VARS = ("AMQP_URL", "TASK_QUEUE", "PORT", "BIND", "BATCH_MAX", "THREADS")
 AGENT_ENV_VARS = ("AMQP_URL", "TASK_QUEUE", "RESULTS_QUEUE", "PREFETCH", "METRICS_PORT",
-                  "METRICS_BIND", "POD_NAME")
+                  "METRICS_BIND", "POD_NAME", "FAULT_FILE")
