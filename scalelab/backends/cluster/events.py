@@ -127,20 +127,7 @@ def scaling_events_from(*, events: Sequence[Mapping[str, Any]],
     targets = {str((h.get("metadata") or {}).get("name")):
                str(((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name", ""))
                for h in hpas}
-    conditions = {str((h.get("metadata") or {}).get("name")): hpa_conditions(h) for h in hpas}
-    rs_events: list[tuple[float, str, int, int]] = []
-    for e in events:
-        obj = e.get("involvedObject") or {}
-        m = _RS_SCALED.search(str(e.get("message", "")))
-        t = event_time(e)
-        if e.get("reason") == "ScalingReplicaSet" and m and t is not None:
-            rs_events.append((t, str(obj.get("name")), int(m.group(1)), int(m.group(2))))
-
-    def previous_size(t: float, deployment: str, new: int) -> int | None:
-        near = [(abs(rt - t), old) for rt, name, to, old in rs_events
-                if name == deployment and to == new and abs(rt - t) <= MATCH_WINDOW]
-        return min(near)[1] if near else None
-
+    rs_events = _replica_set_scalings(events)
     found: list[ScalingEvent] = []
     last_size: dict[str, int] = {}
     ordered = sorted((e for e in events if event_time(e) is not None),
@@ -155,22 +142,60 @@ def scaling_events_from(*, events: Sequence[Mapping[str, Any]],
             if not m:
                 continue
             new = int(m.group(1))
-            old = previous_size(t, targets.get(name, AGENT_DEPLOYMENT), new)
+            old = _previous_size(rs_events, t=t, new=new,
+                                 deployment=targets.get(name, AGENT_DEPLOYMENT))
             if old is None:
                 old = last_size.get(name, -1)
-            last_size[name] = new
+            last_size[name] = new   # before `since` too: the next rescale's old size
             if t >= since:
                 found.append(ScalingEvent(t=t, controller="hpa",
                                           object=f"HorizontalPodAutoscaler/{name}",
                                           from_replicas=old, to_replicas=new,
                                           reason=m.group(2).strip()))
         elif e.get("reason") in KEDA_REASONS and obj.get("kind") == "ScaledObject":
-            m = _KEDA_SCALED.search(message)
-            if m and t >= since:
-                found.append(ScalingEvent(t=t, controller="keda", object=f"ScaledObject/{name}",
-                                          from_replicas=int(m.group(1)),
-                                          to_replicas=int(m.group(2)),
-                                          reason=f"{e.get('reason')}: {message}"))
+            keda = _keda_scaling(e, t=t, name=name, message=message)
+            if keda is not None and t >= since:
+                found.append(keda)
+    return _with_conditions(found, {str((h.get("metadata") or {}).get("name")):
+                                    hpa_conditions(h) for h in hpas})
+
+
+def _replica_set_scalings(events: Sequence[Mapping[str, Any]]
+                          ) -> list[tuple[float, str, int, int]]:
+    """(time, Deployment, to, from) of each ``ScalingReplicaSet`` event."""
+    out: list[tuple[float, str, int, int]] = []
+    for e in events:
+        obj = e.get("involvedObject") or {}
+        m = _RS_SCALED.search(str(e.get("message", "")))
+        t = event_time(e)
+        if e.get("reason") == "ScalingReplicaSet" and m and t is not None:
+            out.append((t, str(obj.get("name")), int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def _previous_size(rs_events: Sequence[tuple[float, str, int, int]], *, t: float,
+                   deployment: str, new: int) -> int | None:
+    """The old size of the Deployment's ScalingReplicaSet to ``new`` nearest ``t`` (within
+    MATCH_WINDOW), if any."""
+    near = [(abs(rt - t), old) for rt, name, to, old in rs_events
+            if name == deployment and to == new and abs(rt - t) <= MATCH_WINDOW]
+    return min(near)[1] if near else None
+
+
+def _keda_scaling(event: Mapping[str, Any], *, t: float, name: str,
+                  message: str) -> ScalingEvent | None:
+    """A KEDA activation / deactivation event as a decision (None: not "from N to M")."""
+    m = _KEDA_SCALED.search(message)
+    if not m:
+        return None
+    return ScalingEvent(t=t, controller="keda", object=f"ScaledObject/{name}",
+                        from_replicas=int(m.group(1)), to_replicas=int(m.group(2)),
+                        reason=f"{event.get('reason')}: {message}")
+
+
+def _with_conditions(found: list[ScalingEvent],
+                     conditions: Mapping[str, list[dict[str, str]]]) -> list[ScalingEvent]:
+    """Each HPA's current status conditions on its latest decision."""
     for hpa_name, conds in conditions.items():
         mine = [i for i, ev in enumerate(found)
                 if ev.object == f"HorizontalPodAutoscaler/{hpa_name}"]
