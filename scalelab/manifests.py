@@ -241,9 +241,20 @@ def _check_scaled_object(obj: ScalingObject, workloads: Mapping[str, Mapping[str
     """KEDA admission webhook rules that need no cluster (plus the target's pod spec if given)."""
     spec = obj.doc["spec"]
     triggers = spec.get("triggers") or []
-    types = [t.get("type") for t in triggers]
-    # scaledobject_types.go CheckReplicaCountBoundsAreValid (minReplicaCount 0 counts as 1
-    # through GetHPAMinReplicas only when it is set and > 0).
+    _check_replica_bounds(obj, spec)
+    _check_cpu_memory_triggers(obj, spec, triggers, workloads)
+    _check_fallback(obj, spec, triggers)
+    _check_trigger_list(obj, triggers)
+    behavior = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}
+                ).get("behavior")
+    _check_behavior(obj, behavior, "spec.advanced.horizontalPodAutoscalerConfig.behavior")
+    # The scalers' own metadata parsing (KEDA reports these as ScaledObject Ready=False).
+    check_triggers(obj, objects=objects)  # objects: the file's TriggerAuthentications
+
+
+def _check_replica_bounds(obj: ScalingObject, spec: Mapping[str, Any]) -> None:
+    """scaledobject_types.go CheckReplicaCountBoundsAreValid (minReplicaCount 0 counts as 1
+    through GetHPAMinReplicas only when it is set and > 0)."""
     lo = spec.get("minReplicaCount")
     eff_min = 0 if lo is None else (lo if lo > 0 else 1)
     hi = obj.max_replicas or KEDA_DEFAULT_MAX_REPLICAS
@@ -256,41 +267,58 @@ def _check_scaled_object(obj: ScalingObject, workloads: Mapping[str, Mapping[str
         raise _fail(obj, "spec.idleReplicaCount",
                     f"IdleReplicaCount={idle} must be less than MinReplicaCount={eff_min}",
                     "use idleReplicaCount 0 with minReplicaCount >= 1, or drop idleReplicaCount")
-    # scaledobject_webhook.go verifyCPUMemoryScalers
-    if any(t in ("cpu", "memory") for t in types):
-        if all(t in ("cpu", "memory") for t in types) and not lo:
-            raise _fail(obj, "spec.minReplicaCount",
-                        "scaledobject has only cpu/memory triggers AND minReplica is 0 "
-                        "(scale to zero doesn't work in this case)",
-                        "set minReplicaCount >= 1 or add an event trigger such as rabbitmq")
-        workload = (workloads or {}).get(obj.target or "")
-        if workload is not None:
-            for i, t in enumerate(triggers):
-                if t.get("type") not in ("cpu", "memory"):
-                    continue
-                cname = (t.get("metadata") or {}).get("containerName", "")
-                for container, has in _requests(workload, t["type"], cname):
-                    if not has:
-                        raise _fail(
-                            obj, f"spec.triggers[{i}]",
-                            f"the scaledobject has a {t['type']} trigger but the container "
-                            f"{container} doesn't have the {t['type']} request defined",
-                            f"set resources.requests.{t['type']} on container {container} "
-                            f"of Deployment {obj.target}")
-    # scaledobject_types.go CheckFallbackValid
-    fallback = spec.get("fallback")
-    if fallback is not None:
-        for i, t in enumerate(triggers):
-            if t.get("type") in ("cpu", "memory"):
-                raise _fail(obj, "spec.fallback", f"type is {t['type']}, but fallback it is "
-                            "not supported by the CPU & memory scalers",
-                            "remove spec.fallback or the cpu/memory trigger")
-            if t.get("metricType", "AverageValue") != "AverageValue":
-                raise _fail(obj, f"spec.triggers[{i}].metricType",
-                            f"MetricType={t.get('metricType')}, but Fallback can only be enabled "
-                            "for triggers with metric of type AverageValue",
-                            "use metricType AverageValue or remove spec.fallback")
-    # scaletriggers_types.go ValidateTriggers
+
+
+def _check_cpu_memory_triggers(obj: ScalingObject, spec: Mapping[str, Any],
+                               triggers: Sequence[Mapping[str, Any]],
+                               workloads: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """scaledobject_webhook.go verifyCPUMemoryScalers: no scale to zero on cpu/memory alone,
+    and (given the target's pod spec) each container has the trigger's resource request."""
+    types = [t.get("type") for t in triggers]
+    if not any(t in ("cpu", "memory") for t in types):
+        return
+    if all(t in ("cpu", "memory") for t in types) and not spec.get("minReplicaCount"):
+        raise _fail(obj, "spec.minReplicaCount",
+                    "scaledobject has only cpu/memory triggers AND minReplica is 0 "
+                    "(scale to zero doesn't work in this case)",
+                    "set minReplicaCount >= 1 or add an event trigger such as rabbitmq")
+    workload = (workloads or {}).get(obj.target or "")
+    if workload is None:
+        return
+    for i, t in enumerate(triggers):
+        if t.get("type") not in ("cpu", "memory"):
+            continue
+        cname = (t.get("metadata") or {}).get("containerName", "")
+        for container, has in _requests(workload, t["type"], cname):
+            if not has:
+                raise _fail(
+                    obj, f"spec.triggers[{i}]",
+                    f"the scaledobject has a {t['type']} trigger but the container "
+                    f"{container} doesn't have the {t['type']} request defined",
+                    f"set resources.requests.{t['type']} on container {container} "
+                    f"of Deployment {obj.target}")
+
+
+def _check_fallback(obj: ScalingObject, spec: Mapping[str, Any],
+                    triggers: Sequence[Mapping[str, Any]]) -> None:
+    """scaledobject_types.go CheckFallbackValid."""
+    if spec.get("fallback") is None:
+        return
+    for i, t in enumerate(triggers):
+        if t.get("type") in ("cpu", "memory"):
+            raise _fail(obj, "spec.fallback", f"type is {t['type']}, but fallback it is "
+                        "not supported by the CPU & memory scalers",
+                        "remove spec.fallback or the cpu/memory trigger")
+        if t.get("metricType", "AverageValue") != "AverageValue":
+            raise _fail(obj, f"spec.triggers[{i}].metricType",
+                        f"MetricType={t.get('metricType')}, but Fallback can only be enabled "
+                        "for triggers with metric of type AverageValue",
+                        "use metricType AverageValue or remove spec.fallback")
+
+
+def _check_trigger_list(obj: ScalingObject, triggers: Sequence[Mapping[str, Any]]) -> None:
+    """scaletriggers_types.go ValidateTriggers: useCachedMetrics where supported, unique
+    trigger names."""
     seen: set[str] = set()
     for i, t in enumerate(triggers):
         if t.get("useCachedMetrics") and t.get("type") in ("cpu", "memory", "cron"):
@@ -304,11 +332,6 @@ def _check_scaled_object(obj: ScalingObject, workloads: Mapping[str, Mapping[str
                             f'triggerName "{name}" is defined multiple times in the '
                             "ScaledObject, but it must be unique", "give each trigger its own name")
             seen.add(name)
-    behavior = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}
-                ).get("behavior")
-    _check_behavior(obj, behavior, "spec.advanced.horizontalPodAutoscalerConfig.behavior")
-    # The scalers' own metadata parsing (KEDA reports these as ScaledObject Ready=False).
-    check_triggers(obj, objects=objects)  # objects: the file's TriggerAuthentications
 
 
 def _check_together(objects: Sequence[ScalingObject]) -> None:
