@@ -1,7 +1,8 @@
 """``scalelab up``: bring the stack up and keep it running until Ctrl-C or SIGTERM.
 
-For poking at the stack by hand: the Prometheus UI, the RabbitMQ management UI, curl
-against the API, and on the cluster backends Grafana (its URL and login are printed).
+For poking at the stack by hand: the live page (drive the API, watch the dashboards'
+panels; served by the API, docs/frontend.md), the Prometheus UI, the RabbitMQ management
+UI, curl against the API, and on the cluster backends Grafana (its URL and login are printed).
 ``--json`` prints one line with the URLs once everything is ready, for scripts. SIGTERM
 is turned into the same clean teardown as Ctrl-C, at any point of the bring-up.
 """
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scalelab import paths
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
 from scalelab.credentials import SECRET_NAME, redact
@@ -47,6 +49,18 @@ def grafana_access(backend: Backend) -> tuple[str, str, str] | None:
     url = getattr(backend, "grafana_url", None)
     login = getattr(backend, "grafana_login", None)
     return None if not url or not login else (str(url), str(login[0]), str(login[1]))
+
+
+def frontend_url(api_url: str) -> str:
+    """The live page: the API serves it at its root, on every backend (services/api/live.py)."""
+    return api_url.rstrip("/") + "/"
+
+
+def frontend_note(backend: Backend) -> str:
+    """Why the page may not load: locally it is served from services/frontend/dist."""
+    if backend.name == "local" and not (paths.ROOT / "services/frontend/dist/index.html").is_file():
+        return "  (not built: cd services/frontend && npm ci && npm run build)"
+    return ""
 
 
 def register(subparsers: Any) -> None:
@@ -95,10 +109,11 @@ def _serve(args: argparse.Namespace, backend: Backend) -> int:
             urls = backend.endpoints
             grafana = grafana_access(backend)
             if args.json:
-                print(json.dumps({**urls.as_dict(),
+                print(json.dumps({**urls.as_dict(), "frontend": frontend_url(urls.api),
                                   **({"grafana": grafana[0]} if grafana else {})}), flush=True)
             else:
                 print(f"scalelab stack is up ({backend.name} backend):")
+                print(f"  Frontend (live page) {frontend_url(urls.api)}{frontend_note(backend)}")
                 print(f"  API                  {urls.api}")
                 print(f"  Prometheus           {urls.prometheus}")
                 # The broker's password is not printed (a terminal's scrollback and CI logs

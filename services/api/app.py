@@ -1,4 +1,5 @@
-"""The Flask app: ``POST /tasks``, ``POST /tasks/batch``, ``/healthz``, ``/readyz``, ``/metrics``.
+"""The Flask app: ``POST /tasks``, ``POST /tasks/batch``, ``/healthz``, ``/readyz``, ``/metrics``,
+and the live view (``/``, ``/api/status``, ``/api/series``: services/api/live.py).
 
 Error contract (clients and the load generator rely on it): malformed JSON 400; invalid
 task 422 with ``field`` (and ``index`` in a batch); body over 64 KiB 413; broker down or
@@ -17,6 +18,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from services.api import live
 from services.api.metrics import ApiMetrics
 from services.api.publisher import Publisher, PublishError
 from services.common.config import ApiConfig
@@ -147,4 +149,5 @@ def create_app(config: ApiConfig | None = None, *, publisher: Publisher | None =
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
 
+    app.extensions["scalelab"]["live"] = live.register(app, config)
     return app

@@ -9,10 +9,15 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_TASK_QUEUE = "agent-tasks"
 DEFAULT_RESULTS_QUEUE = "agent-results"
+#: The Grafana dashboards the live view's panels are read from, and the built page: in the
+#: repository and, at the same places under /app, in the API image.
+DEFAULT_DASHBOARDS_DIR = str(Path(__file__).resolve().parents[2] / "manifests" / "grafana")
+DEFAULT_FRONTEND_DIR = str(Path(__file__).resolve().parents[1] / "frontend" / "dist")
 
 
 class ConfigError(Exception):
@@ -44,6 +49,30 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw.strip() == "" else raw.strip()
 
 
+def _float(env: Mapping[str, str], name: str, default: float, *, low: float,
+           high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a number",
+                          fix=f"set {name} to a number of seconds in [{low:g}, {high:g}]") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"{value:g} is out of range",
+                          fix=f"set {name} to a number of seconds in [{low:g}, {high:g}]")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str:
+    url = _str(env, name, "")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(name, f"{url!r} is not an HTTP URL",
+                          fix=f"set {name} to http://HOST:PORT (or leave it unset)")
+    return url
+
+
 def _amqp_url(env: Mapping[str, str]) -> str:
     url = _str(env, "AMQP_URL", DEFAULT_AMQP_URL)
     if not url.startswith(("amqp://", "amqps://")):
@@ -63,6 +92,13 @@ class ApiConfig:
     batch_max: int = 100                    # BATCH_MAX: most tasks in one POST /tasks/batch
     threads: int = 8                        # THREADS: gunicorn gthread threads (one worker)
     max_body_bytes: int = 64 * 1024         # request bodies above this answer 413
+    # The live view (/api/status, /api/series; services/api/live.py):
+    prometheus_url: str = ""                # PROMETHEUS_URL: "" = panels say unavailable
+    namespace: str = "scalelab"             # NAMESPACE: the dashboards' $namespace
+    scrape_interval: float = 15.0           # SCRAPE_INTERVAL: for $__rate_interval and steps
+    prometheus_timeout: float = 1.0         # one answer's whole budget (issue 11: within 1 s)
+    dashboards_dir: str = DEFAULT_DASHBOARDS_DIR   # DASHBOARDS_DIR
+    frontend_dir: str = DEFAULT_FRONTEND_DIR       # FRONTEND_DIR: the built page (vite build)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiConfig:
@@ -73,6 +109,11 @@ class ApiConfig:
             bind=_str(env, "BIND", "127.0.0.1"),
             batch_max=_int(env, "BATCH_MAX", 100, low=1, high=10_000),
             threads=_int(env, "THREADS", 8, low=1, high=256),
+            prometheus_url=_http_url(env, "PROMETHEUS_URL"),
+            namespace=_str(env, "NAMESPACE", "scalelab"),
+            scrape_interval=_float(env, "SCRAPE_INTERVAL", 15.0, low=0.1, high=600.0),
+            dashboards_dir=_str(env, "DASHBOARDS_DIR", DEFAULT_DASHBOARDS_DIR),
+            frontend_dir=_str(env, "FRONTEND_DIR", DEFAULT_FRONTEND_DIR),
         )
 
 
@@ -104,6 +145,8 @@ class AgentConfig:
 
 
 #: Every env var each service reads (the Dockerfile consistency test checks these).
-API_ENV_VARS = ("AMQP_URL", "TASK_QUEUE", "PORT", "BIND", "BATCH_MAX", "THREADS")
+API_ENV_VARS = ("AMQP_URL", "TASK_QUEUE", "PORT", "BIND", "BATCH_MAX", "THREADS",
+                "PROMETHEUS_URL", "NAMESPACE", "SCRAPE_INTERVAL", "DASHBOARDS_DIR",
+                "FRONTEND_DIR")
 AGENT_ENV_VARS = ("AMQP_URL", "TASK_QUEUE", "RESULTS_QUEUE", "PREFETCH", "METRICS_PORT",
                   "METRICS_BIND", "POD_NAME", "FAULT_FILE")

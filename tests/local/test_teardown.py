@@ -106,7 +106,8 @@ def test_up_json_prints_urls_and_exits_cleanly_on_sigint(tag: str, tmp_path: Pat
         line = proc.stdout.readline()
         assert line, proc.stderr.read() if proc.stderr else ""
         urls = json.loads(line)
-        assert set(urls) == {"api", "prometheus", "rabbitmq_management", "amqp"}
+        assert set(urls) == {"api", "prometheus", "rabbitmq_management", "amqp", "frontend"}
+        assert urls["frontend"] == urls["api"] + "/"   # the API serves the live page
         ports = [urlsplit(u).port for u in urls.values()]
         assert all(p and listening(p) for p in ports)
         assert _stop(proc, signal.SIGINT, timeout=60)[0] == 0

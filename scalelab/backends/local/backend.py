@@ -255,6 +255,11 @@ class LocalBackend(Backend):
             port = port_for.select_random(exclude_ports=in_use)
         assert port is not None
         overrides = {port_var: str(port), BIND_ENV[deployment]: self.settings.bind}
+        if deployment == API_DEPLOYMENT and self.prometheus is not None:
+            # the live view's panels (services/api/live.py) read the private Prometheus
+            overrides.update(PROMETHEUS_URL=self.prometheus.url,
+                             NAMESPACE=self.settings.namespace,
+                             SCRAPE_INTERVAL=str(self.settings.timing.scrape_interval))
         return Launch(env=spec.resolve_env(pod=pod, secrets=self._secrets, overrides=overrides),
                       ports={container_port: port})
 
