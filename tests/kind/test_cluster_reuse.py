@@ -22,7 +22,12 @@ from scalelab.errors import BackendError, ConfigError
 from scalelab.settings import TimingProfile
 from tests.kind.test_cluster_commands import make, short
 
-PROFILE = timing_context(TimingProfile())
+#: The default TimingProfile as ``render.timing_context`` must give it to ``flag_mismatches``
+#: (written out: 5 s sync, 0.1 tolerance, 5 min CPU initialization, 30 s readiness delay,
+#: 5 min downscale stabilization).
+PROFILE = {"scrape_interval": "5s", "metrics_window": "10s", "hpa_sync_period": "5s",
+           "hpa_tolerance": "0.1", "hpa_cpu_initialization_period": "5m0s",
+           "hpa_initial_readiness_delay": "30s", "hpa_downscale_stabilization": "5m0s"}
 
 
 def controller_manager_pod(flags: dict[str, str]) -> dict[str, Any]:
@@ -38,35 +43,54 @@ def controller_manager_pod(flags: dict[str, str]) -> dict[str, Any]:
 
 
 def profile_flags() -> dict[str, str]:
-    return {"horizontal-pod-autoscaler-sync-period": PROFILE["hpa_sync_period"],
-            "horizontal-pod-autoscaler-tolerance": PROFILE["hpa_tolerance"],
-            "horizontal-pod-autoscaler-cpu-initialization-period":
-                PROFILE["hpa_cpu_initialization_period"],
-            "horizontal-pod-autoscaler-initial-readiness-delay":
-                PROFILE["hpa_initial_readiness_delay"],
-            "horizontal-pod-autoscaler-downscale-stabilization":
-                PROFILE["hpa_downscale_stabilization"]}
+    """The default profile's flags as the kind config gives them to kubeadm."""
+    return {"horizontal-pod-autoscaler-sync-period": "5s",
+            "horizontal-pod-autoscaler-tolerance": "0.1",
+            "horizontal-pod-autoscaler-cpu-initialization-period": "5m0s",
+            "horizontal-pod-autoscaler-initial-readiness-delay": "30s",
+            "horizontal-pod-autoscaler-downscale-stabilization": "5m0s"}
+
+
+def test_the_profile_table_is_what_the_renderer_gives_the_default_profile() -> None:
+    assert timing_context(TimingProfile()) == PROFILE
 
 
 def test_flags_are_read_from_the_static_pod_and_compared_as_durations() -> None:
     flags = profile_flags()
     assert controller_manager_flags(controller_manager_pod(flags)) == flags
     assert flag_mismatches(flags, PROFILE) == []
-    # the same durations spelled otherwise still match ("1m0s" is Go's own spelling)
-    respelled = {k: (f"{parse_go_duration(v) * 1000:g}ms" if k.endswith("period") else v)
-                 for k, v in flags.items()}
-    assert flag_mismatches(respelled, PROFILE) == []
-    assert parse_go_duration("1m0s") == 60 and parse_go_duration("1h2m3.5s") == 3723.5
-    with pytest.raises(ValueError):
-        parse_go_duration("15")
+    # the same durations spelled otherwise (as scalelab before Go's String() form wrote
+    # them, or by hand) still match: Go's time.ParseDuration reads them all alike
+    respelled = {**flags,
+                 "horizontal-pod-autoscaler-sync-period": "5000ms",
+                 "horizontal-pod-autoscaler-cpu-initialization-period": "300s",
+                 "horizontal-pod-autoscaler-initial-readiness-delay": "0.5m",
+                 "horizontal-pod-autoscaler-downscale-stabilization": "5m"}
+    assert flag_mismatches(respelled, PROFILE) == [], flag_mismatches(respelled, PROFILE)
+    assert flag_mismatches({**flags, "horizontal-pod-autoscaler-tolerance": "0.10"},
+                           PROFILE) == []
     stale = {**flags, "horizontal-pod-autoscaler-sync-period": "15s"}
     del stale["horizontal-pod-autoscaler-tolerance"]
     wrong = flag_mismatches(stale, PROFILE)
     assert wrong == [
-        f"horizontal-pod-autoscaler-sync-period: cluster 15s, profile "
-        f"{PROFILE['hpa_sync_period']}",
-        f"horizontal-pod-autoscaler-tolerance: cluster default, profile "
-        f"{PROFILE['hpa_tolerance']}"], wrong
+        "horizontal-pod-autoscaler-sync-period: cluster 15s, profile 5s",
+        "horizontal-pod-autoscaler-tolerance: cluster default, profile 0.1"], wrong
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("0s", 0.0), ("15s", 15.0), ("1m0s", 60.0), ("5m0s", 300.0), ("1h2m3.5s", 3723.5),
+    ("500ms", 0.5), ("1.5s", 1.5), ("0.5m", 30.0), ("2h", 7200.0), ("1500us", 0.0015),
+    ("1500\u00b5s", 0.0015), ("100ns", 1e-7)])
+def test_parse_go_duration_reads_go_duration_strings(text: str, seconds: float) -> None:
+    """Go's units (go src/time/format.go ``unitMap``: ns, us, \u00b5s, ms, s, m, h), several
+    in a row, decimal fractions."""
+    assert parse_go_duration(text) == pytest.approx(seconds, rel=1e-12, abs=1e-15), text
+
+
+@pytest.mark.parametrize("text", ["15", "", "5 s", "1d", "s", "5s5", "-5s"])
+def test_parse_go_duration_refuses_what_is_no_go_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Go duration"):
+        parse_go_duration(text)
 
 
 def _existing(rec: Any, api: Any, flags: dict[str, str]) -> None:
@@ -128,9 +152,12 @@ def test_recreate_deletes_it_first(
     b.up()
     b.down()
     calls = [short(c) for c in rec.calls]
-    assert calls[calls.index("kind delete cluster --name"):][:1] == ["kind delete cluster --name"]
-    assert calls.index("kind delete cluster --name") < next(
-        i for i, c in enumerate(calls) if c.startswith("kind create")), calls
+    deletes = [i for i, c in enumerate(calls) if c.startswith("kind delete cluster --name")]
+    creates = [i for i, c in enumerate(calls) if c.startswith("kind create")]
+    # the old cluster deleted (by name) before ours is created, ours deleted by down()
+    assert len(deletes) == 2 and len(creates) == 1, calls
+    assert rec.calls[deletes[0]][-1] == "scalelab", rec.calls[deletes[0]]
+    assert deletes[0] < creates[0] < deletes[1], calls
 
 
 def test_keep_cluster_refuses_a_cluster_without_the_api_port_mapping(
