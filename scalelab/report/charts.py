@@ -125,6 +125,59 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Frame:
+    """Where things go on one chart: the plot area, the axes' ranges, the legend grid."""
+
+    lay: Layout
+    t0: float
+    t1: float
+    ylo: float
+    yhi: float
+    cols: int
+    height: int
+
+    @property
+    def pw(self) -> int:
+        return self.lay.width - self.lay.left - self.lay.right
+
+    @property
+    def ph(self) -> int:
+        return self.lay.height - self.lay.top - self.lay.bottom
+
+    @property
+    def span(self) -> float:
+        return max(self.t1 - self.t0, 1e-9)
+
+    def x(self, t: float) -> float:
+        return self.lay.left + (min(max(t, self.t0), self.t1) - self.t0) / self.span * self.pw
+
+    def y(self, v: float) -> float:
+        return self.lay.top + self.ph - (v - self.ylo) / (self.yhi - self.ylo) * self.ph
+
+    def legend_cell(self, i: int) -> tuple[float, float]:
+        """Where legend entry ``i`` goes (left x, baseline y)."""
+        lx = self.lay.left + (i % self.cols) * (self.pw / self.cols)
+        return lx, self.lay.height + 4 + (i // self.cols) * self.lay.legend_row
+
+
+def _frame(lay: Layout, drawn: Sequence[Line], *, t0: float, t1: float,
+           yticks: Sequence[float], markers: bool) -> _Frame:
+    pw = lay.width - lay.left - lay.right
+    longest = max([len(ln.name) for ln in drawn] + [28 if markers else 0])
+    cols = max(1, min(4, int(pw // (longest * 6.2 + 40))))
+    legend_rows = math.ceil((len(drawn) + (1 if markers else 0)) / cols) or 1
+    return _Frame(lay=lay, t0=t0, t1=t1, ylo=yticks[0], yhi=yticks[-1], cols=cols,
+                  height=lay.height + legend_rows * lay.legend_row)
+
+
+def _y_ticks(drawn: Sequence[Line]) -> list[float]:
+    values = [v for ln in drawn for _, v in ln.points if v is not None]
+    ymax = max(values) if values else 1.0
+    ymin = min(0.0, min(values)) if values else 0.0
+    return nice_ticks(ymin, ymax if ymax > ymin else ymin + 1)
+
+
 def line_chart(
     *,
     chart_id: str,
@@ -141,52 +194,59 @@ def line_chart(
     """An SVG line chart: x = seconds since ``t0``, y = ``unit``; legend below."""
     lay = layout or Layout()
     drawn = [ln for ln in lines if any(v is not None for _, v in ln.points)]
-    pw = lay.width - lay.left - lay.right
-    longest = max([len(ln.name) for ln in drawn] + [28 if markers else 0])
-    cols = max(1, min(4, int(pw // (longest * 6.2 + 40))))
-    legend_rows = math.ceil((len(drawn) + (1 if markers else 0)) / cols) or 1
-    height = lay.height + legend_rows * lay.legend_row
-    ph = lay.height - lay.top - lay.bottom
-    span = max(t1 - t0, 1e-9)
-    values = [v for ln in drawn for _, v in ln.points if v is not None]
-    ymax = max(values) if values else 1.0
-    ymin = min(0.0, min(values)) if values else 0.0
-    yticks = nice_ticks(ymin, ymax if ymax > ymin else ymin + 1)
-    ylo, yhi = yticks[0], yticks[-1]
-
-    def x(t: float) -> float:
-        return lay.left + (min(max(t, t0), t1) - t0) / span * pw
-
-    def y(v: float) -> float:
-        return lay.top + ph - (v - ylo) / (yhi - ylo) * ph
-
+    yticks = _y_ticks(drawn)
+    f = _frame(lay, drawn, t0=t0, t1=t1, yticks=yticks, markers=bool(markers))
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" '
-        f'data-lines="{len(drawn)}" viewBox="0 0 {lay.width} {height}" '
-        f'width="{lay.width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f'data-lines="{len(drawn)}" viewBox="0 0 {lay.width} {f.height}" '
+        f'width="{lay.width}" height="{f.height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)} ({escape(unit)})</title>",
         f'<text x="{lay.left}" y="18" class="ct">{escape(title)}</text>',
     ]
+    out += _bands(f, bands)
+    out += _axes(f, yticks, unit)
+    colors = _colors(drawn)
+    out += [_series(f, ln, color) for ln, color in zip(drawn, colors, strict=True)]
+    out += [_marker(f, m) for m in markers]
+    if not drawn:
+        out.append(
+            f'<text x="{lay.left + f.pw / 2:.1f}" y="{lay.top + f.ph / 2:.1f}" class="nd">'
+            f"{escape(note or 'no data')}</text>"
+        )
+    out += _legend(f, drawn, colors, markers=bool(markers))
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _bands(f: _Frame, bands: Sequence[Band]) -> list[str]:
+    out = []
     for i, band in enumerate(bands):
-        bx0, bx1 = x(band.start), x(band.end)
+        bx0, bx1 = f.x(band.start), f.x(band.end)
         out.append(
-            f'<rect class="phase" x="{bx0:.1f}" y="{lay.top}" width="{max(bx1 - bx0, 0):.1f}" '
-            f'height="{ph}" fill="{BAND_COLORS[i % 2]}"><title>phase {escape(band.name)}'
-            f"</title></rect>"
-            f'<text x="{bx0 + 3:.1f}" y="{lay.top + 11}" class="pl">{escape(band.name)}</text>'
+            f'<rect class="phase" x="{bx0:.1f}" y="{f.lay.top}" '
+            f'width="{max(bx1 - bx0, 0):.1f}" height="{f.ph}" fill="{BAND_COLORS[i % 2]}">'
+            f"<title>phase {escape(band.name)}</title></rect>"
+            f'<text x="{bx0 + 3:.1f}" y="{f.lay.top + 11}" class="pl">{escape(band.name)}</text>'
         )
-    for v in yticks:
-        out.append(
-            f'<line x1="{lay.left}" x2="{lay.left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-            f'class="grid"/><text x="{lay.left - 6}" y="{y(v) + 4:.1f}" class="yt">'
-            f"{_fmt(v)}</text>"
-        )
-    for v in nice_ticks(0, span, count=8):
-        if v > span + 1e-9:
+    return out
+
+
+def _axes(f: _Frame, yticks: Sequence[float], unit: str) -> list[str]:
+    """Grid lines with the y ticks, the x ticks (seconds), both axes and their labels."""
+    lay, pw, ph = f.lay, f.pw, f.ph
+    out = [
+        f'<line x1="{lay.left}" x2="{lay.left + pw}" y1="{f.y(v):.1f}" y2="{f.y(v):.1f}" '
+        f'class="grid"/><text x="{lay.left - 6}" y="{f.y(v) + 4:.1f}" class="yt">'
+        f"{_fmt(v)}</text>"
+        for v in yticks
+    ]
+    for v in nice_ticks(0, f.span, count=8):
+        if v > f.span + 1e-9:
             break
+        xv = f.x(f.t0 + v)
         out.append(
-            f'<line x1="{x(t0 + v):.1f}" x2="{x(t0 + v):.1f}" y1="{lay.top + ph}" '
-            f'y2="{lay.top + ph + 4}" class="axis"/><text x="{x(t0 + v):.1f}" '
+            f'<line x1="{xv:.1f}" x2="{xv:.1f}" y1="{lay.top + ph}" '
+            f'y2="{lay.top + ph + 4}" class="axis"/><text x="{xv:.1f}" '
             f'y="{lay.top + ph + 16}" class="xt">{_fmt(v)}</text>'
         )
     out.append(
@@ -198,45 +258,53 @@ def line_chart(
         f'<text transform="translate(14 {lay.top + ph / 2:.1f}) rotate(-90)" class="xl">'
         f"{escape(unit)}</text>"
     )
+    return out
+
+
+def _colors(drawn: Sequence[Line]) -> list[str]:
+    """Each line's color: its own, else red for targets and the palette in turn for the
+    others (targets do not use up a palette color)."""
     colors: list[str] = []
     series_i = 0
     for ln in drawn:
         if ln.target:
-            color = ln.color or TARGET_COLOR
+            colors.append(ln.color or TARGET_COLOR)
         else:
-            color = ln.color or PALETTE[series_i % len(PALETTE)]
+            colors.append(ln.color or PALETTE[series_i % len(PALETTE)])
             series_i += 1
-        colors.append(color)
-        pts = downsample(sorted(ln.points, key=lambda p: p[0]), t0=t0, t1=t1,
-                         buckets=lay.max_points // 2)
-        d = _path(pts, x, y, step=ln.step)
-        dash = ' stroke-dasharray="6 4"' if ln.target else ""
-        cls = "target" if ln.target else "line"
-        out.append(
-            f'<path class="{cls}" d="{d}" stroke="{color}" fill="none" stroke-width="1.8"{dash}>'
-            f"<title>{escape(ln.name)}</title></path>"
-        )
-    for m in markers:
-        mx = x(m.t)
-        color = "#2ca02c" if m.passed else TARGET_COLOR
-        sign = "✓" if m.passed else "✗"
-        out.append(
-            f'<g class="marker {"met" if m.passed else "failed"}"><line x1="{mx:.1f}" '
-            f'x2="{mx:.1f}" y1="{lay.top}" y2="{lay.top + ph}" stroke="{color}" '
-            f'stroke-width="1.2" stroke-dasharray="2 2"/><circle cx="{mx:.1f}" '
-            f'cy="{lay.top - 6}" r="6" fill="{color}"/><text x="{mx:.1f}" y="{lay.top - 2}" '
-            f'class="mk">{sign}</text><title>{escape(m.label)}</title></g>'
-        )
-    if not drawn:
-        msg = note or "no data"
-        out.append(
-            f'<text x="{lay.left + pw / 2:.1f}" y="{lay.top + ph / 2:.1f}" class="nd">'
-            f"{escape(msg)}</text>"
-        )
-    ly = lay.height + 4
+    return colors
+
+
+def _series(f: _Frame, ln: Line, color: str) -> str:
+    pts = downsample(sorted(ln.points, key=lambda p: p[0]), t0=f.t0, t1=f.t1,
+                     buckets=f.lay.max_points // 2)
+    d = _path(pts, f.x, f.y, step=ln.step)
+    dash = ' stroke-dasharray="6 4"' if ln.target else ""
+    cls = "target" if ln.target else "line"
+    return (
+        f'<path class="{cls}" d="{d}" stroke="{color}" fill="none" stroke-width="1.8"{dash}>'
+        f"<title>{escape(ln.name)}</title></path>"
+    )
+
+
+def _marker(f: _Frame, m: Marker) -> str:
+    mx, top = f.x(m.t), f.lay.top
+    color = "#2ca02c" if m.passed else TARGET_COLOR
+    sign = "✓" if m.passed else "✗"
+    return (
+        f'<g class="marker {"met" if m.passed else "failed"}"><line x1="{mx:.1f}" '
+        f'x2="{mx:.1f}" y1="{top}" y2="{top + f.ph}" stroke="{color}" '
+        f'stroke-width="1.2" stroke-dasharray="2 2"/><circle cx="{mx:.1f}" '
+        f'cy="{top - 6}" r="6" fill="{color}"/><text x="{mx:.1f}" y="{top - 2}" '
+        f'class="mk">{sign}</text><title>{escape(m.label)}</title></g>'
+    )
+
+
+def _legend(f: _Frame, drawn: Sequence[Line], colors: Sequence[str], *,
+            markers: bool) -> list[str]:
+    out = []
     for i, (ln, color) in enumerate(zip(drawn, colors, strict=True)):
-        lx = lay.left + (i % cols) * (pw / cols)
-        row = ly + (i // cols) * lay.legend_row
+        lx, row = f.legend_cell(i)
         dash = ' stroke-dasharray="6 4"' if ln.target else ""
         out.append(
             f'<line x1="{lx:.1f}" x2="{lx + 22:.1f}" y1="{row - 4}" y2="{row - 4}" '
@@ -244,14 +312,11 @@ def line_chart(
             f'class="lg">{escape(ln.name)}</text>'
         )
     if markers:
-        i = len(drawn)
-        lx = lay.left + (i % cols) * (pw / cols)
-        row = ly + (i // cols) * lay.legend_row
+        lx, row = f.legend_cell(len(drawn))
         out.append(
             f'<text x="{lx:.1f}" y="{row}" class="lg">✓ met / ✗ failed expectation</text>'
         )
-    out.append("</svg>")
-    return Markup("".join(out))
+    return out
 
 
 def _path(pts: Sequence[Point], x, y, *, step: bool) -> str:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -217,48 +217,66 @@ def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dic
     history = sorted((rec.get("locust") or {}).get("history") or [], key=lambda h: h["t"])
     out = []
     for chart in CHARTS:
-        lines: list[charts.Line] = []
-        used = []
-        errors = []
-        note = None
-        if chart.key == "load":
-            lines = [charts.Line(name="users", step=True,
-                                 points=[(h["t"], h.get("users")) for h in history]),
-                     charts.Line(name="requests/s",
-                                 points=[(h["t"], h.get("rps")) for h in history])]
-            note = "no Locust history in the run record"
-        elif chart.key == "load_p95":
-            lines = [charts.Line(name="p95 response time",
-                                 points=[(h["t"], h.get("p95_ms")) for h in history])]
-            note = "no Locust history in the run record"
+        if chart.key in ("load", "load_p95"):
+            drawn = _ChartData(lines=_load_lines(chart.key, history),
+                               note="no Locust history in the run record")
         else:
-            for q in QUERIES:
-                if q.chart != chart.key:
-                    continue
-                entry = queries.get(q.key)
-                if entry is None:
-                    continue
-                used.append({"key": q.key, "title": entry.get("title", q.title),
-                             "promql": entry.get("promql", q.promql),
-                             "csv": f"{SERIES_DIR}/{q.key}.csv",
-                             "error": entry.get("error")})
-                if entry.get("error"):
-                    errors.append(f"{q.key}: {entry['error']}")
-                if q.draw:
-                    lines += _query_lines(entry, step=chart.key == "replicas")
-            if not any(any(v is not None for _, v in ln.points) for ln in lines):
-                lines = _timeline_lines(timeline, chart.key)
-                note = "; ".join(errors) or "no Prometheus series captured"
-                if lines and any(any(v is not None for _, v in ln.points) for ln in lines):
-                    note = None
-        lines += _target_lines(kind=chart.target, targets=targets, t0=t0, t1=t1,
-                               replicas=replicas)
+            drawn = _prometheus_chart(chart.key, queries, timeline)
+        lines = drawn.lines + _target_lines(kind=chart.target, targets=targets, t0=t0, t1=t1,
+                                            replicas=replicas)
         svg = charts.line_chart(chart_id=f"chart-{chart.key}", title=chart.title,
                                 unit=chart.unit, lines=lines, t0=t0, t1=t1, bands=bands,
-                                markers=markers, note=note)
-        out.append({"key": chart.key, "title": chart.title, "svg": svg, "queries": used,
-                    "errors": errors})
+                                markers=markers, note=drawn.note)
+        out.append({"key": chart.key, "title": chart.title, "svg": svg,
+                    "queries": drawn.used, "errors": drawn.errors})
     return out
+
+
+@dataclass(kw_only=True)
+class _ChartData:
+    """What one chart draws (before its target lines) and what its page lists below it."""
+
+    lines: list[charts.Line]
+    note: str | None = None
+    used: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _load_lines(key: str, history: list[dict[str, Any]]) -> list[charts.Line]:
+    """The Locust charts, from the history in the run record."""
+    if key == "load":
+        return [charts.Line(name="users", step=True,
+                            points=[(h["t"], h.get("users")) for h in history]),
+                charts.Line(name="requests/s", points=[(h["t"], h.get("rps")) for h in history])]
+    return [charts.Line(name="p95 response time",
+                        points=[(h["t"], h.get("p95_ms")) for h in history])]
+
+
+def _has_data(lines: list[charts.Line]) -> bool:
+    return any(any(v is not None for _, v in ln.points) for ln in lines)
+
+
+def _prometheus_chart(key: str, queries: dict[str, Any],
+                      timeline: list[dict[str, Any]]) -> _ChartData:
+    """A chart from its captured Prometheus queries; when none has data, from the run's own
+    timeline, with a note saying why (the queries' errors) if that has none either."""
+    data = _ChartData(lines=[])
+    for q in QUERIES:
+        entry = queries.get(q.key) if q.chart == key else None
+        if entry is None:
+            continue
+        data.used.append({"key": q.key, "title": entry.get("title", q.title),
+                          "promql": entry.get("promql", q.promql),
+                          "csv": f"{SERIES_DIR}/{q.key}.csv", "error": entry.get("error")})
+        if entry.get("error"):
+            data.errors.append(f"{q.key}: {entry['error']}")
+        if q.draw:
+            data.lines += _query_lines(entry, step=key == "replicas")
+    if not _has_data(data.lines):
+        data.lines = _timeline_lines(timeline, key)
+        if not _has_data(data.lines):
+            data.note = "; ".join(data.errors) or "no Prometheus series captured"
+    return data
 
 
 def write_csvs(scenario_dir: Path, rec: dict[str, Any], series: dict[str, Any] | None) -> None:
