@@ -24,16 +24,63 @@ and ``keda_*`` series are served from the same endpoint.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scalelab.backends.local.pods import Supervisor
+from scalelab.backends.local.manifests import DeploymentSpec
+from scalelab.backends.local.pods import Pod, Supervisor
 from scalelab.backends.local.resources import ResourceAccounting
 
 NODE = "local"
+
+
+_DEPLOYMENT = ["namespace", "deployment"]
+_RESOURCE = ["namespace", "pod", "uid", "container", "node", "resource", "unit", "deployment"]
+_CONTAINER = ["namespace", "pod", "container", "image", "deployment"]
+
+
+@dataclass(frozen=True)
+class _Families:
+    """One scrape's metric families, in the order they are served."""
+
+    spec: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "kube_deployment_spec_replicas", "Number of desired pods for a deployment.",
+        labels=_DEPLOYMENT))
+    status: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "kube_deployment_status_replicas", "The number of replicas per deployment.",
+        labels=_DEPLOYMENT))
+    ready: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "kube_deployment_status_replicas_ready", "The number of ready replicas per deployment.",
+        labels=_DEPLOYMENT))
+    pod_ready: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "kube_pod_status_ready", "Describes whether the pod is ready to serve requests.",
+        labels=["namespace", "pod", "uid", "condition", "deployment"]))
+    owner: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "kube_pod_owner", "Information about the Pod's owner.",
+        labels=["namespace", "pod", "uid", "owner_kind", "owner_name", "owner_is_controller",
+                "deployment"]))
+    requests: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "kube_pod_container_resource_requests",
+        "The number of requested request resource by a container.", labels=_RESOURCE))
+    limits: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "kube_pod_container_resource_limits",
+        "The number of requested limit resource by a container.", labels=_RESOURCE))
+    restarts: CounterMetricFamily = field(default_factory=lambda: CounterMetricFamily(
+        "kube_pod_container_status_restarts", "The number of container restarts per container.",
+        labels=["namespace", "pod", "uid", "container", "deployment"]))
+    cpu: CounterMetricFamily = field(default_factory=lambda: CounterMetricFamily(
+        "container_cpu_usage_seconds", "Cumulative cpu time consumed in seconds.",
+        labels=_CONTAINER))
+    memory: GaugeMetricFamily = field(default_factory=lambda: GaugeMetricFamily(
+        "container_memory_working_set_bytes",
+        "Current working set in bytes (RSS of the pod's processes).", labels=_CONTAINER))
+
+    def all(self) -> tuple[Metric, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
 
 
 class KubeStateCollector(Collector):
@@ -46,71 +93,38 @@ class KubeStateCollector(Collector):
         self._accounting = accounting
 
     def collect(self) -> Iterator[Metric]:
-        ns = self.namespace
-        dep_labels = ["namespace", "deployment"]
-        spec = GaugeMetricFamily("kube_deployment_spec_replicas",
-                                 "Number of desired pods for a deployment.", labels=dep_labels)
-        status = GaugeMetricFamily("kube_deployment_status_replicas",
-                                   "The number of replicas per deployment.", labels=dep_labels)
-        ready = GaugeMetricFamily("kube_deployment_status_replicas_ready",
-                                  "The number of ready replicas per deployment.",
-                                  labels=dep_labels)
-        pod_ready = GaugeMetricFamily(
-            "kube_pod_status_ready", "Describes whether the pod is ready to serve requests.",
-            labels=["namespace", "pod", "uid", "condition", "deployment"])
-        owner = GaugeMetricFamily(
-            "kube_pod_owner", "Information about the Pod's owner.",
-            labels=["namespace", "pod", "uid", "owner_kind", "owner_name",
-                    "owner_is_controller", "deployment"])
-        res_labels = ["namespace", "pod", "uid", "container", "node", "resource", "unit",
-                      "deployment"]
-        requests = GaugeMetricFamily(
-            "kube_pod_container_resource_requests",
-            "The number of requested request resource by a container.", labels=res_labels)
-        limits = GaugeMetricFamily(
-            "kube_pod_container_resource_limits",
-            "The number of requested limit resource by a container.", labels=res_labels)
-        restarts = CounterMetricFamily(
-            "kube_pod_container_status_restarts",
-            "The number of container restarts per container.",
-            labels=["namespace", "pod", "uid", "container", "deployment"])
-        c_labels = ["namespace", "pod", "container", "image", "deployment"]
-        cpu = CounterMetricFamily("container_cpu_usage_seconds",
-                                  "Cumulative cpu time consumed in seconds.", labels=c_labels)
-        memory = GaugeMetricFamily("container_memory_working_set_bytes",
-                                   "Current working set in bytes (RSS of the pod's processes).",
-                                   labels=c_labels)
+        f = _Families()
         for sup in self._supervisors():
-            s = sup.spec
             want, current, n_ready = sup.counts()
-            for family, value in ((spec, want), (status, current), (ready, n_ready)):
-                family.add_metric([ns, s.name], value)
-            rs_name = f"{s.name}-{s.template_hash}"
+            for family, value in ((f.spec, want), (f.status, current), (f.ready, n_ready)):
+                family.add_metric([self.namespace, sup.spec.name], value)
             for pod in sup.pods():
-                for cond in ("true", "false", "unknown"):
-                    flag = float((cond == "true") == pod.ready) if cond != "unknown" else 0.0
-                    pod_ready.add_metric([ns, pod.name, pod.uid, cond, s.name], flag)
-                owner.add_metric([ns, pod.name, pod.uid, "ReplicaSet", rs_name, "true", s.name],
-                                 1.0)
-                resources: list[tuple[GaugeMetricFamily, Any, str, str, float]] = [
-                    (requests, s.cpu_request_milli, "cpu", "core", 1000.0),
-                    (requests, s.memory_request_bytes, "memory", "byte", 1.0),
-                    (limits, s.cpu_limit_milli, "cpu", "core", 1000.0),
-                    (limits, s.memory_limit_bytes, "memory", "byte", 1.0),
-                ]
-                for family, amount, resource, unit, scale in resources:
-                    if amount is not None:
-                        family.add_metric([ns, pod.name, pod.uid, s.container, NODE, resource,
-                                           unit, s.name], amount / scale)
-                restarts.add_metric([ns, pod.name, pod.uid, s.container, s.name],
-                                    float(pod.restarts))
-                sample = self._accounting.latest(pod.name)
-                if sample is not None:
-                    labels = [ns, pod.name, s.container, s.image, s.name]
-                    cpu.add_metric(labels, sample.cpu_seconds)
-                    memory.add_metric(labels, float(sample.memory_bytes))
-        yield from (spec, status, ready, pod_ready, owner, requests, limits, restarts, cpu,
-                    memory)
+                self._add_pod(f, sup.spec, pod)
+        yield from f.all()
+
+    def _add_pod(self, f: _Families, s: DeploymentSpec, pod: Pod) -> None:
+        ns = self.namespace
+        for cond in ("true", "false", "unknown"):
+            flag = float((cond == "true") == pod.ready) if cond != "unknown" else 0.0
+            f.pod_ready.add_metric([ns, pod.name, pod.uid, cond, s.name], flag)
+        f.owner.add_metric([ns, pod.name, pod.uid, "ReplicaSet", f"{s.name}-{s.template_hash}",
+                            "true", s.name], 1.0)
+        resources: list[tuple[GaugeMetricFamily, Any, str, str, float]] = [
+            (f.requests, s.cpu_request_milli, "cpu", "core", 1000.0),
+            (f.requests, s.memory_request_bytes, "memory", "byte", 1.0),
+            (f.limits, s.cpu_limit_milli, "cpu", "core", 1000.0),
+            (f.limits, s.memory_limit_bytes, "memory", "byte", 1.0),
+        ]
+        for family, amount, resource, unit, scale in resources:
+            if amount is not None:
+                family.add_metric([ns, pod.name, pod.uid, s.container, NODE, resource, unit,
+                                   s.name], amount / scale)
+        f.restarts.add_metric([ns, pod.name, pod.uid, s.container, s.name], float(pod.restarts))
+        sample = self._accounting.latest(pod.name)
+        if sample is not None:
+            labels = [ns, pod.name, s.container, s.image, s.name]
+            f.cpu.add_metric(labels, sample.cpu_seconds)
+            f.memory.add_metric(labels, float(sample.memory_bytes))
 
 
 class Exporter:
