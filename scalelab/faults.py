@@ -30,9 +30,10 @@ LOG = logging.getLogger(__name__)
 
 #: Deployments a fault may target (the broker is the ``restart`` action's own target).
 DEPLOYMENTS = (AGENT_DEPLOYMENT, API_DEPLOYMENT)
-#: Signals ``kill`` may send: KILL (no grace, the task in hand is redelivered), TERM / INT
-#: (the process's own graceful stop, as ``kubectl delete pod`` does).
-SIGNALS = ("KILL", "TERM", "INT")
+#: Signals ``kill`` may send: KILL (no grace, the task in hand is redelivered) or TERM (the
+#: process's own graceful stop, as ``kubectl delete pod`` does). Both backends can send
+#: both (a pod deletion sends TERM, or KILL with a zero grace period).
+SIGNALS = ("KILL", "TERM")
 #: Services ``restart`` can restart.
 RESTARTABLE = ("rabbitmq",)
 ACTIONS = ("kill", "restart", "partition", "slow")

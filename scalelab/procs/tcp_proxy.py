@@ -1,12 +1,13 @@
 """A TCP relay the harness can partition: the local backend's stand-in for a network cut.
 
-The local pods of a Deployment reach the broker through one ``TcpProxy``. ``cut()`` makes
-it behave like a firewall that drops packets (a NetworkPolicy denying egress): bytes stop
-flowing both ways on established connections (the kernel buffers fill and TCP flow control
-stalls the senders) and new connections are not accepted (connect() waits in the backlog
-or times out). Nothing is closed, so a short cut only stalls the agents; a cut longer than
-the AMQP heartbeat timeout makes the broker drop the connection and redeliver what the
-agent held, as on a real network. ``restore()`` resumes the relay.
+The local pods of a Deployment reach the broker through one ``TcpProxy``. ``cut()`` ends
+every relayed connection (the broker sees its clients go and requeues what they held
+unacked; the clients see their connection drop) and stops accepting new ones (connect()
+waits in the backlog until the client's own timeout, as against a firewall that drops
+SYNs). That is what a partition looks like on a cluster whose NetworkPolicy enforcement
+judges the first packet of a connection (kind's kindnet): ``scalelab.backends.cluster.
+faults`` applies the policy and closes the agents' broker connections, so both backends
+cut the same way. ``restore()`` accepts again; the clients reconnect on their own.
 
 One thread with ``selectors``; no third-party server (toxiproxy is not packaged for
 Debian, and this needs only cut and restore).
@@ -45,6 +46,8 @@ class TcpProxy:
                                         daemon=True)
         self.connections_total = 0
         self._armed_cut = False
+        self._cut_done = threading.Event()
+        self._last_cut = 0
 
     def start(self) -> TcpProxy:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -62,10 +65,19 @@ class TcpProxy:
         with self._lock:
             return len(self._peers) // 2
 
-    def cut(self) -> None:
-        """Stop relaying and accepting (a drop-all firewall)."""
+    def cut(self, *, timeout: float = 5.0) -> int:
+        """End every relayed connection and stop accepting; the number of connections ended.
+
+        The relay thread does the closing (it owns the sockets); this waits for it.
+        """
+        if self._cut.is_set():
+            return 0
+        self._cut_done.clear()
         self._cut.set()
         self._wake()
+        if not self._cut_done.wait(timeout) and self._thread.is_alive():
+            raise TimeoutError(f"{self.name}: the relay did not cut within {timeout:g}s")
+        return self._last_cut
 
     def restore(self) -> None:
         self._cut.clear()
@@ -114,6 +126,13 @@ class TcpProxy:
         if cut == self._armed_cut:
             return
         self._armed_cut = cut
+        if cut:
+            with self._lock:
+                pairs = {frozenset((a, b)) for a, b in self._peers.items()}
+            for a, b in pairs:
+                self._drop(a, b)
+            self._last_cut = len(pairs)
+            self._cut_done.set()
         events = 0 if cut else selectors.EVENT_READ
         with self._lock:
             socks = [self._server, *self._peers]

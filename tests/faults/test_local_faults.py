@@ -15,6 +15,7 @@ from scalelab.backends.local.faults import LocalFaults, victims
 from scalelab.faults import Partition, Slow
 from scalelab.procs.rabbitmq import RabbitMQNode
 from scalelab.procs.tcp_proxy import TcpProxy
+from scalelab.waiting import wait_for
 from tests.conftest import QueueNames, ServiceFactory, amqp_channel, drain_json
 
 pytestmark = pytest.mark.slow
@@ -56,27 +57,31 @@ def _injector(**parts: object) -> LocalFaults:
     return LocalFaults(**{**base, **parts})  # type: ignore[arg-type]
 
 
-def test_a_partition_stalls_the_agent_and_loses_nothing(
+def test_a_partition_cuts_the_agent_off_and_loses_nothing(
         rabbitmq: RabbitMQNode, queue_names: QueueNames, services: ServiceFactory) -> None:
     upstream = urlsplit(rabbitmq.amqp_url)
     with TcpProxy(upstream=(upstream.hostname or "127.0.0.1", upstream.port or 5672)) as proxy:
         faults = _injector(proxies={"agent": proxy})
         api = services.api(amqp_url=rabbitmq.amqp_url, task_queue=queue_names.tasks)
-        services.agent(amqp_url=_via(proxy, rabbitmq.amqp_url), task_queue=queue_names.tasks,
-                       results_queue=queue_names.results)
-        first = _post(api.url, 1)
-        assert [r["id"] for r in drain_json(rabbitmq.amqp_url, queue_names.results,
-                                            expected=1, timeout=30)] == first
+        agent = services.agent(amqp_url=_via(proxy, rabbitmq.amqp_url),
+                               task_queue=queue_names.tasks, results_queue=queue_names.results)
+        in_hand = _post(api.url, 1, io_ms=3000)[0]
+        wait_for(lambda: requests.get(f"{agent.url}/healthz", timeout=2).json()["current_task"],
+                 lambda t: t == in_hand, what="the agent to hold the slow task",
+                 expected=in_hand, timeout=30, interval=0.05)
         effect = faults.partition(Partition(deployment="agent", seconds=5), heal=False)
-        assert effect == {"connections": 1, "cut": True}
+        assert effect == {"connections_closed": 1, "cut": True}
         during = _post(api.url, 5)
-        time.sleep(3.0)  # the claim under test is that nothing arrives in this window
+        time.sleep(4.0)  # the claim under test is that nothing is processed in this window
         stalled = _take_all(rabbitmq.amqp_url, queue_names.results)
-        assert stalled == [], f"expected no result while cut off, saw {len(stalled)}"
-        faults.partition(Partition(deployment="agent", seconds=5), heal=True)
-        after = drain_json(rabbitmq.amqp_url, queue_names.results, expected=5, timeout=60)
-        assert sorted(r["id"] for r in after) == sorted(during)
-        assert proxy.connections_total == 1, "a short cut must stall, not reconnect"
+        assert stalled == [], f"expected no result while cut off, saw {stalled!r}"
+        assert faults.partition(Partition(deployment="agent", seconds=5), heal=True) == {
+            "cut": False}
+        after = drain_json(rabbitmq.amqp_url, queue_names.results, expected=6, timeout=60)
+        assert sorted(r["id"] for r in after) == sorted([in_hand, *during])
+        redelivered = {r["id"] for r in after if r["redelivered"]}
+        assert redelivered == {in_hand}, "the task held at the cut comes back redelivered"
+        assert proxy.connections_total >= 2, "the agent reconnected after the heal"
 
 
 def test_a_slow_fault_adds_cpu_to_every_task_until_healed(

@@ -287,3 +287,45 @@ class KubeApi:
                          client.CustomObjectsApi(self._client()).list_namespaced_custom_object,
                          group, version, namespace, plural)
         return [] if obj is None else list(self._json(obj).get("items") or [])
+
+    # -- faults (scalelab/backends/cluster/faults.py) ---------------------------------------
+    def delete_pod(self, *, namespace: str, name: str, grace_period_seconds: int | None = None
+                   ) -> bool:
+        """Delete a pod (``kubectl delete pod [--grace-period=N]``); False if it was gone."""
+        kwargs = {} if grace_period_seconds is None else {
+            "grace_period_seconds": grace_period_seconds}
+        done = self._call(f"delete pod {namespace}/{name}",
+                          self._core().delete_namespaced_pod, name, namespace, **kwargs)
+        return done is not None
+
+    def exec_in_pod(self, *, namespace: str, name: str, command: list[str],
+                    container: str | None = None) -> str:
+        """Run ``command`` in a pod's container (``kubectl exec``); its stdout and stderr."""
+        from kubernetes.stream import stream
+
+        kwargs: dict[str, Any] = {"command": command, "stderr": True, "stdin": False,
+                                  "stdout": True, "tty": False}
+        if container:
+            kwargs["container"] = container
+        out = self._call(f"exec in pod {namespace}/{name}", stream,
+                         self._core().connect_get_namespaced_pod_exec, name, namespace,
+                         **kwargs)
+        return str(out or "")
+
+    def create_network_policy(self, *, namespace: str, body: dict[str, Any]) -> None:
+        """Create a networking.k8s.io/v1 NetworkPolicy (replacing one of the same name)."""
+        from kubernetes import client
+
+        api = client.NetworkingV1Api(self._client())
+        name = body["metadata"]["name"]
+        self._call(f"delete NetworkPolicy {namespace}/{name}",
+                   api.delete_namespaced_network_policy, name, namespace)
+        self._call(f"create NetworkPolicy {namespace}/{name}",
+                   api.create_namespaced_network_policy, namespace, body)
+
+    def delete_network_policy(self, *, namespace: str, name: str) -> bool:
+        from kubernetes import client
+
+        api = client.NetworkingV1Api(self._client())
+        return self._call(f"delete NetworkPolicy {namespace}/{name}",
+                          api.delete_namespaced_network_policy, name, namespace) is not None

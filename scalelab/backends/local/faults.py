@@ -5,8 +5,8 @@
   (``scalelab.backends.local.pods.Supervisor``).
 - ``restart``: the private RabbitMQ node restarts in place (same data directory, so durable
   queues and persistent messages survive, as a broker pod with a volume).
-- ``partition``: the Deployment's pods reach the broker through a ``TcpProxy`` that stops
-  relaying (``scalelab.procs.tcp_proxy``: a drop-all firewall, not a connection reset).
+- ``partition``: the Deployment's pods reach the broker through a ``TcpProxy``; a cut ends
+  their connections and accepts no new ones until healed (``scalelab.procs.tcp_proxy``).
 - ``slow``: the Deployment's fault file (``services/agent/faults.py``), read by every pod of
   it, new ones included: a degraded node under the whole Deployment.
 """
@@ -81,9 +81,8 @@ class LocalFaults:
                                fix="partition the agent Deployment")
         if heal:
             proxy.restore()
-        else:
-            proxy.cut()
-        return {"connections": proxy.connections, "cut": not heal}
+            return {"cut": False}
+        return {"connections_closed": proxy.cut(), "cut": True}
 
     def slow(self, action: Slow, *, heal: bool) -> dict[str, Any]:
         path = self.fault_files.get(action.deployment)
