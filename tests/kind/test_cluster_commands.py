@@ -384,14 +384,19 @@ def test_kind_up_issues_the_expected_sequence_and_down_deletes_the_cluster(
         _ = b.endpoints
 
 
-# The calls of a kind up(), by index (see the test above); fail each one in turn.
-KIND_STEPS = {0: "claim cluster", 1: "kind get clusters", 2: "kind create", 3: "docker build",
-              5: "kind load", 7: "helm metrics-server", 9: "helm keda", 10: "read secret",
-              11: "apply secret", 12: "apply stack", 14: "dashboards", 15: "rollout read",
-              19: "second port-forward", 21: "last port-forward"}
+# The calls of a kind up(), by index (see the test above), and the up() step each belongs
+# to (ClusterBackend.steps); fail each one in turn.
+KIND_STEPS = {0: ("claim cluster", "provision"), 1: ("kind get clusters", "provision"),
+              2: ("kind create", "provision"), 3: ("docker build", "provision"),
+              5: ("kind load", "provision"), 7: ("helm metrics-server", "addons"),
+              9: ("helm keda", "addons"), 10: ("read secret", "credentials"),
+              11: ("apply secret", "credentials"), 12: ("apply stack", "stack"),
+              14: ("dashboards", "monitoring"), 15: ("rollout read", "rollout"),
+              19: ("second port-forward", "port-forward"),
+              21: ("last port-forward", "port-forward")}
 
 
-@pytest.mark.parametrize("fail_at", list(KIND_STEPS), ids=list(KIND_STEPS.values()))
+@pytest.mark.parametrize("fail_at", list(KIND_STEPS), ids=[d for d, _ in KIND_STEPS.values()])
 def test_kind_up_failing_at_any_step_cleans_up(
         tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int) -> None:
     b, rec, _ = make(tmp_path, bin_dir, monkeypatch, fail_at=fail_at)
@@ -409,8 +414,9 @@ def test_kind_up_failing_at_any_step_cleans_up(
         assert after[0].startswith("kind export logs " + str(b.work_dir / "diagnostics"))
         assert after[1:] == ["kind delete cluster --name=scalelab"]
     saved = json.loads((b.work_dir / "diagnostics" / "bring-up-failure.json").read_text())
-    assert saved["step"] in ("provision", "addons", "credentials", "stack", "monitoring",
-                             "rollout", "port-forward") and "injected failure" in saved["error"]
+    step = KIND_STEPS[fail_at][1]
+    assert saved["step"] == step, f"expected the failure in step {step}, saved {saved['step']}"
+    assert f"injected failure at call {fail_at}" in saved["error"], saved["error"]
     assert all(f.stopped for f in rec.forwards)
     n = len(rec.calls)
     b.down()

@@ -139,6 +139,27 @@ def test_shipped_keda_objects_validate_against_the_upstream_crds(name: str) -> N
     assert kinds == ["TriggerAuthentication", "ScaledObject"]
 
 
+@pytest.mark.skipif(not KEDA_REFERENCE.is_dir(),
+                    reason=f"{KEDA_REFERENCE} absent (the shared reference is not cloned here)")
+@pytest.mark.parametrize(("where", "key"), [
+    ("spec", "minReplicas"),                  # the HPA's name, not KEDA's minReplicaCount
+    ("authenticationRef", "nam"),             # a typo inside a trigger's reference
+], ids=["hpa-field-name", "typo-in-trigger"])
+def test_the_crd_check_catches_a_misspelled_field(where: str, key: str) -> None:
+    """The validation above could fail: a misspelled field is an error naming it."""
+    crd = yaml.safe_load((KEDA_REFERENCE / "keda.sh_scaledobjects.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    schema["properties"]["metadata"] = {"type": "object"}
+    (doc,) = [d for d in _docs(SCALING_MANIFESTS / "keda-queue.yaml")
+              if d["kind"] == "ScaledObject"]
+    target = doc["spec"] if where == "spec" else doc["spec"]["triggers"][0][where]
+    target[key] = 1
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+    assert any(repr(key) in m for m in errors), \
+        f"expected an error naming {key!r}, got {errors}"
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize) on PATH")
 def test_the_rendered_stack_reads_every_credential_from_the_secret(tmp_path: Path) -> None:
     """``kubectl kustomize`` of the base (what ``kubectl apply -k`` sends): valid objects,

@@ -189,7 +189,9 @@ def test_probe_forward_over_http_and_amqp(tmp_path: Path) -> None:
         assert error is not None and "ConnectionRefused" in error
         amqp = dataclasses.replace(API, key="amqp", probe="amqp")
         assert probe_forward(amqp, answering.port, timeout=1.0) is None
-        assert probe_forward(amqp, stalled.port, timeout=0.3) is not None
+        error = probe_forward(amqp, stalled.port, timeout=0.3)
+        assert error is not None and "timed out" in error, \
+            f"expected the AMQP header's reply to time out, got {error!r}"
         tcp = dataclasses.replace(API, probe="tcp")
         assert probe_forward(tcp, stalled.port, timeout=0.3) is None, \
             "TCP connect alone cannot see a stall: why HTTP and AMQP forwards get more"

@@ -287,8 +287,9 @@ def test_prometheus_not_answering_keeps_waiting_and_says_so() -> None:
     def get(path: str, params: Mapping[str, str]) -> Any:
         raise rd.PrometheusUnavailable("http://127.0.0.1:1/api/v1/targets: refused")
 
-    with pytest.raises(WaitTimeout, match="saw Prometheus did not answer: .*refused"):
+    with pytest.raises(WaitTimeout, match="saw Prometheus did not answer: .*refused") as err:
         rd.wait_scraping(plan=PLAN, get=get, timeout=10, clock=clock, sleep=clock.sleep)
+    assert err.value.elapsed >= 10, f"gave up after {err.value.elapsed} s, before the timeout"
 
 
 def test_detected_pools_are_waited_for_too() -> None:
