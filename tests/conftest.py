@@ -26,10 +26,10 @@ import port_for
 import psutil
 import pytest
 import requests
-from mirakuru import SimpleExecutor
 from prometheus_client.parser import text_string_to_metric_families
 
 from scalelab.errors import ProcessStartError
+from scalelab.procs.executor import MarkedExecutor
 from scalelab.procs.rabbitmq import RabbitMQNode
 from scalelab.waiting import wait_for
 
@@ -43,15 +43,42 @@ hypothesis.settings.load_profile("scalelab")
 
 
 # -- the broker ------------------------------------------------------------------------
+#: The brokers the session fixture started, by AMQP URL (``drain_json`` asks them).
+_BROKERS: dict[str, RabbitMQNode] = {}
+
+
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[RabbitMQNode]:
     """One private broker for the whole session (about 5 s to start)."""
     node = RabbitMQNode()
     try:
         node.start()
+        _BROKERS[node.amqp_url] = node
         yield node
     finally:
+        _BROKERS.pop(node.amqp_url, None)
         node.stop()
+
+
+@pytest.fixture(autouse=True)
+def _session_broker_alive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test using the session broker fails at once, naming how the broker ended and its
+    log tail, if the broker is gone; the test during which it died errors in teardown.
+
+    Without this, a dead session broker showed up as every later service test failing
+    obscurely (agent /readyz 503, API 503), far from the cause.
+    """
+    if "rabbitmq" not in request.fixturenames:
+        yield
+        return
+    node = request.getfixturevalue("rabbitmq")
+    died = node.died() if isinstance(node, RabbitMQNode) else None
+    if died:
+        pytest.fail(f"the session's RabbitMQ is gone before this test: {died}", pytrace=False)
+    yield
+    died = node.died() if isinstance(node, RabbitMQNode) else None
+    if died:
+        pytest.fail(f"the session's RabbitMQ died during this test: {died}", pytrace=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +104,7 @@ class ServiceProcess:
     """A service started with ``python -m``; its output goes to ``log_path``."""
 
     name: str
-    executor: SimpleExecutor
+    executor: MarkedExecutor
     log_path: Path
     url: str                 # the HTTP base URL (API, or agent metrics server)
     env: dict[str, str] = field(default_factory=dict)
@@ -158,7 +185,7 @@ def start_service(module: str, *, env: Mapping[str, str], url: str, ready_path: 
     log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
     log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed by terminate()
     full_env = {"PYTHONUNBUFFERED": "1", **env}
-    executor = SimpleExecutor([sys.executable, "-m", module], cwd=str(ROOT), envvars=full_env,
+    executor = MarkedExecutor([sys.executable, "-m", module], cwd=str(ROOT), envvars=full_env,
                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                               timeout=30)
     proc = ServiceProcess(name=name, executor=executor, log_path=log_path, url=url,
@@ -244,8 +271,22 @@ def queue_depth(amqp_url: str, queue: str) -> int:
         connection.close()
 
 
+def broker_settled(node: RabbitMQNode, *, timeout: float) -> None:
+    """Wait until no queue of ``node`` has messages in flight (unacknowledged, or ready with
+    a consumer to take them).
+
+    The agent acks a task only after its result is confirmed on the results queue, so once
+    nothing is in flight no result, and no duplicate, can still arrive.
+    """
+    wait_for(lambda: [q for q in node.queues() if q.in_flight], lambda busy: not busy,
+             what=f"every message handed out by {node.node_name} acked",
+             expected="no queue with messages in flight", timeout=timeout, interval=0.1)
+
+
 def drain_json(amqp_url: str, queue: str, *, expected: int, timeout: float) -> list[dict[str, Any]]:
-    """Take (and ack) JSON messages from ``queue`` until ``expected`` arrived or timeout."""
+    """Take (and ack) JSON messages from ``queue`` until ``expected`` arrived or timeout,
+    then, once the broker has nothing in flight (``broker_settled``), any beyond: the
+    duplicates a test must see."""
     records: list[dict[str, Any]] = []
     connection, channel = amqp_channel(amqp_url)
     try:
@@ -256,9 +297,12 @@ def drain_json(amqp_url: str, queue: str, *, expected: int, timeout: float) -> l
                     return len(records)
                 records.append(json.loads(body))
 
+        began = time.monotonic()
         wait_for(probe, lambda n: n >= expected, what=f"{expected} messages on {queue}",
                  expected=expected, timeout=timeout, interval=0.1)
-        time.sleep(0.2)
+        node = _BROKERS.get(amqp_url)
+        if node is not None:  # else a broker that is not the session's: what arrived so far
+            broker_settled(node, timeout=max(10.0, timeout - (time.monotonic() - began)))
         probe()  # anything beyond expected (duplicates) is collected too
     finally:
         connection.close()

@@ -27,9 +27,9 @@ from typing import Any
 
 import port_for
 import yaml
-from mirakuru import SimpleExecutor
 
 from scalelab.errors import MissingDependencyError, ProcessStartError
+from scalelab.procs.executor import MarkedExecutor
 from scalelab.waiting import wait_for
 
 #: Debian package that provides the binary (named in the "not installed" error).
@@ -182,7 +182,7 @@ class PrometheusServer:
         self.stop_timeout = stop_timeout
         self._config = dict(config)
         self._binary: str | None = None
-        self._executor: SimpleExecutor | None = None
+        self._executor: MarkedExecutor | None = None
         self._log_handle: Any = None
 
     # -- paths -----------------------------------------------------------------------
@@ -220,7 +220,7 @@ class PrometheusServer:
             "--log.level=info",
         ]
         self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        self._executor = SimpleExecutor(
+        self._executor = MarkedExecutor(
             command, cwd=str(self.workdir), timeout=self.stop_timeout,
             stdin=subprocess.DEVNULL, stdout=self._log_handle, stderr=subprocess.STDOUT,
         )

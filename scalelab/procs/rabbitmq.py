@@ -8,8 +8,10 @@ pointed at a temp dir through the documented ``RABBITMQ_*`` environment variable
 
 The process is run by mirakuru, which marks it and every descendant (including the
 ``epmd -daemon`` that ``erl`` spawns in its own session) with an environment variable,
-so ``stop()`` can find and end all of them. ``ExistingRabbitMQ`` gives the same
-attributes for a broker someone else runs (pytest-postgresql's "start it or attach").
+so ``stop()`` can find and end all of them; the marker is ``MarkedExecutor``'s, which no
+other process's exit can match (see ``scalelab.procs.executor``). ``ExistingRabbitMQ``
+gives the same attributes for a broker someone else runs (pytest-postgresql's "start it or
+attach").
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Protocol
@@ -35,11 +38,10 @@ import pika
 import port_for
 import psutil
 import requests
-from mirakuru import SimpleExecutor
-from mirakuru.base import ENV_UUID
 from mirakuru.exceptions import ProcessFinishedWithError
 
 from scalelab.errors import BackendError, MissingDependencyError, ProcessStartError
+from scalelab.procs.executor import MarkedExecutor, kill_marked
 from scalelab.waiting import wait_for
 
 LOG = logging.getLogger(__name__)
@@ -74,6 +76,21 @@ def find_server_script() -> str:
         f"service tests need a real broker (Debian package '{DEBIAN_PACKAGE}')",
         fix=INSTALL_FIX,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueState:
+    """One queue's counts as the broker holds them (``rabbitmqctl list_queues``)."""
+
+    name: str
+    ready: int
+    unacked: int
+    consumers: int
+
+    @property
+    def in_flight(self) -> bool:
+        """Messages a consumer holds, or ready ones a consumer will take."""
+        return self.unacked > 0 or (self.consumers > 0 and self.ready > 0)
 
 
 class RabbitMQ(Protocol):
@@ -139,18 +156,6 @@ def _overview(management_url: str) -> dict[str, object]:
     return data
 
 
-def _marked_processes(marker: str) -> list[int]:
-    """Processes carrying mirakuru's environment marker (those we may read)."""
-    pids = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(ENV_UUID) == marker:
-                pids.append(proc.pid)
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
-            continue
-    return pids
-
-
 class RabbitMQNode:
     """A RabbitMQ broker we start, own and tear down completely.
 
@@ -186,7 +191,7 @@ class RabbitMQNode:
         self._own_workdir = workdir is None
         self._workdir_arg = workdir
         self.workdir: Path | None = None
-        self._executor: SimpleExecutor | None = None
+        self._executor: MarkedExecutor | None = None
         self._console: IO[str] | None = None
         #: Seconds from spawn to ready, for the last start (benchmarks print it).
         self.startup_seconds: float | None = None
@@ -218,7 +223,7 @@ class RabbitMQNode:
                        "--init-groups", "--", *command]
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         self._console = open(self.console_log, "a", encoding="utf-8")  # noqa: SIM115
-        self._executor = SimpleExecutor(
+        self._executor = MarkedExecutor(
             command,
             cwd=str(self.workdir),
             timeout=self.stop_timeout,
@@ -260,6 +265,50 @@ class RabbitMQNode:
 
     def running(self) -> bool:
         return self._executor is not None and self._executor.running()
+
+    def died(self) -> str | None:
+        """None while the broker we started runs (or after we stopped it); else how it ended
+        by itself, with its log tail: say so once, rather than as every client's failure."""
+        executor = self._executor
+        if executor is None or executor.process is None:
+            return None
+        code = executor.process.poll()
+        if code is None:
+            return None
+        how = f"code {code}"
+        if code < 0:
+            how = f"signal {signal.Signals(-code).name}"
+            if code == -signal.SIGKILL:
+                how += " (killed from outside: the broker never SIGKILLs itself)"
+        return (f"RabbitMQ node {self.node_name} ({self.amqp_url}) exited with {how} after "
+                f"it was ready:\n{self.log_tail()}")
+
+    def queues(self, *, timeout: float = 30.0) -> list[QueueState]:
+        """Every queue of the default vhost with its counts, exact at the time of the call.
+
+        Asked with ``rabbitmqctl`` (about 0.5 s): the management API's counts come from
+        statistics collected every ``collect_statistics_interval`` (5 s), so right after an
+        ack they still show it unacknowledged, or the queue not at all.
+        """
+        ctl = str(Path(find_server_script()).with_name("rabbitmqctl"))
+        command = [ctl, "-n", self.node_name, "list_queues", "-q", "--no-table-headers",
+                   "name", "messages_ready", "messages_unacknowledged", "consumers"]
+        try:
+            done = subprocess.run(command, env={**os.environ, **self._environment()},
+                                  capture_output=True, text=True, timeout=timeout,
+                                  check=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+            stderr = err.stderr if isinstance(err.stderr, str) else ""
+            raise BackendError(
+                f"rabbitmqctl list_queues on {self.node_name} failed: {err}\n"
+                + "\n".join(stderr.splitlines()[-10:]),
+                fix=f"is the node running? read its log: {self.broker_log}") from None
+        states = []
+        for line in done.stdout.splitlines():
+            name, ready, unacked, consumers = line.rsplit("\t", 3)
+            states.append(QueueState(name=name, ready=int(ready), unacked=int(unacked),
+                                     consumers=int(consumers)))
+        return states
 
     def version(self) -> str:
         """The broker's version: asked from the running node, else read from the install."""
@@ -322,7 +371,7 @@ class RabbitMQNode:
         """Stop the processes (graceful SIGTERM, then SIGKILL) and sweep any leftovers."""
         executor, self._executor = self._executor, None
         if executor is not None:
-            marker = executor._uuid  # mirakuru's per-executor environment marker
+            marker = executor.marker
             try:
                 executor.stop()
             except ProcessFinishedWithError as err:
@@ -334,9 +383,7 @@ class RabbitMQNode:
                     executor.kill()
             # epmd daemonizes into its own session: not in the process group, but it
             # carries mirakuru's marker. SIGKILL whatever is left.
-            for pid in _marked_processes(marker):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_marked(marker)
         if self._console is not None:
             self._console.close()
             self._console = None

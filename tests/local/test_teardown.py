@@ -6,6 +6,7 @@ at the test's own directory; ports by trying to connect.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,18 +14,20 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pika
 import pytest
 import requests
+from mirakuru import SimpleExecutor
 
 from scalelab.backends.local.backend import LocalBackend
 from scalelab.errors import MissingDependencyError, ProcessStartError
 from scalelab.procs import prometheus as prom
+from scalelab.procs.rabbitmq import RabbitMQNode
 from scalelab.settings import StackSettings
 from scalelab.waiting import wait_for
 from tests.local.leftovers import MARKER, describe, listening, name_of, tagged
@@ -121,10 +124,13 @@ def test_up_json_prints_urls_and_exits_cleanly_on_sigint(tag: str, tmp_path: Pat
 def test_signal_mid_bring_up_leaves_nothing(tag: str, tmp_path: Path, sig: int) -> None:
     proc = _scalelab(["up", "--json"], tmp_path)
     try:
-        # wait until the broker is being started (its processes carry our tag)
-        wait_for(lambda: [p for p in tagged(tag) if "beam" in name_of(p)], bool,
-                 what="broker starting", expected="a beam process", timeout=30, interval=0.05)
-        time.sleep(0.5)
+        # wait until the broker is being started (its processes carry our tag), epmd
+        # included: the daemon outside the broker's process group is the one to miss
+        def starting() -> set[str]:
+            return {n for p in tagged(tag) for n in ("beam", "epmd") if n in name_of(p)}
+
+        wait_for(starting, lambda names: names == {"beam", "epmd"}, what="broker starting",
+                 expected="beam and epmd processes", timeout=30, interval=0.05)
         code, out = _stop(proc, sig, timeout=60)
     finally:
         _reap(proc)
@@ -152,15 +158,31 @@ SIGTERMED_SESSION = '''
 import os, time
 from pathlib import Path
 import pytest
-import requests
 from scalelab.backends.local.backend import LocalBackend
 from scalelab.settings import StackSettings
+
+def _pause_in_teardown(backend):
+    """Teardown's Prometheus step first says it has begun (TEARDOWN_FILE) and waits for
+    the test's second SIGTERM (SECOND_SENT): that signal lands inside down(), pods and
+    exporter already stopped, Prometheus and the broker not yet."""
+    stop = backend.prometheus.stop
+    def paused():
+        Path(os.environ["TEARDOWN_FILE"]).write_text("in down()")
+        until = time.monotonic() + 60
+        while not Path(os.environ["SECOND_SENT"]).exists() and time.monotonic() < until:
+            time.sleep(0.05)
+        seen = Path(os.environ["SECOND_SENT"]).exists()
+        Path(os.environ["TEARDOWN_FILE"]).write_text("went on after the second signal"
+                                                     if seen else "no second signal")
+        stop()
+    backend.prometheus.stop = paused
 
 @pytest.fixture
 def stack():
     backend = LocalBackend(settings=StackSettings())
     backend.up()
     try:
+        _pause_in_teardown(backend)
         yield backend
     finally:
         backend.down()
@@ -172,12 +194,14 @@ def test_runs_until_killed(stack):
 
 
 def test_sigterm_to_pytest_still_tears_the_stack_down(tag: str, tmp_path: Path) -> None:
-    """A cancelled CI job sends SIGTERM: fixture teardown must still run."""
+    """A cancelled CI job sends SIGTERM: fixture teardown must still run, and a second
+    SIGTERM that lands inside the teardown (a runner's follow-up) must not cut it short."""
     test_file = tmp_path / "session" / "test_killed.py"
     test_file.parent.mkdir()
     test_file.write_text(SIGTERMED_SESSION)
-    ready = tmp_path / "ready"
-    env = {**os.environ, "READY_FILE": str(ready)}
+    ready, teardown, second = tmp_path / "ready", tmp_path / "teardown", tmp_path / "second"
+    env = {**os.environ, "READY_FILE": str(ready), "TEARDOWN_FILE": str(teardown),
+           "SECOND_SENT": str(second)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", str(test_file), "-p", "scalelab.pytest_options",
          "-p", "no:cacheprovider", "-q", "--rootdir", str(test_file.parent)],
@@ -189,12 +213,21 @@ def test_sigterm_to_pytest_still_tears_the_stack_down(tag: str, tmp_path: Path) 
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert tagged(tag), "the session's stack carries our tag"
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)                # a second one lands in the teardown the first began
-        code, out = _stop(proc, signal.SIGTERM, timeout=90)
+        # the teardown the first one began says it is inside down(), and waits for us
+        wait_for(lambda: teardown.exists() or proc.poll() is not None, bool,
+                 what="the session's teardown to begin", expected="teardown file",
+                 timeout=60, interval=0.05)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        proc.send_signal(signal.SIGTERM)
+        second.write_text("sent")
+        code = proc.wait(timeout=90)
+        out = proc.stdout.read() if proc.stdout else ""
     finally:
         _reap(proc)
     assert code == 2, out          # pytest's "interrupted"
     assert "KeyboardInterrupt" in out and "signal 15" in out, out
+    # the second signal landed in down() and down() went on past it to the end
+    assert teardown.read_text() == "went on after the second signal", out
     _assert_clean(tag, tmp_path / "tmp")
 
 
@@ -227,3 +260,87 @@ def test_up_with_scale_and_scaling_prints_the_stack_and_runs_the_controller(
     finally:
         _reap(proc)
     _assert_clean(tag, tmp_path / "tmp")
+
+
+# -- the session broker against other processes' exits (a CI flake) -------------------
+def _mirakuru_user() -> subprocess.Popen[str]:
+    """A Python process that imports mirakuru, as a ``scalelab`` CLI run or a pytest session
+    a test starts does; it exits, running mirakuru's atexit sweep, when its stdin closes."""
+    return subprocess.Popen([sys.executable, "-c", "import sys, mirakuru; sys.stdin.read()"],
+                            stdin=subprocess.PIPE, text=True)
+
+
+def test_a_python_process_exiting_does_not_kill_a_broker_whose_uuid_holds_its_pid(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CI flake where the session broker was gone by tests/services: mirakuru's atexit
+    sweep, in every exiting Python process that imports it, SIGKILLs each process whose
+    marker *contains* that process's pid; the broker's marker held a uuid4, whose digits
+    now and then held the pid of a CLI run or pytest session that tests/local started.
+    Here the uuid is made to hold the pid, so the hazard is certain, not one run in many."""
+    child = _mirakuru_user()
+    plain = SimpleExecutor(["sleep", "120"])
+    node = RabbitMQNode()
+    try:
+        with monkeypatch.context() as m:
+            held = uuid.UUID(hex=str(child.pid).ljust(32, "a"))
+            m.setattr(uuid, "uuid4", lambda: held)
+            plain = SimpleExecutor(["sleep", "120"])   # mirakuru's own marker: pid:uuid4
+            plain.start()
+            node = RabbitMQNode()
+            node.start()
+        assert child.stdin is not None
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+        # the hazard is real for mirakuru's marker ...
+        assert plain.process is not None
+        assert plain.process.wait(timeout=10) == -signal.SIGKILL
+        # ... and not for the broker's
+        assert node.died() is None
+        connection = pika.BlockingConnection(pika.URLParameters(node.amqp_url))
+        connection.close()
+    finally:
+        _reap(child)
+        with contextlib.suppress(OSError):
+            plain.kill()
+        node.stop()
+
+
+KILLED_BROKER_SESSION = '''
+from scalelab.procs.executor import kill_marked
+
+def test_a_kills_the_session_broker(rabbitmq):
+    kill_marked(rabbitmq._executor.marker)
+    rabbitmq._executor.process.wait(timeout=30)
+
+def test_b_needs_the_broker(rabbitmq):
+    raise AssertionError("ran against a dead broker")
+
+def test_c_needs_no_broker():
+    pass
+'''
+
+
+def test_a_dead_session_broker_fails_the_tests_that_need_it_with_its_log(
+        tmp_path: Path) -> None:
+    """tests/conftest.py's ``rabbitmq``: the test during which the broker died errors in
+    teardown, each later test using it errors at setup with how it ended and its log tail
+    (not as an agent's /readyz 503 in its body), and tests without it still run."""
+    test_file = tmp_path / "session" / "test_broker_gone.py"
+    test_file.parent.mkdir()
+    test_file.write_text(KILLED_BROKER_SESSION)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", str(test_file), "-p", "tests.conftest", "-p",
+         "no:cacheprovider", "-p", "no:cloudcoil", "-q", "--rootdir",
+         str(test_file.parent)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=180,
+        check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert "2 passed, 2 errors" in out, out     # test_c passed, test_a passed its call
+    assert "ERROR at teardown of test_a_kills_the_session_broker" in out, out
+    assert "the session's RabbitMQ died during this test: RabbitMQ node" in out, out
+    assert "ERROR at setup of test_b_needs_the_broker" in out, out
+    assert "the session's RabbitMQ is gone before this test: RabbitMQ node" in out, out
+    assert "ran against a dead broker" not in out, out
+    assert "exited with signal SIGKILL (killed from outside" in out, out
+    assert "rabbit.log (last 40 lines)" in out, out

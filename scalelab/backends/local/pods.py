@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirakuru import SimpleExecutor
-
 from scalelab.backends.local.manifests import DeploymentSpec, pod_name
 from scalelab.control.view import PodFacts
 from scalelab.errors import BackendError, ProcessStartError
+from scalelab.procs.executor import MarkedExecutor
 from scalelab.waiting import wait_for
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ class Pod:
     deletion_time: float | None = None
     restarts: int = 0
     exit_code: int | None = None
-    executor: SimpleExecutor | None = field(default=None, repr=False)
+    executor: MarkedExecutor | None = field(default=None, repr=False)
     readiness_failures: int = 0
     liveness_failures: int = 0
     next_readiness: float = 0.0
@@ -304,7 +303,7 @@ class Supervisor:
         env = {**pod.launch.env, "PYTHONUNBUFFERED": "1"}
         log = open(pod.log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
         try:
-            executor = SimpleExecutor(
+            executor = MarkedExecutor(
                 self.command, cwd=str(self.cwd) if self.cwd else None,
                 timeout=self.grace_period, envvars=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
