@@ -95,6 +95,8 @@ class RunData:
     tasks: Mapping[str, Any] | None = None
     locust: Mapping[str, Any] | None = None
     decisions: Sequence[Mapping[str, Any]] | None = None
+    #: The run's fault records (``scalelab.faults.FaultRecord.as_dict()``); None: no faults.
+    faults: Sequence[Mapping[str, Any]] | None = None
 
     @property
     def window(self) -> list[Sample]:
@@ -141,6 +143,7 @@ def evaluate(
     phases: Sequence[Mapping[str, Any]], tasks: Mapping[str, Any] | None,
     locust: Mapping[str, Any] | None,
     decisions: Sequence[Mapping[str, Any]] | None = None,
+    faults: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[Verdict]:
     """One verdict per expectation of ``scenario``, in scenario order.
 
@@ -153,7 +156,7 @@ def evaluate(
         run_start = timeline[0]["t"]
     return [
         evaluate_one(e, timeline=timeline, phases=by_name, tasks=tasks, locust=locust,
-                     run_start=run_start, decisions=decisions)
+                     run_start=run_start, decisions=decisions, faults=faults)
         for e in scenario.expectations
     ]
 
@@ -164,6 +167,7 @@ def evaluate_one(
     locust: Mapping[str, Any] | None, run_start: float | None,
     decisions: Sequence[Mapping[str, Any]] | None = None,
     kinds: Mapping[str, Kind] | None = None,
+    faults: Sequence[Mapping[str, Any]] | None = None,
 ) -> Verdict:
     """Evaluate one expectation through its kind's check; never raises for missing data
     (that is a failed verdict). ``kinds`` defaults to the registry ``KINDS``."""
@@ -183,7 +187,7 @@ def evaluate_one(
     samples = [(float(s["t"]), int(s[exp.count])) for s in timeline
                if s.get(exp.count) is not None] if kind.takes_count else []
     data = RunData(samples=samples, start=start, end=end, tasks=tasks, locust=locust,
-                   decisions=decisions)
+                   decisions=decisions, faults=faults)
     return kind.check(verdict, data)
 
 
@@ -423,6 +427,59 @@ def _scaled_by(v: VerdictBuilder, run: RunData) -> Verdict:
     return v.ok(observed=observed, at=float(first["t"]))
 
 
+def fault_ends(faults: Sequence[Mapping[str, Any]], *, phase: str | None
+               ) -> list[tuple[str, float]]:
+    """(fault id, when it ended) of each fault that fired (in ``phase``, if given): a kill at
+    its firing, a restart once the broker was back, a partition or slowdown at its heal."""
+    out = []
+    for f in faults:
+        if f.get("heal") or (phase is not None and f.get("phase") != phase):
+            continue
+        if f.get("kind") in ("partition", "slow"):
+            heal = next((h for h in faults if h.get("heal") and h.get("id") == f.get("id")
+                         and float(h["t"]) >= float(f["t"])), None)
+            end = float(heal["t"]) if heal is not None else float("inf")
+        else:
+            end = float(f["t"]) + float(f.get("seconds") or 0.0)
+        out.append((str(f.get("id")), end))
+    return out
+
+
+def _recovers(v: VerdictBuilder, run: RunData) -> Verdict:
+    """After every fault (of the phase) ended, the count is back to at least N within
+    ``within`` seconds (else before the phase ends)."""
+    e = v.exp
+    ends = fault_ends(run.faults or [], phase=e.phase)
+    if not ends:
+        where = f" in phase '{e.phase}'" if e.phase else ""
+        return v.fail(observed="no fault fired",
+                      message=f"{e.id}: no fault fired{where}: a recovery cannot be judged "
+                              "(check the phase's faults)")
+    seen, worst = [], None
+    for fid, end in ends:
+        if end == float("inf"):
+            return v.fail(observed=f"{fid} was never healed", at=None)
+        limit = end + e.within if e.within is not None else run.end
+        back = next((t for t, x in run.samples if end <= t <= limit and x >= e.value), None)
+        if back is None:
+            return v.fail(observed=f"after {fid} (ended {v.rel(end)}): not back to "
+                                   f"{_fmt_num(e.value)} by {v.rel(limit)}",
+                          at=min(limit, run.samples[-1][0]) if run.samples else None)
+        seen.append(f"{fid} +{back - end:.0f}s")
+        worst = back if worst is None else max(worst, back)
+    return v.ok(observed="recovered: " + ", ".join(seen), at=worst)
+
+
+def _max_redeliveries(v: VerdictBuilder, run: RunData) -> Verdict:
+    tasks = run.tasks or {}
+    if "redelivered" not in tasks:
+        return v.fail(observed="no redelivery count",
+                      message=f"{v.exp.id}: the task accounting has no redelivery count")
+    n = int(tasks["redelivered"])
+    observed = f"{n} task(s) redelivered"
+    return v.ok(observed=observed) if n <= v.exp.value else v.fail(observed=observed)
+
+
 def _size(n: Any) -> str:
     return "?" if n is None or int(n) < 0 else str(int(n))
 
@@ -478,6 +535,14 @@ KINDS: Mapping[str, Kind] = _registry(
     Kind(name="max_replica_changes", phase="optional", takes_count=True,
          schema={"type": "integer", "minimum": 0}, check=_over_window(_changes),
          phrase=lambda e: f"at most {_fmt_num(e.value)} changes of {e.count} replicas"),
+    _replica_kind("recovers", phase="optional", takes_within=True, check=_recovers,
+                  phase_why="is judged after the faults of a phase",
+                  phrase=lambda e: f"{e.count} replicas back to >= {_fmt_num(e.value)}"
+                                   + (f" within {_fmt_num(e.within)}s" if e.within else "")
+                                   + " after every fault"),
+    Kind(name="max_redeliveries", phase="refused", schema={"type": "integer", "minimum": 0},
+         check=_max_redeliveries,
+         phrase=lambda e: f"at most {_fmt_num(e.value)} task(s) redelivered"),
     Kind(name="no_task_loss", phase="refused", flag=True, schema={"const": True},
          check=_no_task_loss,
          phrase=lambda e: "every published task processed, queue empty at the end"),
