@@ -551,7 +551,7 @@ def test_existing_without_addons_skips_helm_and_monitoring(
                      prometheus_service="observability/prometheus:9090")
     b.up()
     try:
-        assert not any(Path(c[0]).name == "helm" for c in rec.calls)
+        assert not any(Path(c[0]).name == "helm" for c in rec.calls), rec.calls
         fwd = [c for c in rec.calls if "port-forward" in c]
         assert len(fwd) == 4
         assert fwd[1][-2:-1] == ("svc/prometheus",) and "observability" in fwd[1]

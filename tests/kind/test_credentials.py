@@ -325,7 +325,8 @@ def test_diagnostics_and_the_bring_up_failure_file_hold_no_password(
                                   f"http://scalelab:{password}@rabbitmq:15672/api"}]
         doc = b.diagnostics()
         assert password not in json.dumps(doc, default=str)
-        assert any("scalelab:***@rabbitmq" in str(e.get("message")) for e in doc["events"])
+        assert any("scalelab:***@rabbitmq" in str(e.get("message")) for e in doc["events"]), \
+            f"expected the redacted URL in an event message, saw {doc['events']}"
         b.current_step = "readiness"
         saved = b._save_failure_diagnostics(
             RuntimeError(f"GET http://scalelab:{password}@127.0.0.1:1/api failed"))

@@ -127,4 +127,5 @@ def test_a_copy_of_a_missing_path_is_caught(tmp_path: Path) -> None:
     assert copied_sources(bad) == ["service/"]
     problems = context_problems(root=paths.ROOT, ignore_text=DOCKERIGNORE.read_text(),
                                 dockerfiles=[bad], must_be_excluded=[])
-    assert any("COPY service/: nothing in the context matches" in p for p in problems)
+    assert any("COPY service/: nothing in the context matches" in p for p in problems), \
+        problems

@@ -93,7 +93,7 @@ def test_kubeconfig_with_several_files_reaches_kubectl_helm_and_the_client(
             if Path(call[0]).name in ("kubectl", "helm"):
                 assert "--kubeconfig" not in call, "--kubeconfig takes one file only"
                 assert env is not None and env["KUBECONFIG"] == joined, call
-        assert any(Path(c[0]).name == "helm" for c in calls)
+        assert any(Path(c[0]).name == "helm" for c in calls), f"no helm call in {calls}"
     finally:
         b.down()
     # The kubernetes client merges the files as kubectl does (KubeConfigMerger): the
@@ -300,8 +300,9 @@ def test_with_the_clusters_prometheus_operator_monitors_go_in_and_no_grafana_is_
         assert any("label" in c and "namespace" in c and b.settings.namespace in c
                    and "team=platform" in c for c in rec.calls), rec.calls
         fwd = [c for c in rec.calls if "port-forward" in c]
-        assert not any("svc/kps-grafana" in c for c in fwd)
-        assert any("svc/prometheus-operated" in c for c in fwd)
+        assert not any("svc/kps-grafana" in c for c in fwd), f"a Grafana forward: {fwd}"
+        assert any("svc/prometheus-operated" in c for c in fwd), \
+            f"expected a forward to svc/prometheus-operated, saw {fwd}"
         assert b.grafana_url is None
     finally:
         b.down()
@@ -490,4 +491,4 @@ def test_monitor_selection_follows_the_operators_selector_semantics() -> None:
     exprs = monitor_selection({"metadata": {"name": "p", "namespace": "mon"}, "spec": {
         "podMonitorSelector": {"matchExpressions": [{"key": "a", "operator": "Exists"}]},
         "podMonitorNamespaceSelector": {}}})
-    assert any("matchExpressions" in p for p in exprs.problems)
+    assert any("matchExpressions" in p for p in exprs.problems), exprs.problems

@@ -95,7 +95,7 @@ def test_the_kind_overlay_builds_and_every_object_is_valid(tmp_path: Path) -> No
     assert {o["kind"] for o in objects} == BASE_KINDS
     (api,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "api"]
     assert api["spec"]["type"] == "NodePort"
-    assert all("nodePort" in p for p in api["spec"]["ports"])
+    assert all("nodePort" in p for p in api["spec"]["ports"]), api["spec"]["ports"]
     (agent,) = [o for o in objects if o["kind"] == "Deployment"
                 and o["metadata"]["name"] == "agent"]
     assert agent["spec"]["replicas"] == 3

@@ -452,7 +452,7 @@ def test_existing_without_addons_detects_and_waits_only_for_what_exists(
     with pytest.raises(WaitTimeout, match="keda-operator .*no sample stored yet"):
         b.up()
     plan = b.readiness_plan()   # what up() waited for (the stack's monitors, if applied)
-    assert not any(p.pool.startswith("serviceMonitor/") for p in plan.pools)
+    assert not any(p.pool.startswith("serviceMonitor/") for p in plan.pools), plan.pools
     assert plan.apiservices == ()
     assert plan.optional_apiservices == (rd.METRICS_APISERVICE, rd.EXTERNAL_METRICS_APISERVICE)
     # each optional one looked up once; then only the existing one is waited for
