@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -20,6 +21,8 @@ from typing import Any
 from scalelab import paths
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
+from scalelab.commands.scaling_control import ENV_VAR as CONTROL_ENV
+from scalelab.commands.scaling_control import ControlServer, ScalingControl
 from scalelab.credentials import SECRET_NAME, redact
 from scalelab.errors import ConfigError
 from scalelab.settings import AGENT_DEPLOYMENT, StackSettings
@@ -95,10 +98,19 @@ def run(args: argparse.Namespace) -> int:
     # when we were started with SIGINT ignored (a background job of a non-interactive shell
     # inherits SIG_IGN, and Python then installs no handler).
     with interrupt_on(signal.SIGTERM, signal.SIGINT):
-        return _serve(args, backend)
+        # The live page's apply/remove of a scaling manifest runs here, in the harness; the
+        # api pods the local backend starts inherit CONTROL_URL from this environment.
+        control = ScalingControl(backend)
+        server = ControlServer(control).start()
+        os.environ[CONTROL_ENV] = server.url
+        try:
+            return _serve(args, backend, control)
+        finally:
+            os.environ.pop(CONTROL_ENV, None)
+            server.close()
 
 
-def _serve(args: argparse.Namespace, backend: Backend) -> int:
+def _serve(args: argparse.Namespace, backend: Backend, control: ScalingControl) -> int:
     """Up, print, wait for the signal; the backend's context manager tears down."""
     try:
         with backend:
@@ -106,6 +118,7 @@ def _serve(args: argparse.Namespace, backend: Backend) -> int:
                 if name != AGENT_DEPLOYMENT:
                     backend.scale(name, count)
             applied = backend.apply_scaling(args.scaling) if args.scaling else []
+            control.started_with(args.scaling, applied)
             urls = backend.endpoints
             grafana = grafana_access(backend)
             if args.json:

@@ -241,6 +241,40 @@ def _int_arg(name: str, default: int, *, low: int, high: int) -> int | Response:
     return int(raw)
 
 
+NO_CONTROL = ("applying a scaling manifest from the page needs the harness: run the stack "
+              "with `scalelab up` (local backend), which gives the api its CONTROL_URL; on a "
+              "cluster use `scalelab up --scaling FILE` or kubectl")
+
+
+def _proxy_scaling(control_url: str) -> Response:
+    """Pass the page's scaling request to ``scalelab up``'s control endpoint and its answer
+    back (scalelab/commands/scaling_control.py); applying waits for the backend."""
+    if not control_url:
+        if request.method == "GET":
+            return jsonify({"control": False, "reason": NO_CONTROL})
+        return _bad(NO_CONTROL, "manifest", 409)
+    body = None
+    if request.method == "POST":
+        data = request.get_json(silent=True)
+        manifest = data.get("manifest") if isinstance(data, dict) else None
+        if not isinstance(manifest, str) or not manifest:
+            return _bad("send {\"manifest\": \"<file in manifests/scaling>\"}", "manifest")
+        body = json.dumps({"manifest": manifest}).encode()
+    req = urllib.request.Request(f"{control_url}/scaling", data=body, method=request.method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 (config)
+            status, answer = resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        status, answer = err.code, json.loads(err.read() or b"{}")
+    except (OSError, ValueError) as err:
+        return _bad(f"scalelab up's scaling control is not answering ({err}); is the "
+                    "`scalelab up` that started this stack still running?", "manifest", 503)
+    resp = jsonify({**answer, "control": True})
+    resp.status_code = status
+    return resp
+
+
 def blueprint(live: Live) -> Blueprint:
     bp = Blueprint("live", __name__)
 
@@ -251,6 +285,10 @@ def blueprint(live: Live) -> Blueprint:
     @bp.get("/api/status")
     def status() -> Response:
         return jsonify(live.status())
+
+    @bp.route("/api/scaling", methods=["GET", "POST", "DELETE"])
+    def scaling() -> Response:
+        return _proxy_scaling(live.config.control_url)
 
     @bp.get("/api/series")
     def series() -> Response:

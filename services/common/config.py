@@ -99,6 +99,7 @@ class ApiConfig:
     prometheus_timeout: float = 1.0         # one answer's whole budget (issue 11: within 1 s)
     dashboards_dir: str = DEFAULT_DASHBOARDS_DIR   # DASHBOARDS_DIR
     frontend_dir: str = DEFAULT_FRONTEND_DIR       # FRONTEND_DIR: the built page (vite build)
+    control_url: str = ""                   # CONTROL_URL: scalelab up's scaling control
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiConfig:
@@ -114,6 +115,7 @@ class ApiConfig:
             scrape_interval=_float(env, "SCRAPE_INTERVAL", 15.0, low=0.1, high=600.0),
             dashboards_dir=_str(env, "DASHBOARDS_DIR", DEFAULT_DASHBOARDS_DIR),
             frontend_dir=_str(env, "FRONTEND_DIR", DEFAULT_FRONTEND_DIR),
+            control_url=_http_url(env, "CONTROL_URL"),
         )
 
 
@@ -147,6 +149,6 @@ class AgentConfig:
 #: Every env var each service reads (the Dockerfile consistency test checks these).
 API_ENV_VARS = ("AMQP_URL", "TASK_QUEUE", "PORT", "BIND", "BATCH_MAX", "THREADS",
                 "PROMETHEUS_URL", "NAMESPACE", "SCRAPE_INTERVAL", "DASHBOARDS_DIR",
-                "FRONTEND_DIR")
+                "FRONTEND_DIR", "CONTROL_URL")
 AGENT_ENV_VARS = ("AMQP_URL", "TASK_QUEUE", "RESULTS_QUEUE", "PREFETCH", "METRICS_PORT",
                   "METRICS_BIND", "POD_NAME", "FAULT_FILE")

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from scalelab import paths
+from scalelab.commands.scaling_control import ControlServer, ScalingControl
 from scalelab.procs import prometheus as prom
 from scalelab.waiting import wait_for
 from services.api.app import create_app
@@ -308,3 +309,54 @@ def test_the_built_page_and_its_assets_are_served(built_frontend: Path) -> None:
 def test_an_unbuilt_page_answers_with_the_fix(tmp_path: Path) -> None:
     resp = client(frontend_dir=str(tmp_path)).get("/")
     assert resp.status_code == 404 and "npm run build" in resp.get_json()["error"]
+
+
+# -- the scaling control, proxied ---------------------------------------------------------
+class RecordingBackend:
+    """Stands in for a backend behind the control server (the local backend's real
+    apply/remove from the page is in test_page.py); records the calls in order."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def apply_scaling(self, manifest: Path) -> list[str]:
+        self.calls.append(f"apply {manifest.name}")
+        return [f"ScaledObject/{manifest.stem}"]
+
+    def remove_scaling(self) -> None:
+        self.calls.append("remove")
+
+
+def test_scaling_without_the_harness_says_how_to_get_it() -> None:
+    c = client(control_url="")
+    assert c.get("/api/scaling").get_json()["control"] is False
+    resp = c.post("/api/scaling", json={"manifest": "keda-queue.yaml"})
+    assert resp.status_code == 409 and "scalelab up" in resp.get_json()["error"]
+
+
+def test_scaling_requests_reach_scalelab_ups_control_one_manifest_at_a_time() -> None:
+    backend = RecordingBackend()
+    server = ControlServer(ScalingControl(backend)).start()  # type: ignore[arg-type]
+    try:
+        c = client(control_url=server.url)
+        state = c.get("/api/scaling").get_json()
+        assert state["control"] is True and state["manifest"] is None
+        assert "keda-queue.yaml" in state["available"] and "hpa-cpu.yaml" in state["available"]
+        bad = c.post("/api/scaling", json={"manifest": "../../etc/passwd"})
+        assert bad.status_code == 422 and "keda-queue.yaml" in bad.get_json()["error"]
+        assert c.post("/api/scaling", json={}).status_code == 422
+        ok = c.post("/api/scaling", json={"manifest": "hpa-cpu.yaml"}).get_json()
+        assert (ok["manifest"], ok["applied"]) == ("hpa-cpu.yaml", ["ScaledObject/hpa-cpu"])
+        c.post("/api/scaling", json={"manifest": "keda-queue.yaml"})
+        assert c.delete("/api/scaling").get_json()["manifest"] is None
+        assert backend.calls == ["remove", "apply hpa-cpu.yaml", "remove",
+                                 "apply keda-queue.yaml", "remove"]
+        # the control's address is a credential: a wrong path is refused
+        wrong = requests.get(server.url.rsplit("/", 1)[0] + "/x/scaling", timeout=5)
+        assert wrong.status_code == 404
+    finally:
+        server.close()
+    gone = client(control_url=server.url).get("/api/scaling")
+    assert gone.status_code == 503 and "not answering" in gone.get_json()["error"]

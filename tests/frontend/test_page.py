@@ -4,14 +4,15 @@ local backend: real broker, Prometheus, api and agents, the emulated KEDA.
 The page is the built one the api serves. From the page: a bad task is refused with the
 API's own message, a burst is submitted, ``queue_ready`` rises and falls and
 ``agent_replicas_ready`` grows under the KEDA ScaledObject, read from ``data-metric``
-attributes; at 1280x720 and at a narrow width nothing overflows sideways; a screenshot
-goes to test-artifacts/frontend/. The ScaledObject is applied by the test through the
-backend (the page cannot apply one: docs/frontend.md says why). Any console error fails
+attributes, under the KEDA ScaledObject applied (and then removed) from the page through
+the scaling control ``scalelab up`` serves; at 1280x720 and at a narrow width nothing
+overflows sideways; screenshots go to test-artifacts/frontend/. Any console error fails
 the test except the one a browser logs for the 422 answer the bad task must get.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ import requests
 
 from scalelab import paths
 from scalelab.backends.local.backend import LocalBackend
+from scalelab.commands.scaling_control import ENV_VAR as CONTROL_ENV
+from scalelab.commands.scaling_control import ControlServer, ScalingControl
 from scalelab.settings import StackSettings, TimingProfile
 from tests.frontend.browser import Page
 from tests.report.chromium import Chromium, find_chromium
@@ -34,8 +37,17 @@ KEDA = paths.ROOT / "manifests" / "scaling" / "keda-queue.yaml"
 
 @pytest.fixture(scope="module")
 def stack(built_frontend: Path) -> Iterator[LocalBackend]:
-    with LocalBackend(settings=StackSettings(timing=TIMING)) as backend:
-        yield backend
+    """The stack as ``scalelab up`` runs it: with its scaling control, whose URL the api
+    pods inherit (scalelab/commands/up.py)."""
+    backend = LocalBackend(settings=StackSettings(timing=TIMING))
+    server = ControlServer(ScalingControl(backend)).start()
+    os.environ[CONTROL_ENV] = server.url
+    try:
+        with backend:
+            yield backend
+    finally:
+        os.environ.pop(CONTROL_ENV, None)
+        server.close()
 
 
 @pytest.fixture
@@ -55,13 +67,21 @@ def number(text: str | None) -> float | None:
 def test_drive_a_burst_and_watch_the_queue_and_the_replicas(
         stack: LocalBackend, browser: Chromium) -> None:
     api = stack.endpoints.api
-    applied = stack.apply_scaling(KEDA)
-    assert "ScaledObject/agent" in applied
     page = Page(browser, api + "/")
     page.wait("document.querySelector('[data-metric=agent_replicas_ready]')?.textContent"
               " > '0'", what="the status panel with ready agents", timeout=30)
     start_ready = number(page.metric("agent_replicas_ready"))
     assert start_ready is not None
+
+    # the ScaledObject, applied from the page (through scalelab up's scaling control)
+    page.wait("!!document.querySelector('[name=scaling-apply]')", what="the scaling control")
+    page.fill("scaling-manifest", KEDA.name)
+    page.click("scaling-apply")
+    said = page.wait("document.querySelector('[data-scaling-message]')?.textContent",
+                     what="the apply's outcome", timeout=30)
+    assert said.startswith("applied keda-queue.yaml") and "ScaledObject/agent" in said, said
+    assert page.wait("document.querySelector('[data-metric=scaling_manifest]').textContent",
+                     what="the manifest in force") == KEDA.name
     page.wait("!!document.querySelector('[data-metric=\"scaling/keda-hpa-agent/max\"]')",
               what="the ScaledObject's HPA among the scaling objects in force", timeout=30)
     assert number(page.metric("scaling/keda-hpa-agent/max")) == 4
@@ -104,6 +124,11 @@ def test_drive_a_burst_and_watch_the_queue_and_the_replicas(
     page.wait("document.documentElement.scrollWidth <= window.innerWidth",
               what="no sideways overflow at 420 px", timeout=5)
     page.screenshot(ARTIFACTS / "narrow-420.png")
+
+    # removed from the page
+    page.click("scaling-remove")
+    page.wait("document.querySelector('[data-metric=scaling_manifest]').textContent"
+              " === 'none applied'", what="no manifest in force after Remove", timeout=30)
 
     errors = [e for e in page.errors()
               if not ("422" in e and e.endswith("/tasks"))]

@@ -3,6 +3,7 @@ import { useState } from "react";
 import { getJson, type PanelInfo, type Status } from "./api";
 import { Drive } from "./Drive";
 import { Panel } from "./Panel";
+import { ScalingControl } from "./Scaling";
 import { StatusView } from "./Status";
 
 const ORDER = ["pods", "rabbitmq", "throughput", "autoscaling"];
@@ -46,6 +47,7 @@ export function App() {
           <section className="card" aria-labelledby="now-title">
             <h2 id="now-title">Now</h2>
             <StatusView status={status.data} error={status.error} />
+            <ScalingControl />
           </section>
         </div>
         <section aria-labelledby="watch-title">
