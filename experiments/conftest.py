@@ -184,7 +184,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
             finally:
                 _render_report(report_dir, run_id, say)
             if keep and stack.error is None:
-                # Our processes die with pytest (mirakuru reaps its children at exit), so
+                # Our processes die with pytest (their executors' exit-time sweep), so
                 # keeping the stack means keeping this process: until Ctrl-C. The report
                 # is already written, so it can be read while the stack is explored.
                 say("scalelab: --keep-stack: the stack stays up; press Ctrl-C to tear it "
