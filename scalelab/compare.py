@@ -4,6 +4,10 @@ Every figure comes from ``scalelab.report.summary.summarize`` (the same numbers 
 shows). A difference is highlighted only beyond the noise margin, and each metric knows
 which direction is better, so "time to peak went from 54 s to 81 s" reads as a
 regression while "tasks processed went up" reads as an improvement.
+
+A scenario repeated (``--repeat N``) has one record per repetition; its figures compare as
+medians, and when both sides have enough repetitions the call is the spread's, not the
+margin's (``scalelab.repetitions.classify_spread``: a one-sided Mann-Whitney U test).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scalelab.errors import ConfigError
+from scalelab.repetitions import MIN_FOR_TEST, Spread, classify_spread
 from scalelab.report.render import ScenarioRun, environment, load_run
 from scalelab.report.summary import METRICS, Metric, format_value
 
@@ -37,6 +42,12 @@ class Row:
     #: "better" | "worse" (beyond the margin, in the metric's direction), "changed"
     #: (beyond the margin, metric without direction), "same" or "n/a".
     verdict: str
+    #: How the verdict was reached: "margin" or "mann-whitney" (repetitions on both sides).
+    method: str = "margin"
+    p_value: float | None = None
+    #: The spread of each side's repetitions (None: one run or no value).
+    baseline_spread: Spread | None = None
+    contender_spread: Spread | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,14 +83,47 @@ def classify(metric: Metric, baseline: Any, contender: Any, *, margin: float) ->
     return "better" if improved else "worse"
 
 
-def _read(run: Path, side: str) -> dict[str, ScenarioRun]:
-    """A run's scenarios by name; an unreadable record refuses the comparison (a partial one
-    would read as "scenario only in the other run"), naming the run, the file and why."""
+def _read(run: Path, side: str) -> dict[str, list[ScenarioRun]]:
+    """A run's scenarios by name, each with its repetitions in the order they ran; an
+    unreadable record refuses the comparison (a partial one would read as "scenario only in
+    the other run"), naming the run, the file and why."""
     try:
-        return {s.name: s for s in load_run(run)}
+        runs = load_run(run)
     except ConfigError as err:
         raise ConfigError(f"the {side} run {run.name} cannot be read: {err.message}",
                           fix=err.fix) from err
+    out: dict[str, list[ScenarioRun]] = {}
+    for s in runs:
+        out.setdefault(s.name, []).append(s)
+    return out
+
+
+def _numbers(runs: list[ScenarioRun], key: str) -> list[float]:
+    return [float(r.summary[key]) for r in runs
+            if isinstance(r.summary.get(key), int | float)]
+
+
+def _row(name: str, m: Metric, base: list[ScenarioRun], cont: list[ScenarioRun], *,
+         margin: float) -> Row:
+    """One metric of one scenario: single runs by value, repetitions by their spread."""
+    if len(base) == 1 and len(cont) == 1:
+        bv, cv = base[0].summary.get(m.key), cont[0].summary.get(m.key)
+        diff = pct = None
+        if isinstance(bv, int | float) and isinstance(cv, int | float):
+            diff = cv - bv
+            pct = diff / abs(bv) * 100.0 if bv else None
+        return Row(scenario=name, metric=m, baseline=bv, contender=cv, diff=diff, pct=pct,
+                   verdict=classify(m, bv, cv, margin=margin))
+    bs, cs = Spread.of(_numbers(base, m.key)), Spread.of(_numbers(cont, m.key))
+    b_med = bs.median if bs else None
+    c_med = cs.median if cs else None
+    diff = c_med - b_med if b_med is not None and c_med is not None else None
+    pct = diff / abs(b_med) * 100.0 if diff is not None and b_med else None
+    change = classify_spread(_numbers(base, m.key), _numbers(cont, m.key), better=m.better,
+                             margin=margin)
+    return Row(scenario=name, metric=m, baseline=b_med, contender=c_med, diff=diff, pct=pct,
+               verdict=change.verdict, method=change.method, p_value=change.p_value,
+               baseline_spread=bs, contender_spread=cs)
 
 
 def compare_runs(baseline: Path, contender: Path, *, margin: float = DEFAULT_MARGIN) -> Comparison:
@@ -90,23 +134,44 @@ def compare_runs(baseline: Path, contender: Path, *, margin: float = DEFAULT_MAR
     statuses: dict[str, tuple[str | None, str | None]] = {}
     pages: dict[str, tuple[Path | None, Path | None]] = {}
     for name in [n for n in base if n in cont]:
-        b, c = base[name].summary, cont[name].summary
-        statuses[name] = (b["status"], c["status"])
-        pages[name] = (base[name].path / "index.html", cont[name].path / "index.html")
-        for m in METRICS:
-            bv, cv = b.get(m.key), c.get(m.key)
-            diff = pct = None
-            if isinstance(bv, int | float) and isinstance(cv, int | float):
-                diff = cv - bv
-                pct = diff / abs(bv) * 100.0 if bv else None
-            rows.append(Row(scenario=name, metric=m, baseline=bv, contender=cv, diff=diff,
-                            pct=pct, verdict=classify(m, bv, cv, margin=margin)))
+        statuses[name] = (_status(base[name]), _status(cont[name]))
+        pages[name] = (base[name][0].path / "index.html", cont[name][0].path / "index.html")
+        rows.extend(_row(name, m, base[name], cont[name], margin=margin) for m in METRICS)
     return Comparison(
         baseline=baseline.name, contender=contender.name, margin=margin, rows=rows,
         statuses=statuses, pages=pages,
         only_in_baseline=[n for n in base if n not in cont],
         only_in_contender=[n for n in cont if n not in base],
     )
+
+
+def _status(runs: list[ScenarioRun]) -> str:
+    """A scenario's status; over repetitions "passed 4/5" unless all agree."""
+    statuses = [str(r.summary["status"]) for r in runs]
+    if len(set(statuses)) == 1:
+        return statuses[0] if len(runs) == 1 else f"{statuses[0]} {len(runs)}/{len(runs)}"
+    return f"passed {statuses.count('passed')}/{len(runs)}"
+
+
+def _value_text(value: Any, spread: Spread | None, unit: str) -> str:
+    """A value, or over repetitions its median with n and the coefficient of variation."""
+    if spread is None or spread.n < 2:
+        return format_value(value, unit)
+    cv = f", cv {spread.cv * 100:.0f} %" if spread.cv is not None else ""
+    return f"{format_value(value, unit)} (median of {spread.n}{cv})"
+
+
+def all_passed(status: str | None) -> bool:
+    """``passed``, or ``passed N/N`` over repetitions."""
+    if status is None:
+        return False
+    word, _, count = status.partition(" ")
+    if word != "passed":
+        return False
+    if not count:
+        return True
+    k, _, n = count.partition("/")
+    return k == n
 
 
 def _diff_text(row: Row) -> tuple[str, str]:
@@ -129,11 +194,16 @@ def format_table(comp: Comparison) -> str:
     lines = [header]
     for name, (bs, cs) in comp.statuses.items():
         lines.append([name, "verdict", bs or "–", cs or "–", "", "",
-                      "REGRESSION" if bs == "passed" and cs != "passed" else ""])
+                      "REGRESSION" if all_passed(bs) and not all_passed(cs) else ""])
     for r in comp.rows:
         diff, pct = _diff_text(r)
-        lines.append([r.scenario, r.metric.label, format_value(r.baseline, r.metric.unit),
-                      format_value(r.contender, r.metric.unit), diff, pct, _MARKS[r.verdict]])
+        mark = _MARKS[r.verdict]
+        if r.method == "mann-whitney" and r.p_value is not None:
+            mark = f"{mark} (U test p={r.p_value:.3f})".strip()
+        lines.append([r.scenario, r.metric.label, _value_text(r.baseline, r.baseline_spread,
+                                                                 r.metric.unit),
+                      _value_text(r.contender, r.contender_spread, r.metric.unit), diff, pct,
+                      mark])
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = [f"Comparing baseline {comp.baseline} with contender {comp.contender} "
            f"(noise margin {comp.margin * 100:g} %)", ""]
@@ -145,7 +215,10 @@ def format_table(comp: Comparison) -> str:
                          ("only in contender", comp.only_in_contender)):
         if names:
             out.append(f"{label}: {', '.join(names)}")
-    out.append(f"{len(comp.regressions)} regression(s) beyond the margin.")
+    tested = any(r.method == "mann-whitney" for r in comp.rows)
+    out.append(f"{len(comp.regressions)} regression(s) beyond the margin"
+               + (f" or, with >= {MIN_FOR_TEST} repetitions a side, significant in a one-sided "
+                  "Mann-Whitney U test (p < 0.05)." if tested else "."))
     return "\n".join(out)
 
 
