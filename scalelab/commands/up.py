@@ -21,10 +21,10 @@ from typing import Any
 from scalelab import paths
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
-from scalelab.commands.scaling_control import ENV_VAR as CONTROL_ENV
-from scalelab.commands.scaling_control import ControlServer, ScalingControl
 from scalelab.credentials import SECRET_NAME, redact
 from scalelab.errors import ConfigError
+from scalelab.scaling_control import ENV_VAR as CONTROL_ENV
+from scalelab.scaling_control import ControlServer, ScalingControl
 from scalelab.settings import AGENT_DEPLOYMENT, StackSettings
 from scalelab.signals import interrupt_on
 

@@ -248,7 +248,7 @@ NO_CONTROL = ("applying a scaling manifest from the page needs the harness: run 
 
 def _proxy_scaling(control_url: str) -> Response:
     """Pass the page's scaling request to ``scalelab up``'s control endpoint and its answer
-    back (scalelab/commands/scaling_control.py); applying waits for the backend."""
+    back (scalelab/scaling_control.py); applying waits for the backend."""
     if not control_url:
         if request.method == "GET":
             return jsonify({"control": False, "reason": NO_CONTROL})

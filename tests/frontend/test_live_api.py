@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from scalelab import paths
-from scalelab.commands.scaling_control import ControlServer, ScalingControl
 from scalelab.procs import prometheus as prom
+from scalelab.scaling_control import ControlServer, ScalingControl
 from scalelab.waiting import wait_for
 from services.api.app import create_app
 from services.api.live import Prometheus

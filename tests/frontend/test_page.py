@@ -22,8 +22,8 @@ import requests
 
 from scalelab import paths
 from scalelab.backends.local.backend import LocalBackend
-from scalelab.commands.scaling_control import ENV_VAR as CONTROL_ENV
-from scalelab.commands.scaling_control import ControlServer, ScalingControl
+from scalelab.scaling_control import ENV_VAR as CONTROL_ENV
+from scalelab.scaling_control import ControlServer, ScalingControl
 from scalelab.settings import StackSettings, TimingProfile
 from tests.frontend.browser import Page
 from tests.report.chromium import Chromium, find_chromium
