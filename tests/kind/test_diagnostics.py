@@ -20,10 +20,9 @@ import pytest
 
 from scalelab.backends.cluster import diagnostics as diag
 from scalelab.backends.cluster.kube import CommandError, Completed, KubeApi
-from scalelab.backends.cluster.render import timing_context
 from scalelab.errors import BackendError
-from scalelab.settings import TimingProfile
 from tests.kind.test_cluster_commands import make
+from tests.kind.test_cluster_reuse import PROFILE
 from tests.kind.test_kube_api import FakeApiServer
 
 DATA = Path(__file__).parent / "data"
@@ -77,9 +76,6 @@ class DiagApi:
         return load("events.json")["items"]
 
 
-PROFILE = timing_context(TimingProfile())
-
-
 def test_every_section_from_recorded_objects(tmp_path: Path) -> None:
     api, runs = DiagApi(), []
 
@@ -112,6 +108,7 @@ def test_every_section_from_recorded_objects(tmp_path: Path) -> None:
         "horizontal-pod-autoscaler-initial-readiness-delay": "30s",
         "horizontal-pod-autoscaler-sync-period": "5s",
         "horizontal-pod-autoscaler-tolerance": "0.1"}
+    # "300s" on the cluster, "5m0s" in the profile: the same duration, no difference
     assert cm["differs_from_profile"] == []
     assert out["hpas"]["agent"]["conditions"][0]["type"] == "AbleToScale"
     so = out["scaledobjects"]["agent"]
@@ -127,7 +124,7 @@ def test_every_section_from_recorded_objects(tmp_path: Path) -> None:
 
 def test_hpa_flags_that_differ_from_the_profile_are_named(tmp_path: Path) -> None:
     api = DiagApi()
-    profile = timing_context(TimingProfile(hpa_sync_period=15.0))
+    profile = {**PROFILE, "hpa_sync_period": "15s"}
     out = diag.collect(api=api, namespace="scalelab", out_dir=tmp_path, profile=profile)
     assert out["controller_manager"]["differs_from_profile"] == [
         "horizontal-pod-autoscaler-sync-period: cluster 5s, profile 15s"]
