@@ -9,27 +9,27 @@ core over a recorded trace.
 
 Semantics follow kubernetes ``pkg/controller/podautoscaler/horizontal.go``
 (``reconcileAutoscaler``, ``computeReplicasForMetrics``, ``normalizeDesiredReplicas``,
-``normalizeDesiredReplicasWithBehaviors``, ``stabilizeRecommendation``,
-``stabilizeRecommendationWithBehaviors``, ``convertDesiredReplicasWithBehaviorRate``,
-``calculateScaleUpLimitWithScalingRules``, ``calculateScaleDownLimitWithBehaviors``,
-``tolerancesForHpa``); the per-metric arithmetic lives in ``scalelab.control.hpa_calc``
+``normalizeDesiredReplicasWithBehaviors``, ``tolerancesForHpa``); the normalization stages
+(``stabilizeRecommendation``, ``stabilizeRecommendationWithBehaviors``,
+``convertDesiredReplicasWithRules``, ``convertDesiredReplicasWithBehaviorRate``,
+``storeScaleEvent``, ...) are pure functions in ``scalelab.control.hpa_normalize`` that
+``reconcile`` composes; the per-metric arithmetic lives in ``scalelab.control.hpa_calc``
 (``replica_calculator.go``, ``metrics/utilization.go``). Defaults for ``behavior`` are
 filled in as the API server does (``pkg/apis/autoscaling/v2/defaults.go``). Per-direction
 ``behavior.scaleUp/scaleDown.tolerance`` (feature HPAConfigurableTolerance) is honoured
-as if the feature gate were on.
+as if the feature gate were on. Metric values arrive as integer milli-units, as the
+metrics clients hand them to the controller (``Quantity.MilliValue()``).
 
-Deliberate differences, none visible in decisions: recommendations older than every
-stabilization window are dropped instead of being kept for slot reuse (they count for
-nothing); only the metric types a local stack can produce are accepted (Resource
-cpu/memory, Pods, External); Object and ContainerResource metrics are refused at load time
-with a ConfigError.
+Deliberate difference: only the metric types a local stack can produce are accepted
+(Resource cpu/memory, Pods, External); Object and ContainerResource metrics are refused at
+load time with a ConfigError.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -40,7 +40,23 @@ from scalelab.control.hpa_calc import (
     external_value_replicas,
     plain_metric_replicas,
     resource_replicas,
-    to_milli,
+)
+from scalelab.control.hpa_normalize import (
+    DEFAULT_SCALE_DOWN_RULES,
+    DEFAULT_SCALE_UP_RULES,
+    STABILIZED_MESSAGES,
+    NormalizationArg,
+    Recommendation,
+    ScaleEvent,
+    ScalingPolicy,
+    ScalingRules,
+    convert_desired_replicas_with_behavior_rate,
+    convert_desired_replicas_with_rules,
+    maybe_init_scale_down_stabilization_window,
+    record_initial_recommendation,
+    stabilize_recommendation,
+    stabilize_recommendation_with_behaviors,
+    store_scale_event,
 )
 from scalelab.control.view import PodFacts, PodMetric
 from scalelab.errors import ConfigError
@@ -53,7 +69,9 @@ from scalelab.settings import TimingProfile
 
 @dataclass(frozen=True, kw_only=True)
 class HPAControllerSettings:
-    """kube-controller-manager ``--horizontal-pod-autoscaler-*`` flags, Kubernetes defaults."""
+    """The emulated controller's settings: kube-controller-manager's
+    ``--horizontal-pod-autoscaler-*`` flags (cmd/kube-controller-manager/app/options/
+    hpacontroller.go; the defaults are Kubernetes') and horizontal.go's constants."""
 
     #: --horizontal-pod-autoscaler-sync-period (s): how often the driver calls ``reconcile``.
     sync_period: float = 15.0
@@ -67,6 +85,11 @@ class HPAControllerSettings:
     #: --horizontal-pod-autoscaler-downscale-stabilization (s): the legacy path's window
     #: and the default for ``behavior.scaleDown.stabilizationWindowSeconds``.
     downscale_stabilization: float = 300.0
+    #: No flag: horizontal.go's package variables ``scaleUpLimitFactor`` and
+    #: ``scaleUpLimitMinimum``; an HPA without ``behavior`` grows to at most
+    #: max(factor x current, minimum) per sync. (Upstream's own tests set the factor to 8.)
+    scale_up_limit_factor: float = 2.0
+    scale_up_limit_minimum: float = 4.0
 
     @classmethod
     def from_timing(cls, timing: TimingProfile) -> HPAControllerSettings:
@@ -120,28 +143,6 @@ class MetricSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScalingPolicy:
-    """HPAScalingPolicy: at most ``value`` Pods / Percent per ``period_seconds``."""
-
-    type: str              # Pods | Percent
-    value: int
-    period_seconds: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScalingRules:
-    """HPAScalingRules after defaulting (``stabilization_window_seconds`` is always set:
-    for scaleDown the API server leaves it nil and the controller fills in the
-    ``--horizontal-pod-autoscaler-downscale-stabilization`` flag; ``None`` here means
-    "use the controller setting")."""
-
-    stabilization_window_seconds: int | None
-    select_policy: str     # Max | Min | Disabled
-    policies: tuple[ScalingPolicy, ...]
-    tolerance: float | None = None  # None: the controller's --horizontal-pod-autoscaler-tolerance
-
-
-@dataclass(frozen=True, kw_only=True)
 class Behavior:
     scale_up: ScalingRules
     scale_down: ScalingRules
@@ -184,30 +185,15 @@ class HPAInputs:
     spec_replicas: int                                  # scale subresource spec.replicas
     pods: Sequence[PodFacts] = ()                       # pods selected by the target
     pod_metrics: Mapping[str, PodMetric] = field(default_factory=dict)  # metrics.k8s.io
-    #: External metrics: metric name -> values of the matching series (summed, as the
-    #: controller does). ``None`` or a missing name means the fetch failed.
-    external_metrics: Mapping[str, Sequence[float] | None] = field(default_factory=dict)
-    #: Pods metrics (custom.metrics.k8s.io): metric name -> pod name -> value.
-    pods_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: External metrics: metric name -> values of the matching series in milli-units, as
+    #: the metrics client hands them over (``Quantity.MilliValue()``, an int64; summed, as
+    #: the controller does). ``None`` or a missing name means the fetch failed.
+    external_metrics_milli: Mapping[str, Sequence[int] | None] = field(default_factory=dict)
+    #: Pods metrics (custom.metrics.k8s.io): metric name -> pod name -> milli-units.
+    pods_metrics_milli: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     #: scale subresource status.replicas; ``None``: pods that are not terminating and not
     #: Succeeded/Failed (what the Deployment controller counts).
     status_replicas: int | None = None
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """A timestamped unstabilized recommendation (horizontal.go timestampedRecommendation)."""
-
-    t: float
-    replicas: int
-
-
-@dataclass(frozen=True)
-class ScaleEvent:
-    """A timestamped replica change (horizontal.go timestampedScaleEvent); always > 0."""
-
-    t: float
-    change: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,9 +215,12 @@ class HPAState:
     """What the controller remembers between syncs for one HPA (in memory, like upstream).
 
     Start with ``HPAState()``; ``reconcile`` returns the next one and never mutates.
+    ``recommendations`` None is upstream's nil slice (an HPA not synced yet: its first
+    sync records the current size, ``recordInitialRecommendation``); an empty tuple is an
+    existing, empty history, which that sync leaves alone.
     """
 
-    recommendations: tuple[Recommendation, ...] = ()
+    recommendations: tuple[Recommendation, ...] | None = None
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
     last_scale_time: float | None = None
@@ -293,83 +282,114 @@ def reconcile(
 
     Pure: the same arguments always give the same result; ``state`` is not modified.
     """
-    now = inputs.now
-    current = inputs.spec_replicas
+    now, current = inputs.now, inputs.spec_replicas
     conds = {c.type: c for c in state.conditions}
     _set(conds, "AbleToScale", True, "SucceededGetScale",
          "the HPA controller was able to get the target's current scale")
-    # recordInitialRecommendation: the first sync remembers the current size, so a new
-    # HPA does not scale down before a full stabilization window has passed.
-    recommendations = state.recommendations or (Recommendation(now, current),)
-    statuses: tuple[MetricStatus, ...] = ()
-    proposal: int | None = None
-    min_r, max_r = spec.min_replicas, spec.max_replicas
-    rescale = True
-    reason = ""
-
-    if current == 0 and min_r != 0:
-        desired = 0
-        rescale = False
-        _set(conds, "ScalingActive", False, "ScalingDisabled",
-             "scaling is disabled since the replica count of the target is zero")
-        reason = ("ScalingDisabled: scaling is disabled since the replica count of the target "
-                  "is zero")
-    elif current > max_r:
-        reason = "Current number of replicas above Spec.MaxReplicas"
-        desired = max_r
-    elif current < min_r:
-        reason = "Current number of replicas below Spec.MinReplicas"
-        desired = min_r
+    recommendations = record_initial_recommendation(state.recommendations,
+                                                    current_replicas=current, now=now)
+    sync = _Sync(recommendations=recommendations)
+    if current == 0 and spec.min_replicas != 0:
+        _set(conds, "ScalingActive", False, "ScalingDisabled", _DISABLED)
+        sync = replace(sync, desired=current, rescale=False,
+                       reason=f"ScalingDisabled: {_DISABLED}")
+    elif current > spec.max_replicas:
+        sync = replace(sync, desired=spec.max_replicas,
+                       reason="Current number of replicas above Spec.MaxReplicas")
+    elif current < spec.min_replicas:
+        sync = replace(sync, desired=spec.min_replicas,
+                       reason="Current number of replicas below Spec.MinReplicas")
     else:
-        proposal, metric_name, statuses, failure = _compute_replicas_for_metrics(
-            spec, inputs, settings, conds)
-        if proposal == -1:
+        sync = _from_metrics(spec, inputs, state, settings, conds, sync)
+        if sync.failure is not None:
             # All metrics invalid, or some invalid and the valid ones say scale down:
             # the controller gives up this sync (event FailedComputeMetricsReplicas).
-            next_state = HPAState(
-                recommendations=recommendations, scale_up_events=state.scale_up_events,
-                scale_down_events=state.scale_down_events,
-                last_scale_time=state.last_scale_time, conditions=_ordered(conds))
-            decision = HPADecision(
-                now=now, current_replicas=current, desired_replicas=current, scaled=False,
-                reason=f"FailedComputeMetricsReplicas: {failure}", metric_proposal=None,
-                conditions=next_state.conditions, metric_statuses=statuses)
-            return decision, next_state
-        desired = max(0, proposal)
-        if desired > current:
-            reason = f"{metric_name} above target"
-        elif desired < current:
-            reason = "All metrics below target"
-        if spec.behavior is None:
-            desired, recommendations = _normalize_legacy(
-                current, desired, min_r, max_r, now, recommendations, settings, conds)
-        else:
-            desired, recommendations = _normalize_with_behaviors(
-                spec.behavior, current, desired, min_r, max_r, now, recommendations,
-                state.scale_up_events, state.scale_down_events, settings, conds)
-        rescale = desired != current
+            return _give_up(inputs, state, conds, sync)
+    return _finish(spec, inputs, state, conds, sync)
 
+
+_DISABLED = "scaling is disabled since the replica count of the target is zero"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sync:
+    """What one sync has decided so far (the locals of ``reconcileAutoscaler``)."""
+
+    recommendations: tuple[Recommendation, ...]
+    desired: int = 0
+    rescale: bool = True
+    reason: str = ""
+    proposal: int | None = None
+    statuses: tuple[MetricStatus, ...] = ()
+    failure: str | None = None
+
+
+def _from_metrics(spec: HPASpec, inputs: HPAInputs, state: HPAState,
+                  settings: HPAControllerSettings, conds: dict[str, Condition],
+                  sync: _Sync) -> _Sync:
+    """The metrics' proposal, normalized (the last branch of ``reconcileAutoscaler``)."""
+    current = inputs.spec_replicas
+    proposal, metric_name, statuses, failure = _compute_replicas_for_metrics(
+        spec, inputs, settings, conds)
+    if proposal == -1:
+        return replace(sync, statuses=statuses, failure=failure)
+    desired = max(0, proposal)
+    reason = ""
+    if desired > current:
+        reason = f"{metric_name} above target"
+    elif desired < current:
+        reason = "All metrics below target"
+    if spec.behavior is None:
+        desired, recommendations = _normalize_desired_replicas(
+            spec, current, desired, inputs.now, sync.recommendations, settings, conds)
+    else:
+        desired, recommendations = _normalize_desired_replicas_with_behaviors(
+            spec.behavior, spec, current, desired, inputs.now, sync.recommendations, state,
+            settings, conds)
+    return replace(sync, desired=desired, rescale=desired != current, reason=reason,
+                   proposal=proposal, statuses=statuses, recommendations=recommendations)
+
+
+def _give_up(inputs: HPAInputs, state: HPAState, conds: dict[str, Condition],
+             sync: _Sync) -> tuple[HPADecision, HPAState]:
+    """The sync ends without a scale (the history keeps the initial recommendation)."""
+    next_state = replace(state, recommendations=sync.recommendations,
+                         conditions=_ordered(conds))
+    decision = HPADecision(
+        now=inputs.now, current_replicas=inputs.spec_replicas,
+        desired_replicas=inputs.spec_replicas, scaled=False,
+        reason=f"FailedComputeMetricsReplicas: {sync.failure}", metric_proposal=None,
+        conditions=next_state.conditions, metric_statuses=sync.statuses)
+    return decision, next_state
+
+
+def _finish(spec: HPASpec, inputs: HPAInputs, state: HPAState, conds: dict[str, Condition],
+            sync: _Sync) -> tuple[HPADecision, HPAState]:
+    """Rescale (``storeScaleEvent``, lastScaleTime) or not, and set the status."""
+    now, current = inputs.now, inputs.spec_replicas
     up_events, down_events = state.scale_up_events, state.scale_down_events
     last_scale_time = state.last_scale_time
-    if rescale:
+    desired, reason = sync.desired, sync.reason
+    if sync.rescale:
         _set(conds, "AbleToScale", True, "SucceededRescale",
              f"the HPA controller was able to update the target scale to {desired}")
-        if spec.behavior is not None:
-            up_events, down_events = _store_scale_event(
-                spec.behavior, now, current, desired, up_events, down_events)
+        if spec.behavior is not None:  # without a behavior upstream stores no events
+            up_events, down_events = store_scale_event(
+                scale_up=spec.behavior.scale_up, scale_down=spec.behavior.scale_down,
+                prev_replicas=current, new_replicas=desired, up_events=up_events,
+                down_events=down_events, now=now)
         last_scale_time = now
     else:
         desired = current
         if not reason.startswith("ScalingDisabled"):
             reason = _quiet_reason(conds)
-
     conditions = _ordered(conds)
-    next_state = HPAState(recommendations=recommendations, scale_up_events=up_events,
+    next_state = HPAState(recommendations=sync.recommendations, scale_up_events=up_events,
                           scale_down_events=down_events, last_scale_time=last_scale_time,
                           conditions=conditions)
     decision = HPADecision(now=now, current_replicas=current, desired_replicas=desired,
-                           scaled=rescale, reason=reason, metric_proposal=proposal,
-                           conditions=conditions, metric_statuses=statuses)
+                           scaled=sync.rescale, reason=reason, metric_proposal=sync.proposal,
+                           conditions=conditions, metric_statuses=sync.statuses)
     return decision, next_state
 
 
@@ -426,57 +446,62 @@ def _selector_text(selector: Mapping[str, Any] | None) -> str:
     return "(" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + ")"
 
 
-def _compute_replicas_for_metric(
-    metric: MetricSpec, spec: HPASpec, inputs: HPAInputs, settings: HPAControllerSettings,
-    tolerances: Tolerances,
-) -> tuple[int, str, MetricStatus]:
-    """``computeReplicasForMetric``: one metric's proposal, name and status."""
-    target = metric.target
-    current = inputs.spec_replicas
-    if metric.type == "Resource":
-        if target.type == "Utilization":
-            assert target.average_utilization is not None
-            replicas, util, raw = resource_replicas(
-                current_replicas=current, target_utilization=target.average_utilization,
-                pods=inputs.pods, pod_metrics=inputs.pod_metrics, tolerances=tolerances,
-                now=inputs.now, cpu_initialization_period=settings.cpu_initialization_period,
-                initial_readiness_delay=settings.initial_readiness_delay,
-                resource=metric.name)
-            return replicas, f"{metric.name} resource utilization (percentage of request)", \
-                MetricStatus(metric=metric.key, type=metric.type, average_utilization=util,
-                             average_value_milli=raw, proposal=replicas)
-        assert target.average_value_milli is not None
-        if not inputs.pod_metrics:
-            raise MetricUnavailable(f"unable to get metrics for resource {metric.name}: no "
-                                    "metrics returned from resource metrics API")
-        values = {name: (m.cpu_milli if metric.name == "cpu" else m.memory_bytes * 1000)
-                  for name, m in inputs.pod_metrics.items()}
-        replicas, usage = plain_metric_replicas(
-            current_replicas=current, target_usage_milli=target.average_value_milli,
-            pods=inputs.pods, metrics=values, tolerances=tolerances, now=inputs.now,
-            cpu_samples=inputs.pod_metrics if metric.name == "cpu" else None,
-            cpu_initialization_period=settings.cpu_initialization_period,
-            initial_readiness_delay=settings.initial_readiness_delay)
-        return replicas, f"{metric.name} resource", MetricStatus(
-            metric=metric.key, type=metric.type, average_value_milli=usage, proposal=replicas)
-    if metric.type == "Pods":
-        samples = inputs.pods_metrics.get(metric.name)
-        if not samples:
-            raise MetricUnavailable(f"unable to get metric {metric.name}: no metrics returned "
-                                    "from custom metrics API")
-        assert target.average_value_milli is not None
-        replicas, usage = plain_metric_replicas(
-            current_replicas=current, target_usage_milli=target.average_value_milli,
-            pods=inputs.pods, metrics={k: to_milli(v) for k, v in samples.items()},
-            tolerances=tolerances, now=inputs.now)
-        return replicas, f"pods metric {metric.name}", MetricStatus(
-            metric=metric.key, type=metric.type, average_value_milli=usage, proposal=replicas)
-    # External
-    ext_values = inputs.external_metrics.get(metric.name)
-    if ext_values is None:
+_Proposal = tuple[int, str, MetricStatus]
+
+
+def _resource_metric(metric: MetricSpec, inputs: HPAInputs, settings: HPAControllerSettings,
+                     tolerances: Tolerances) -> _Proposal:
+    """``computeStatusForResourceMetric``: Utilization or AverageValue of cpu / memory."""
+    target, current = metric.target, inputs.spec_replicas
+    if target.type == "Utilization":
+        assert target.average_utilization is not None
+        replicas, util, raw = resource_replicas(
+            current_replicas=current, target_utilization=target.average_utilization,
+            pods=inputs.pods, pod_metrics=inputs.pod_metrics, tolerances=tolerances,
+            now=inputs.now, cpu_initialization_period=settings.cpu_initialization_period,
+            initial_readiness_delay=settings.initial_readiness_delay, resource=metric.name)
+        return replicas, f"{metric.name} resource utilization (percentage of request)", \
+            MetricStatus(metric=metric.key, type=metric.type, average_utilization=util,
+                         average_value_milli=raw, proposal=replicas)
+    assert target.average_value_milli is not None
+    if not inputs.pod_metrics:
+        raise MetricUnavailable(f"unable to get metrics for resource {metric.name}: no "
+                                "metrics returned from resource metrics API")
+    values = {name: (m.cpu_milli if metric.name == "cpu" else m.memory_bytes * 1000)
+              for name, m in inputs.pod_metrics.items()}
+    replicas, usage = plain_metric_replicas(
+        current_replicas=current, target_usage_milli=target.average_value_milli,
+        pods=inputs.pods, metrics=values, tolerances=tolerances, now=inputs.now,
+        cpu_samples=inputs.pod_metrics if metric.name == "cpu" else None,
+        cpu_initialization_period=settings.cpu_initialization_period,
+        initial_readiness_delay=settings.initial_readiness_delay)
+    return replicas, f"{metric.name} resource", MetricStatus(
+        metric=metric.key, type=metric.type, average_value_milli=usage, proposal=replicas)
+
+
+def _pods_metric(metric: MetricSpec, inputs: HPAInputs, tolerances: Tolerances) -> _Proposal:
+    """``computeStatusForPodsMetric`` (custom.metrics.k8s.io values, milli-units)."""
+    samples = inputs.pods_metrics_milli.get(metric.name)
+    if not samples:
+        raise MetricUnavailable(f"unable to get metric {metric.name}: no metrics returned "
+                                "from custom metrics API")
+    assert metric.target.average_value_milli is not None
+    replicas, usage = plain_metric_replicas(
+        current_replicas=inputs.spec_replicas,
+        target_usage_milli=metric.target.average_value_milli, pods=inputs.pods,
+        metrics=dict(samples), tolerances=tolerances, now=inputs.now)
+    return replicas, f"pods metric {metric.name}", MetricStatus(
+        metric=metric.key, type=metric.type, average_value_milli=usage, proposal=replicas)
+
+
+def _external_metric(metric: MetricSpec, inputs: HPAInputs,
+                     tolerances: Tolerances) -> _Proposal:
+    """``computeStatusForExternalMetric`` (external.metrics.k8s.io values, milli-units)."""
+    milli = inputs.external_metrics_milli.get(metric.name)
+    if milli is None:
         raise MetricUnavailable(f"unable to get external metric {metric.name}: "
                                 "no value for the metric this sync")
-    milli = [to_milli(v) for v in ext_values]
+    target = metric.target
     name = f"external metric {metric.name}{_selector_text(metric.selector)}"
     if target.type == "AverageValue":
         assert target.average_value_milli is not None
@@ -488,10 +513,22 @@ def _compute_replicas_for_metric(
                                             average_value_milli=average, proposal=replicas)
     assert target.value_milli is not None
     replicas, usage = external_value_replicas(
-        current_replicas=current, target_value_milli=target.value_milli, values_milli=milli,
-        pods=inputs.pods, tolerances=tolerances)
+        current_replicas=inputs.spec_replicas, target_value_milli=target.value_milli,
+        values_milli=milli, pods=inputs.pods, tolerances=tolerances)
     return replicas, name, MetricStatus(metric=metric.key, type=metric.type,
                                         value_milli=usage, proposal=replicas)
+
+
+def _compute_replicas_for_metric(
+    metric: MetricSpec, inputs: HPAInputs, settings: HPAControllerSettings,
+    tolerances: Tolerances,
+) -> _Proposal:
+    """``computeReplicasForMetric``: one metric's proposal, name and status."""
+    if metric.type == "Resource":
+        return _resource_metric(metric, inputs, settings, tolerances)
+    if metric.type == "Pods":
+        return _pods_metric(metric, inputs, tolerances)
+    return _external_metric(metric, inputs, tolerances)
 
 
 _FAILED_REASON = {"Resource": "FailedGetResourceMetric", "Pods": "FailedGetPodsMetric",
@@ -514,7 +551,7 @@ def _compute_replicas_for_metrics(
     for metric in spec.metrics:
         try:
             proposal, name, status = _compute_replicas_for_metric(
-                metric, spec, inputs, settings, tolerances)
+                metric, inputs, settings, tolerances)
         except MetricUnavailable as err:
             statuses.append(MetricStatus(metric=metric.key, type=metric.type, error=str(err)))
             if invalid == 0:
@@ -537,209 +574,55 @@ def _compute_replicas_for_metrics(
     return replicas, metric_name, tuple(statuses), ""
 
 
-#: horizontal.go scaleUpLimitFactor / scaleUpLimitMinimum (legacy path only).
-SCALE_UP_LIMIT_FACTOR = 2.0
-SCALE_UP_LIMIT_MINIMUM = 4.0
+def _stabilized_condition(conds: dict[str, Condition], stabilized: int, prenormalized: int,
+                          reason: str) -> None:
+    """AbleToScale after stabilization: its reason when it changed the number."""
+    if stabilized == prenormalized:
+        reason = "ReadyForNewScale"
+    _set(conds, "AbleToScale", True, reason, STABILIZED_MESSAGES[reason])
 
 
-def _normalize_legacy(
-    current: int, prenormalized: int, min_r: int, max_r: int, now: float,
+def _normalize_desired_replicas(
+    spec: HPASpec, current: int, prenormalized: int, now: float,
     recommendations: tuple[Recommendation, ...], settings: HPAControllerSettings,
     conds: dict[str, Condition],
 ) -> tuple[int, tuple[Recommendation, ...]]:
-    """``normalizeDesiredReplicas`` + ``stabilizeRecommendation`` +
-    ``convertDesiredReplicasWithRules``: downscale stabilization over the flag's window
-    (the max recommendation inside it wins), scale-up limit max(2 x current, 4), clamps."""
-    cutoff = now - settings.downscale_stabilization
-    stabilized = prenormalized
-    kept = []
-    for rec in recommendations:
-        if rec.t < cutoff:
-            continue
-        kept.append(rec)
-        if rec.replicas > stabilized:
-            stabilized = rec.replicas
-    kept.append(Recommendation(now, prenormalized))
-    if stabilized != prenormalized:
-        _set(conds, "AbleToScale", True, "ScaleDownStabilized",
-             "recent recommendations were higher than current one, applying the highest "
-             "recent recommendation")
-    else:
-        _set(conds, "AbleToScale", True, "ReadyForNewScale",
-             "recommended size matches current size")
-
-    scale_up_limit = int(max(SCALE_UP_LIMIT_FACTOR * current, SCALE_UP_LIMIT_MINIMUM))
-    if max_r > scale_up_limit:
-        maximum = scale_up_limit
-        cond, msg = ("ScaleUpLimit",
-                     "the desired replica count is increasing faster than the maximum scale rate")
-    else:
-        maximum = max_r
-        cond, msg = ("TooManyReplicas",
-                     "the desired replica count is more than the maximum replica count")
-    if stabilized < min_r:
-        desired = min_r
-        cond, msg = ("TooFewReplicas",
-                     "the desired replica count is less than the minimum replica count")
-    elif stabilized > maximum:
-        desired = maximum
-    else:
-        desired = stabilized
-        cond, msg = ("DesiredWithinRange", "the desired count is within the acceptable range")
-    _set(conds, "ScalingLimited", desired != stabilized, cond, msg)
-    return desired, tuple(kept)
+    """``normalizeDesiredReplicas`` (no behavior): ``stabilizeRecommendation`` over the
+    downscale flag's window, then ``convertDesiredReplicasWithRules``."""
+    stabilized, recommendations = stabilize_recommendation(
+        recommendations, prenormalized=prenormalized, now=now,
+        window=settings.downscale_stabilization)
+    _stabilized_condition(conds, stabilized, prenormalized, "ScaleDownStabilized")
+    desired, reason, message = convert_desired_replicas_with_rules(
+        current_replicas=current, desired_replicas=stabilized,
+        min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
+        scale_up_limit_factor=settings.scale_up_limit_factor,
+        scale_up_limit_minimum=settings.scale_up_limit_minimum)
+    _set(conds, "ScalingLimited", desired != stabilized, reason, message)
+    return desired, recommendations
 
 
-def _replicas_change(period: int, events: tuple[ScaleEvent, ...], now: float) -> int:
-    """``getReplicasChangePerPeriod``: the sum of changes strictly inside the period."""
-    cutoff = now - period
-    return sum(e.change for e in events if e.t > cutoff)
-
-
-def scale_up_limit(current: int, up: tuple[ScaleEvent, ...], down: tuple[ScaleEvent, ...],
-                   rules: ScalingRules, now: float) -> int:
-    """``calculateScaleUpLimitWithScalingRules``: the most replicas the policies allow now."""
-    if rules.select_policy == "Disabled":
-        return current
-    pick_min = rules.select_policy == "Min"
-    result: int | None = None
-    for policy in rules.policies:
-        start = (current - _replicas_change(policy.period_seconds, up, now)
-                 + _replicas_change(policy.period_seconds, down, now))
-        if policy.type == "Pods":
-            proposed = start + policy.value
-        else:   # round up, or a small target could never grow
-            proposed = math.ceil(float(start) * (1 + float(policy.value) / 100))
-        if result is None:
-            result = proposed
-        else:
-            result = min(result, proposed) if pick_min else max(result, proposed)
-    return current if result is None else result
-
-
-def scale_down_limit(current: int, up: tuple[ScaleEvent, ...], down: tuple[ScaleEvent, ...],
-                     rules: ScalingRules, now: float) -> int:
-    """``calculateScaleDownLimitWithBehaviors``: the fewest replicas the policies allow now."""
-    if rules.select_policy == "Disabled":
-        return current
-    pick_min_change = rules.select_policy == "Min"
-    result: int | None = None
-    for policy in rules.policies:
-        start = (current - _replicas_change(policy.period_seconds, up, now)
-                 + _replicas_change(policy.period_seconds, down, now))
-        if policy.type == "Pods":
-            proposed = start - policy.value
-        else:   # int32() conversion truncates toward zero
-            proposed = int(float(start) * (1 - float(policy.value) / 100))
-        if result is None:
-            result = proposed
-        else:
-            result = max(result, proposed) if pick_min_change else min(result, proposed)
-    return current if result is None else result
-
-
-def _normalize_with_behaviors(
-    behavior: Behavior, current: int, prenormalized: int, min_r: int, max_r: int, now: float,
-    recommendations: tuple[Recommendation, ...], up_events: tuple[ScaleEvent, ...],
-    down_events: tuple[ScaleEvent, ...], settings: HPAControllerSettings,
-    conds: dict[str, Condition],
+def _normalize_desired_replicas_with_behaviors(
+    behavior: Behavior, spec: HPASpec, current: int, prenormalized: int, now: float,
+    recommendations: tuple[Recommendation, ...], state: HPAState,
+    settings: HPAControllerSettings, conds: dict[str, Condition],
 ) -> tuple[int, tuple[Recommendation, ...]]:
-    """``normalizeDesiredReplicasWithBehaviors``: stabilize (min over the scale-up window,
-    max over the scale-down window, current size in between), then the rate policies."""
-    up_rules, down_rules = behavior.scale_up, behavior.scale_down
-    up_window = up_rules.stabilization_window_seconds or 0
-    down_window = (down_rules.stabilization_window_seconds
-                   if down_rules.stabilization_window_seconds is not None
-                   else settings.downscale_stabilization)
-    up_cutoff = now - up_window
-    down_cutoff = now - down_window
-    up_rec = down_rec = prenormalized
-    kept = []
-    for rec in recommendations:
-        if rec.t > up_cutoff:
-            up_rec = min(up_rec, rec.replicas)
-        if rec.t > down_cutoff:
-            down_rec = max(down_rec, rec.replicas)
-        if not (rec.t < up_cutoff and rec.t < down_cutoff):
-            kept.append(rec)
-    stabilized = current
-    if stabilized < up_rec:
-        stabilized = up_rec
-    if stabilized > down_rec:
-        stabilized = down_rec
-    kept.append(Recommendation(now, prenormalized))
-    if stabilized != prenormalized:
-        if prenormalized >= current:
-            _set(conds, "AbleToScale", True, "ScaleUpStabilized",
-                 "recent recommendations were lower than current one, applying the lowest "
-                 "recent recommendation")
-        else:
-            _set(conds, "AbleToScale", True, "ScaleDownStabilized",
-                 "recent recommendations were higher than current one, applying the highest "
-                 "recent recommendation")
-    else:
-        _set(conds, "AbleToScale", True, "ReadyForNewScale",
-             "recommended size matches current size")
-
-    # convertDesiredReplicasWithBehaviorRate
-    desired = stabilized
-    cond, msg = "DesiredWithinRange", "the desired count is within the acceptable range"
-    if stabilized > current:
-        limit = max(scale_up_limit(current, up_events, down_events, up_rules, now), current)
-        if max_r > limit:
-            maximum = limit
-            lim_cond, lim_msg = ("ScaleUpLimit", "the desired replica count is increasing "
-                                 "faster than the maximum scale rate")
-        else:
-            maximum = max_r
-            lim_cond, lim_msg = ("TooManyReplicas", "the desired replica count is more than "
-                                 "the maximum replica count")
-        if stabilized > maximum:
-            desired, cond, msg = maximum, lim_cond, lim_msg
-    elif stabilized < current:
-        limit = min(scale_down_limit(current, up_events, down_events, down_rules, now), current)
-        if min_r < limit:
-            minimum = limit
-            lim_cond, lim_msg = ("ScaleDownLimit", "the desired replica count is decreasing "
-                                 "faster than the maximum scale rate")
-        else:
-            minimum = min_r
-            lim_cond, lim_msg = ("TooFewReplicas", "the desired replica count is less than "
-                                 "the minimum replica count")
-        if stabilized < minimum:
-            desired, cond, msg = minimum, lim_cond, lim_msg
-    _set(conds, "ScalingLimited", desired != stabilized, cond, msg)
-    return desired, tuple(kept)
-
-
-def _longest_period(rules: ScalingRules) -> int:
-    return max((p.period_seconds for p in rules.policies), default=0)
-
-
-def _store_scale_event(
-    behavior: Behavior, now: float, prev: int, new: int,
-    up_events: tuple[ScaleEvent, ...], down_events: tuple[ScaleEvent, ...],
-) -> tuple[tuple[ScaleEvent, ...], tuple[ScaleEvent, ...]]:
-    """``storeScaleEvent``: remember the change. As upstream, an event older than its own
-    direction's longest policy period is only *outdated*: the new event takes the last
-    outdated slot (upstream's loop keeps the last index it saw), and the others stay.
-    They still count for the other direction's policies when those have a longer period
-    (``markScaleEventsOutdated`` and the slot reuse in horizontal.go); dropping them would
-    make scale-downs more cautious than a cluster's."""
-    if new > prev:
-        return _reuse_slot(up_events, now - _longest_period(behavior.scale_up),
-                           ScaleEvent(now, new - prev)), down_events
-    return up_events, _reuse_slot(down_events, now - _longest_period(behavior.scale_down),
-                                  ScaleEvent(now, prev - new))
-
-
-def _reuse_slot(events: tuple[ScaleEvent, ...], cutoff: float, new: ScaleEvent
-                ) -> tuple[ScaleEvent, ...]:
-    outdated = [i for i, event in enumerate(events) if event.t < cutoff]
-    if not outdated:
-        return events + (new,)
-    i = outdated[-1]
-    return events[:i] + (new,) + events[i + 1:]
+    """``normalizeDesiredReplicasWithBehaviors``: ``stabilizeRecommendationWithBehaviors``,
+    then ``convertDesiredReplicasWithBehaviorRate``."""
+    args = NormalizationArg(
+        scale_up=behavior.scale_up,
+        scale_down=maybe_init_scale_down_stabilization_window(
+            behavior.scale_down, downscale_stabilization=settings.downscale_stabilization),
+        min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
+        current_replicas=current, desired_replicas=prenormalized)
+    stabilized, reason, _, recommendations = stabilize_recommendation_with_behaviors(
+        args, recommendations, now=now)
+    _stabilized_condition(conds, stabilized, prenormalized, reason)
+    desired, reason, message = convert_desired_replicas_with_behavior_rate(
+        replace(args, desired_replicas=stabilized), scale_up_events=state.scale_up_events,
+        scale_down_events=state.scale_down_events, now=now)
+    _set(conds, "ScalingLimited", desired != stabilized, reason, message)
+    return desired, recommendations
 
 
 # --------------------------------------------------------------------------------------
@@ -843,21 +726,13 @@ def _parse_metric(doc: Any, source: str, path: str) -> MetricSpec:
     return MetricSpec(type=mtype, name=name, target=target, selector=metric.get("selector"))
 
 
-# pkg/apis/autoscaling/v2/defaults.go (defaultHPAScaleUpRules / defaultHPAScaleDownRules)
-_DEFAULT_UP_POLICIES = (
-    ScalingPolicy(type="Pods", value=4, period_seconds=15),
-    ScalingPolicy(type="Percent", value=100, period_seconds=15),
-)
-_DEFAULT_DOWN_POLICIES = (ScalingPolicy(type="Percent", value=100, period_seconds=15),)
 
 
 def _parse_rules(doc: Any, source: str, path: str, *, up: bool) -> ScalingRules:
-    default_window = 0 if up else None
-    default_policies: tuple[ScalingPolicy, ...] = (
-        _DEFAULT_UP_POLICIES if up else _DEFAULT_DOWN_POLICIES)
+    default = DEFAULT_SCALE_UP_RULES if up else DEFAULT_SCALE_DOWN_RULES
+    default_window, default_policies = default.stabilization_window_seconds, default.policies
     if doc is None:
-        return ScalingRules(stabilization_window_seconds=default_window, select_policy="Max",
-                            policies=default_policies)
+        return default
     if not isinstance(doc, Mapping):
         raise ConfigError("must be a mapping", file=source, field=path,
                           fix="write e.g. {stabilizationWindowSeconds: 60, policies: [...]}")

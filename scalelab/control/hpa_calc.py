@@ -38,19 +38,6 @@ class Tolerances:
         return (1.0 - self.scale_down) <= ratio <= (1.0 + self.scale_up)
 
 
-def to_milli(value: float) -> int:
-    """A sample as milli-units, rounded up like ``resource.Quantity.MilliValue()``.
-
-    The small epsilon keeps binary float noise (0.1 * 1000 = 100.00000000000001) from
-    adding a milli-unit the decimal quantity would not have.
-    """
-    scaled = value * 1000.0
-    nearest = round(scaled)
-    if abs(scaled - nearest) < 1e-6:
-        return int(nearest)
-    return math.ceil(scaled)
-
-
 def _div_trunc(num: int, den: int) -> int:
     """int64 division (truncates toward zero, unlike Python's floor division)."""
     q = abs(num) // abs(den)

@@ -332,12 +332,17 @@ class ScaledObjectSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class TriggerReading:
-    """One trigger's poll: metric value (None on error), activity, error text."""
+    """One trigger's poll: the metric in milli-units as KEDA serves it (None on error),
+    activity, error text."""
 
     index: int
-    value: float | None
+    value_milli: int | None
     active: bool
     error: str | None = None
+
+    @property
+    def value(self) -> float | None:
+        return None if self.value_milli is None else self.value_milli / 1000
 
 
 @dataclass(frozen=True, kw_only=True)

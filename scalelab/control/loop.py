@@ -192,8 +192,8 @@ class ControlLoop:
         res = rmq.poll(trig.metadata, http_get=self._http_get, amqp_fetch=self._amqp_fetch)
         if res.error is not None:
             log.warning("%s trigger %d: %s", unit.spec.object_ref, trig.index, res.error)
-        reading = TriggerReading(index=trig.index, value=res.value, active=res.active,
-                                 error=res.error)
+        reading = TriggerReading(index=trig.index, value_milli=res.value_milli,
+                                 active=res.active, error=res.error)
         with self._lock:
             if res.error is not None:
                 unit.errors[trig.index] = unit.errors.get(trig.index, 0) + 1
@@ -217,17 +217,18 @@ class ControlLoop:
 
     def _sync_hpa(self, hpa: _HPAUnit, now: float) -> None:
         target = hpa.spec.target_name
-        external: dict[str, Sequence[float] | None] = {}
+        external: dict[str, Sequence[int] | None] = {}
         if hpa.owner is not None:
             for t in hpa.owner.spec.triggers:
                 if isinstance(t, EventTrigger):
                     r = self._read_trigger(hpa.owner, t)
-                    external[t.metric_name] = None if r.value is None else [r.value]
+                    external[t.metric_name] = None if r.value_milli is None \
+                        else [r.value_milli]
         with self._lock:
             inputs = HPAInputs(now=now, spec_replicas=self._view.spec_replicas(target),
                                pods=self._view.pods(target),
                                pod_metrics=self._view.pod_metrics(target),
-                               external_metrics=external)
+                               external_metrics_milli=external)
             decision, hpa.state = reconcile(hpa.spec, inputs, hpa.state, self._settings)
             hpa.last = decision
             if decision.scaled and decision.desired_replicas != decision.current_replicas:

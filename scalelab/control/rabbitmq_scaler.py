@@ -259,16 +259,25 @@ class QueueStatus:
 
 @dataclass(frozen=True, kw_only=True)
 class ScalerResult:
-    """One poll of one trigger: the external metric value, the activity, or the error."""
+    """One poll of one trigger: the external metric value, the activity, or the error.
 
-    value: float | None
+    ``value_milli`` is the metric as KEDA serves it to the HPA: a ``resource.Quantity``
+    (``GenerateMetricInMili``), which the HPA controller reads as ``MilliValue()``: an
+    integer from here on, never a float again."""
+
+    value_milli: int | None
     active: bool
     error: str | None = None
 
+    @property
+    def value(self) -> float | None:
+        """The metric as a number (``keda_scaler_metrics_value`` publishes this)."""
+        return None if self.value_milli is None else self.value_milli / 1000
+
 
 def compute(meta: RabbitMQMetadata, status: QueueStatus) -> ScalerResult:
-    """``GetMetricsAndActivity`` without the I/O: the activity from the raw value, the
-    value as the metric KEDA serves (``GenerateMetricInMili``: ``milli``)."""
+    """``GetMetricsAndActivity`` without the I/O: the activity from the raw float value,
+    the metric as the milli-quantity KEDA serves (``GenerateMetricInMili``)."""
     msgs, pub, dlv, act = float(status.messages), status.publish_rate, status.deliver_get_rate, \
         meta.activation_value
     if meta.mode == QUEUE_LENGTH:
@@ -286,7 +295,7 @@ def compute(meta: RabbitMQMetadata, status: QueueStatus) -> ScalerResult:
         active = value > act or (pub > 0 and dlv == 0)
     else:
         value, active = expected_consumption_time(msgs, pub, dlv, act)
-    return ScalerResult(value=milli(value), active=active)
+    return ScalerResult(value_milli=quantity_milli(value), active=active)
 
 
 def expected_consumption_time(messages: float, publish_rate: float, deliver_get_rate: float,
@@ -319,11 +328,6 @@ def quantity_milli(value: float) -> int:
     if math.isnan(value) or math.isinf(value) or value < 0:
         return 0
     return int(Decimal(f"{value:.3f}") * 1000)
-
-
-def milli(value: float) -> float:
-    """``GenerateMetricInMili``: the metric value KEDA serves, ``quantity_milli`` / 1000."""
-    return quantity_milli(value) / 1000
 
 
 def target_milli(meta: RabbitMQMetadata) -> int:
@@ -493,5 +497,5 @@ def poll(meta: RabbitMQMetadata, *, http_get: HttpGet = urllib_get,
         else:
             status = (amqp_fetch or fetch_amqp)(meta)
     except (ScalerError, ValueError, OSError) as exc:
-        return ScalerResult(value=None, active=False, error=str(exc))
+        return ScalerResult(value_milli=None, active=False, error=str(exc))
     return compute(meta, status)

@@ -51,7 +51,7 @@ from scalelab.control.keda import (
     activate,
     trigger_authentications,
 )
-from scalelab.control.rabbitmq_scaler import QUEUE_LENGTH
+from scalelab.control.rabbitmq_scaler import QUEUE_LENGTH, quantity_milli
 from scalelab.control.view import PodFacts, PodMetric
 from scalelab.errors import ConfigError
 
@@ -400,10 +400,10 @@ def _trigger_readings(so: ScaledObjectSpec, sample: TraceSample) -> list[Trigger
         value = sample.external.get(trig.metric_name, sample.queue_length)
         if value is None:
             readings.append(TriggerReading(
-                index=trig.index, value=None, active=False,
+                index=trig.index, value_milli=None, active=False,
                 error=f"the trace has no value for {trig.metric_name} (nor queue_length)"))
         else:
-            readings.append(TriggerReading(index=trig.index, value=value,
+            readings.append(TriggerReading(index=trig.index, value_milli=quantity_milli(value),
                                            active=value > trig.metadata.activation_value))
     return readings
 
@@ -427,14 +427,15 @@ def _inputs(spec: HPASpec, sample: TraceSample, pods: list[_SimPod], now: float,
         for name, milli in zip(ready_names, usage, strict=False):
             pod_metrics[name] = PodMetric(pod=name, cpu_milli=int(round(milli)),
                                           memory_bytes=0, timestamp=now, window=window)
-    external: dict[str, Sequence[float] | None] = {}
+    external: dict[str, Sequence[int] | None] = {}
     for metric in spec.metrics:
         if metric.type != "External":
             continue
         value = sample.external.get(metric.name, sample.queue_length)
-        external[metric.name] = None if value is None else [value]
+        # Served as KEDA serves a scaler's value (the only External source a local stack has).
+        external[metric.name] = None if value is None else [quantity_milli(value)]
     return HPAInputs(now=now, spec_replicas=spec_replicas, pods=facts, pod_metrics=pod_metrics,
-                     external_metrics=external)
+                     external_metrics_milli=external)
 
 
 def _cpu_per_pod(sample: TraceSample, ready: int) -> list[float] | None:

@@ -16,11 +16,11 @@ exactly ``desired`` (replica_calculator.go GetExternalMetricReplicas). Where ``d
 ``desired`` against an average of 1 over ``current`` replicas proposes ``desired``
 (GetExternalPerPodMetricReplicas). Upstream table tests that call one normalization
 function directly (TestScalingWithRules -> convertDesiredReplicasWithBehaviorRate,
-TestNormalizeDesiredReplicasWithBehavior -> stabilizeRecommendationWithBehaviors) run here
-through the whole ``reconcile``; the history is seeded so that the other step does not
-change the number. Upstream scale events placed by generateEventsUniformDistribution(events,
-120) sit at the centres of equal slices of the last 120 s (3 events: -100, -60, -20 s;
-1 event: -60 s).
+TestNormalizeDesiredReplicasWithBehavior -> stabilizeRecommendationWithBehaviors) run alone
+against those functions in tests/control/test_hpa_stages.py, and here through the whole
+``reconcile``; the history is seeded so that the other step does not change the number.
+Upstream scale events placed by generateEventsUniformDistribution(events, 120) sit at the
+centres of equal slices of the last 120 s (3 events: -100, -60, -20 s; 1 event: -60 s).
 """
 
 from __future__ import annotations
@@ -34,11 +34,7 @@ from scalelab.control.hpa import (
     HPAState,
     Recommendation,
     ScaleEvent,
-    ScalingPolicy,
-    ScalingRules,
     reconcile,
-    scale_down_limit,
-    scale_up_limit,
 )
 from scalelab.control.view import PodFacts, PodMetric
 from scalelab.errors import ConfigError
@@ -104,7 +100,7 @@ def one_ready(n):
 
 def sync(spec, current, desired, state=None, now=NOW):
     inputs = HPAInputs(now=now, spec_replicas=current, pods=one_ready(current),
-                       external_metrics={"qps": [float(desired)]})
+                       external_metrics_milli={"qps": [desired * 1000]})
     return reconcile(spec, inputs, state or HPAState(), SETTINGS)
 
 
@@ -211,24 +207,6 @@ def test_select_policy_and_max_replicas(min_r, max_r, behavior, current, pre, ex
     assert decision.metric_proposal == pre
     assert decision.desired_replicas == expected
     assert decision.condition("ScalingLimited").reason == why
-
-
-def _two_policies_min(window):
-    return ScalingRules(stabilization_window_seconds=window, select_policy="Min", policies=(
-        ScalingPolicy(type="Pods", value=2, period_seconds=60),
-        ScalingPolicy(type="Percent", value=50, period_seconds=60)))
-
-
-def test_calculate_scale_up_limit_with_scaling_rules():
-    # horizontal_test.go TestCalculateScaleUpLimitWithScalingRules: Min of (Pods 2, 50 %)
-    # per 60 s from 1 replica, no events -> 2.
-    assert scale_up_limit(1, (), (), _two_policies_min(300), NOW) == 2
-
-
-def test_calculate_scale_down_limit_with_behaviors():
-    # horizontal_test.go TestCalculateScaleDownLimitWithBehaviors: the smaller change of
-    # (Pods 2, 50 %) per 60 s from 5 replicas, no events -> 3.
-    assert scale_down_limit(5, (), (), _two_policies_min(300), NOW) == 3
 
 
 def test_scale_up_policy_counts_events_in_period():
@@ -360,9 +338,8 @@ NORMALIZE_LEGACY = [
 def test_normalize_desired_replicas_legacy(history, pre, expected):
     # horizontal_test.go TestNormalizeDesiredReplicas (no behavior: the legacy path). The
     # upstream entries call stabilizeRecommendation alone; here 5 replicas with min 1 /
-    # max 10 keep convertDesiredReplicasWithRules out of the way. (Upstream also checks the
-    # length of the recommendation log: scalelab drops stale entries instead of reusing
-    # their slots, a documented difference in scalelab/control/hpa.py.)
+    # max 10 keep convertDesiredReplicasWithRules out of the way. (The length of the
+    # recommendation log upstream also checks: tests/control/test_hpa_stages.py.)
     spec = HPASpec.from_manifest(manifest(max_r=10))
     d, _ = sync(spec, 5, pre, seeded(recs=ago(*history)))
     assert d.metric_proposal == pre
@@ -493,7 +470,7 @@ def test_one_metric_invalid_blocks_scale_down():
     spec = HPASpec.from_manifest(manifest(min_r=2, max_r=6, metrics=[CPU_50, QPS_VALUE[0]]))
     inputs = HPAInputs(now=NOW, spec_replicas=5, pods=pods(5),
                        pod_metrics=cpu_metrics([100, 300, 500, 250, 250]),
-                       external_metrics={"qps": None})
+                       external_metrics_milli={"qps": None})
     d, _ = reconcile(spec, inputs, seeded(), SETTINGS)
     assert (d.desired_replicas, d.scaled) == (5, False)
     assert d.metric_statuses[0].proposal == 3
@@ -508,7 +485,7 @@ def test_all_metrics_invalid():
     # min 1 / max 100, 3 replicas, the only (External) metric cannot be fetched -> stays 3;
     # AbleToScale SucceededGetScale, ScalingActive False FailedGetExternalMetric.
     spec = HPASpec.from_manifest(manifest(min_r=1, max_r=100))
-    inputs = HPAInputs(now=NOW, spec_replicas=3, pods=pods(3), external_metrics={"qps": None})
+    inputs = HPAInputs(now=NOW, spec_replicas=3, pods=pods(3), external_metrics_milli={"qps": None})
     d, _ = reconcile(spec, inputs, HPAState(), SETTINGS)
     assert (d.desired_replicas, d.scaled) == (3, False)
     assert [(c.type, c.status, c.reason) for c in d.conditions] == [
@@ -520,8 +497,8 @@ def test_max_of_metrics_wins_and_cpu_status():
     # scalelab case (no upstream counterpart), following computeReplicasForMetrics in
     # horizontal.go: proposals combine by max; the status carries the utilization.
     spec = HPASpec.from_manifest(manifest(metrics=TWO_METRICS))
-    inputs = HPAInputs(now=NOW, spec_replicas=2, pods=pods(2), external_metrics={"qps": [1.0]},
-                       pod_metrics=cpu_metrics([900, 900]))
+    inputs = HPAInputs(now=NOW, spec_replicas=2, pods=pods(2),
+                       external_metrics_milli={"qps": [1000]}, pod_metrics=cpu_metrics([900, 900]))
     d, _ = reconcile(spec, inputs, seeded(), SETTINGS)
     assert d.desired_replicas == 4
     assert d.metric_statuses[1].average_utilization == 90

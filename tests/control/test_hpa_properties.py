@@ -83,7 +83,7 @@ def sync(spec: HPASpec, now: float, current: int, rec: int, state: HPAState,
     """One sync that proposes exactly ``rec``; returns the size written and the next state."""
     d, state = reconcile(spec, HPAInputs(now=now, spec_replicas=current,
                                          status_replicas=current,
-                                         external_metrics={"q": [float(rec)]}), state, ctl)
+                                         external_metrics_milli={"q": [rec * 1000]}), state, ctl)
     assert d.metric_proposal == rec   # the input convention holds
     return d.desired_replicas, state
 
@@ -382,16 +382,41 @@ def test_stabilization_legacy(current: int, pre: int, history: list[tuple[int, i
 # --------------------------------------------------------------------------------------
 
 
-@settings(max_examples=200)
-@given(current=st.integers(1, 50), ratio=st.floats(0.9, 1.1))
-def test_within_tolerance_nothing_moves(current: int, ratio: float) -> None:
+@settings(max_examples=300)
+@given(current=st.integers(1, 50), usage_milli=st.integers(8_500, 11_500))
+def test_tolerance_band_decides_from_the_inputs(current: int, usage_milli: int) -> None:
+    """An External Value target of 10 (10000m) against ``usage_milli`` on ``current`` ready
+    pods: the usage ratio is usage_milli / 10000, computed here from the inputs in float64
+    as replica_calculator.go ``GetExternalMetricReplicas`` does. Inside [1 - 0.1, 1 + 0.1]
+    (edges included, ``tolerances.isWithin``) nothing moves; outside, the size is
+    ceil(ratio x ready pods). Both outcomes are drawn on every run: the band is about a
+    third of the range. No stabilization or cap applies: the only recommendation is from
+    long ago and the ratio stays under 2."""
     spec = spec_for(1, 100, metrics=VALUE_OF_TEN)
-    value = 10.0 * ratio  # usage / target == ratio
     d, _ = reconcile(spec, HPAInputs(now=1000.0, spec_replicas=current,
                                      pods=ready_pods(current),
-                                     external_metrics={"q": [value]}),
+                                     external_metrics_milli={"q": [usage_milli]}),
                      HPAState(recommendations=(Recommendation(0.0, current),)), SETTINGS)
-    usage_ratio = (d.metric_statuses[0].value_milli or 0) / 10_000
-    assert 0.89 <= usage_ratio <= 1.11
-    if 0.9 <= usage_ratio <= 1.1:
-        assert d.desired_replicas == current and not d.scaled
+    ratio = float(usage_milli) / 10_000.0
+    if 1.0 - 0.1 <= ratio <= 1.0 + 0.1:
+        assert (d.desired_replicas, d.scaled) == (current, False)
+    else:
+        expected = math.ceil(ratio * float(current))
+        assert (d.desired_replicas, d.scaled) == (expected, expected != current)
+    assert d.metric_statuses[0].value_milli == usage_milli
+
+
+@pytest.mark.parametrize(("current", "usage_milli", "desired"), [
+    (10, 9_000, 10), (10, 8_999, 9), (10, 11_000, 10), (10, 11_001, 12),
+    # float64, not exact arithmetic: 1.12 x 25 = 28.000000000000004, rounded up to 29
+    (25, 11_200, 29)])
+def test_tolerance_band_edges(current: int, usage_milli: int, desired: int) -> None:
+    """Pinned numbers: the band's edges (1 - 0.1 and 1 + 0.1 are the float64s 0.9 and 1.1,
+    which 9000/10000 and 11000/10000 hit exactly), and a product exact arithmetic gets
+    wrong (11200/10000 x 25 is exactly 28)."""
+    spec = spec_for(1, 100, metrics=VALUE_OF_TEN)
+    d, _ = reconcile(spec, HPAInputs(now=1000.0, spec_replicas=current,
+                                     pods=ready_pods(current),
+                                     external_metrics_milli={"q": [usage_milli]}),
+                     HPAState(recommendations=(Recommendation(0.0, current),)), SETTINGS)
+    assert d.desired_replicas == desired

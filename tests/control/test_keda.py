@@ -14,8 +14,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scalelab.control.hpa import HPASpec
+from scalelab.control import rabbitmq_scaler as rmq
+from scalelab.control.hpa import HPAControllerSettings, HPAInputs, HPASpec, HPAState, reconcile
 from scalelab.control.keda import (
+    EventTrigger,
     KedaState,
     ScaledObjectSpec,
     TriggerReading,
@@ -61,7 +63,7 @@ def _so(*, min_r: int | None = None, max_r: int | None = 10, idle: int | None = 
 
 
 def _reading(active: bool, error: str | None = None) -> list[TriggerReading]:
-    return [TriggerReading(index=0, value=None if error else (9.0 if active else 0.0),
+    return [TriggerReading(index=0, value_milli=None if error else (9000 if active else 0),
                            active=active, error=error)]
 
 
@@ -180,6 +182,36 @@ def test_generated_hpa_target_is_quantity_from_float64(value: str, target: str) 
     else:
         assert HPASpec.from_manifest(hpa, source="generated").metrics[0].target \
             .average_value_milli == int(target[:-1])
+
+
+@pytest.mark.parametrize(("rate", "target", "tolerance", "milli", "replicas"), [
+    # KEDA serves 2.0004 as 2.000 (2000m, %.3f), twice the 1000m target on one pod -> 2.
+    # Rounding the float up to a milli instead (2001m) would make it 3.
+    (2.0004, "1", 0.1, 2000, 2),
+    # 1.2345 is 1.234499999...: 1234m against the 1234m target is a ratio of exactly 1, so
+    # even with no tolerance nothing moves; 1235m would scale to 2.
+    (1.2345, "1.234", 0.0, 1234, 1),
+])
+def test_scaler_value_reaches_the_hpa_as_integer_milli(rate: float, target: str,
+                                                       tolerance: float, milli: int,
+                                                       replicas: int) -> None:
+    """The metric KEDA serves is a resource.Quantity (scaler.go GenerateMetricInMili ->
+    quantityFromFloat64) that the HPA reads as MilliValue(): the scaler's value travels as
+    an integer milli-quantity to the generated HPA's computation, never through a float."""
+    doc = _value_so(target)
+    doc["spec"]["triggers"][0]["metadata"]["mode"] = "MessageRate"
+    so = ScaledObjectSpec.from_manifest(doc, env={})
+    (trig,) = so.triggers
+    assert isinstance(trig, EventTrigger)
+    res = rmq.compute(trig.metadata, rmq.QueueStatus(messages=0, publish_rate=rate))
+    assert res.value_milli == milli and isinstance(res.value_milli, int)
+    hpa = HPASpec.from_manifest(so.hpa_manifest(), source="generated")
+    inputs = HPAInputs(now=100.0, spec_replicas=1, status_replicas=1,
+                       external_metrics_milli={trig.metric_name: [res.value_milli]})
+    d, _ = reconcile(hpa, inputs, HPAState(recommendations=()),
+                     HPAControllerSettings(tolerance=tolerance))
+    assert d.metric_statuses[0].average_value_milli == milli
+    assert d.desired_replicas == replicas
 
 
 @pytest.mark.parametrize("value", ["NaN", "-Inf", "-5", "0.0004"])

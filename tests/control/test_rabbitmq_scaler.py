@@ -243,14 +243,14 @@ def test_exclude_unacknowledged_and_modes_pure() -> None:
     base = {"queueName": "q", "host": "http://h/", "activationValue": "1"}
     m = rmq.parse_metadata({**base, "mode": "QueueLength", "value": "5",
                             "excludeUnacknowledged": "true"}, resolved_env={})
-    assert rmq.compute(m, rmq.status_from_queue_info(m, info)).value == 6  # ready only
+    assert rmq.compute(m, rmq.status_from_queue_info(m, info)).value_milli == 6000  # ready only
     m = rmq.parse_metadata({**base, "mode": "PublishedToDeliveredRatio", "value": "1"},
                            resolved_env={})
-    assert rmq.compute(m, rmq.status_from_queue_info(m, info)).value == 0.5
+    assert rmq.compute(m, rmq.status_from_queue_info(m, info)).value_milli == 500
     m = rmq.parse_metadata({**base, "mode": "ExpectedQueueConsumptionTime", "value": "1"},
                            resolved_env={})
     r = rmq.compute(m, rmq.status_from_queue_info(m, info))
-    assert r.value == pytest.approx((2 - 4) / 4 + 10 / 4) and r.active
+    assert r.value_milli == 2000 and r.active   # (2 - 4) / 4 + 10 / 4
 
 
 # rabbitmq_scaler_test.go testExpectedQueueConsumptionTimeTestData
@@ -278,7 +278,7 @@ def test_expected_queue_consumption_time_upstream_cases(
                               resolved_env={"plainHost": "http://127.0.0.1:1/"})
     res = rmq.poll(meta, http_get=lambda url, t: (200, json.dumps(info).encode()))
     assert res.error is None
-    assert (res.value, res.active) == (expected_milli / 1000, active), name
+    assert (res.value_milli, res.active) == (expected_milli, active), name
 
 
 # scaler_test.go TestGenerateMetricInMili / TestGetMetricTargetMili (both through
@@ -307,7 +307,6 @@ QUANTITY_CASES = [
 @pytest.mark.parametrize(("name", "value", "expected"), QUANTITY_CASES,
                          ids=[c[0] for c in QUANTITY_CASES])
 def test_quantity_from_float64(name: str, value: float, expected: int) -> None:
-    assert rmq.milli(value) == expected / 1000  # the metric value poll() reports
     assert rmq.quantity_milli(value) == expected
 
 
@@ -317,11 +316,11 @@ def test_non_finite_and_negative_metric_values_become_zero() -> None:
     ratio = rmq.parse_metadata({**base, "mode": "PublishedToDeliveredRatio"}, resolved_env={})
     res = rmq.compute(ratio, rmq.QueueStatus(messages=5, publish_rate=1e308,
                                              deliver_get_rate=1e-10))  # 1e318: +Inf
-    assert res.value == 0 and res.active
+    assert res.value_milli == 0 and res.active
     eta = rmq.parse_metadata({**base, "mode": "ExpectedQueueConsumptionTime"}, resolved_env={})
     # draining faster than anything arrives: (0 - 2) / 2 + 1 / 2 = -0.5
     res = rmq.compute(eta, rmq.QueueStatus(messages=1, publish_rate=0, deliver_get_rate=2))
-    assert res.value == 0 and not res.active
+    assert res.value_milli == 0 and not res.active
 
 
 @pytest.mark.parametrize(("metadata", "param"), [
