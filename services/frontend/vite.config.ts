@@ -12,5 +12,9 @@ export default defineConfig({
       ["/api", "/tasks"].map((p) => [p, process.env.SCALELAB_API ?? "http://127.0.0.1:8080"]),
     ),
   },
-  test: { environment: "jsdom", include: ["src/**/*.test.tsx", "src/**/*.test.ts"] },
+  test: {
+    environment: "jsdom",
+    include: ["src/**/*.test.tsx", "src/**/*.test.ts"],
+    setupFiles: ["src/test-setup.ts"],
+  },
 });
