@@ -244,7 +244,9 @@ def test_up_with_scale_and_scaling_prints_the_stack_and_runs_the_controller(
             lines.append(line.rstrip("\n"))
         text = "\n".join(lines)
         assert lines[0] == "scalelab stack is up (local backend):", text
-        urls = dict(line.split(None, 1) for line in lines[1:3])
+        # "  API   <url>", "  Prometheus   <url>" among the other lines (Frontend, ...)
+        urls = {label: line.split()[-1] for line in lines[1:] for label in ("API", "Prometheus")
+                if line.startswith(f"  {label} ")}
         assert urls["API"].startswith("http://127.0.0.1:") and listening(
             urlsplit(urls["API"]).port or 0)
         assert "  Deployment agent: 4/4 ready" in lines, text
