@@ -20,118 +20,161 @@ ENV = {HOST: "amqp://user:sercet@somehost.com:5236/vhost", "myUsernameSecret": "
        "myPasswordSecret": "Password"}
 
 # rabbitmq_scaler_test.go testRabbitMQMetadata (TestRabbitMQParseMetadata):
-# (comment from upstream, metadata, authParams, is_error)
-PARSE_CASES = [
-    ("nothing passed", {}, {}, True),
+# (comment from upstream, metadata, authParams, ERROR or the parsed result). The
+# parsed results are read from kedacore/keda pkg/scalers/rabbitmq_scaler.go (main,
+# 8b4f083): rabbitMQMetadata's keda tags (host from triggerMetadata, authParams, then
+# resolvedEnv[hostFromEnv]; protocol from triggerMetadata or authParams, default auto;
+# pageSize 100, operation sum), Validate (auto -> amqp for amqp(s)://, http for
+# http(s)://), validateTrigger (nothing set -> QueueLength 20; queueLength N -> QueueLength
+# N) and typed_config.go (a timeout number is milliseconds). Upstream's test checks only
+# the error; the results are this file's.
+ERROR = None   # the case must fail to parse
+
+
+def parsed(**fields: object) -> dict[str, object]:
+    """A parse result: rabbitMQMetadata's defaults for queue "sample" (QueueLength 20,
+    no activation, pageSize 100, operation sum, no timeout, no vhost override), with
+    ``fields`` over them."""
+    return {"queue_name": "sample", "mode": "QueueLength", "value": 20.0,
+            "activation_value": 0.0, "vhost_name": "", "use_regex": False,
+            "exclude_unacknowledged": False, "page_size": 100, "operation": "sum",
+            "timeout_ms": 0, **fields}
+
+
+PARSE_CASES: list[tuple[str, dict[str, str], dict[str, str], dict[str, object] | None]] = [
+    ("nothing passed", {}, {}, ERROR),
     ("properly formed metadata", {"queueLength": "10", "queueName": "sample",
-                                  "hostFromEnv": HOST}, {}, False),
+                                  "hostFromEnv": HOST}, {},
+     parsed(value=10, host=ENV[HOST], protocol="amqp")),
     ("malformed queueLength", {"queueLength": "AA", "queueName": "sample",
-                               "hostFromEnv": HOST}, {}, True),
-    ("missing host", {"queueLength": "AA", "queueName": "sample"}, {}, True),
-    ("missing queueName", {"queueLength": "10", "hostFromEnv": HOST}, {}, True),
+                               "hostFromEnv": HOST}, {}, ERROR),
+    ("missing host", {"queueLength": "AA", "queueName": "sample"}, {}, ERROR),
+    ("missing queueName", {"queueLength": "10", "hostFromEnv": HOST}, {}, ERROR),
     ("host defined in authParams", {"queueLength": "10", "hostFromEnv": HOST},
-     {"host": HOST}, True),
+     {"host": HOST}, ERROR),
     ("properly formed metadata with http protocol", {"queueLength": "10", "queueName": "sample",
-                                                     "host": HOST, "protocol": "http"}, {}, False),
+                                                     "host": HOST, "protocol": "http"}, {},
+     parsed(value=10, host=HOST, protocol="http")),
     ("queue name with slashes", {"queueLength": "10", "queueName": "namespace/name",
-                                 "hostFromEnv": HOST}, {}, False),
+                                 "hostFromEnv": HOST}, {},
+     parsed(queue_name="namespace/name", value=10, host=ENV[HOST], protocol="amqp")),
     ("vhost passed", {"vhostName": "myVhost", "queueName": "namespace/name",
-                      "hostFromEnv": HOST}, {}, False),
+                      "hostFromEnv": HOST}, {},
+     parsed(queue_name="namespace/name", host=ENV[HOST], protocol="amqp", vhost_name="myVhost")),
     ("vhost passed but empty", {"vhostName": "", "queueName": "namespace/name",
-                                "hostFromEnv": HOST}, {}, False),
+                                "hostFromEnv": HOST}, {},
+     parsed(queue_name="namespace/name", host=ENV[HOST], protocol="amqp")),
     ("protocol defined in authParams", {"queueName": "sample", "hostFromEnv": HOST},
-     {"protocol": "http"}, False),
-    ("auto protocol and a bad URL", {"queueName": "sample", "host": "something://"}, {}, True),
-    ("auto protocol and an HTTP URL", {"queueName": "sample", "host": "http://"}, {}, False),
-    ("auto protocol and an HTTPS URL", {"queueName": "sample", "host": "https://"}, {}, False),
+     {"protocol": "http"}, parsed(host=ENV[HOST], protocol="http")),
+    ("auto protocol and a bad URL", {"queueName": "sample", "host": "something://"}, {}, ERROR),
+    ("auto protocol and an HTTP URL", {"queueName": "sample", "host": "http://"}, {},
+     parsed(host="http://", protocol="http")),
+    ("auto protocol and an HTTPS URL", {"queueName": "sample", "host": "https://"}, {},
+     parsed(host="https://", protocol="http")),
     ("queueLength and mode", {"queueLength": "10", "mode": "QueueLength", "queueName": "sample",
-                              "host": "https://"}, {}, True),
+                              "host": "https://"}, {}, ERROR),
     ("queueLength and value", {"queueLength": "10", "value": "20", "queueName": "sample",
-                               "host": "https://"}, {}, True),
-    ("only mode", {"mode": "QueueLength", "queueName": "sample", "host": "https://"}, {}, True),
-    ("only value", {"value": "20", "queueName": "sample", "host": "https://"}, {}, True),
+                               "host": "https://"}, {}, ERROR),
+    ("only mode", {"mode": "QueueLength", "queueName": "sample", "host": "https://"}, {}, ERROR),
+    ("only value", {"value": "20", "queueName": "sample", "host": "https://"}, {}, ERROR),
     ("mode and value", {"mode": "QueueLength", "value": "20", "queueName": "sample",
-                        "host": "https://"}, {}, False),
+                        "host": "https://"}, {}, parsed(host="https://", protocol="http")),
     ("invalid mode", {"mode": "Feelings", "value": "20", "queueName": "sample",
-                      "host": "https://"}, {}, True),
+                      "host": "https://"}, {}, ERROR),
     ("invalid value", {"mode": "QueueLength", "value": "lots", "queueName": "sample",
-                       "host": "https://"}, {}, True),
+                       "host": "https://"}, {}, ERROR),
     ("queue length amqp", {"mode": "QueueLength", "value": "20", "queueName": "sample",
-                           "host": "amqps://"}, {}, False),
+                           "host": "amqps://"}, {}, parsed(host="amqps://", protocol="amqp")),
     ("message rate amqps", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
-                            "host": "amqps://"}, {}, True),
+                            "host": "amqps://"}, {}, ERROR),
     ("message rate http", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
-                           "host": "http://"}, {}, False),
+                           "host": "http://"}, {},
+     parsed(mode="MessageRate", value=1000, host="http://", protocol="http")),
     ("deliverGet rate amqp", {"mode": "DeliverGetRate", "value": "1000", "queueName": "sample",
-                              "host": "amqp://"}, {}, True),
+                              "host": "amqp://"}, {}, ERROR),
     ("deliverGet rate https", {"mode": "DeliverGetRate", "value": "1000", "queueName": "sample",
-                               "host": "https://"}, {}, False),
+                               "host": "https://"}, {},
+     parsed(mode="DeliverGetRate", value=1000, host="https://", protocol="http")),
     ("amqp host and useRegex", {"queueName": "sample", "host": "amqps://", "useRegex": "true"},
-     {}, True),
+     {}, ERROR),
     ("http host and useRegex", {"queueName": "sample", "host": "http://", "useRegex": "true"},
-     {}, False),
+     {}, parsed(host="http://", protocol="http", use_regex=True)),
     ("http valid timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
-                            "host": "http://", "timeout": "1000"}, {}, False),
+                            "host": "http://", "timeout": "1000"}, {},
+     parsed(value=1000, host="http://", protocol="http", timeout_ms=1000)),
     ("http invalid timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
-                              "host": "http://", "timeout": "-10"}, {}, True),
+                              "host": "http://", "timeout": "-10"}, {}, ERROR),
     ("http wrong timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
-                            "host": "http://", "timeout": "error"}, {}, True),
+                            "host": "http://", "timeout": "error"}, {}, ERROR),
     ("amqp timeout", {"mode": "QueueLength", "value": "1000", "queueName": "sample",
-                      "host": "amqp://", "timeout": "10"}, {}, True),
+                      "host": "amqp://", "timeout": "10"}, {}, ERROR),
     ("pageSize less than 1", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
-                              "host": "http://", "useRegex": "true", "pageSize": "-1"}, {}, True),
+                              "host": "http://", "useRegex": "true", "pageSize": "-1"}, {}, ERROR),
     ("invalid pageSize", {"mode": "MessageRate", "value": "1000", "queueName": "sample",
-                          "host": "http://", "useRegex": "true", "pageSize": "a"}, {}, True),
+                          "host": "http://", "useRegex": "true", "pageSize": "a"}, {}, ERROR),
     ("activationValue passed", {"activationValue": "10", "queueLength": "20",
-                                "queueName": "sample", "hostFromEnv": HOST}, {}, False),
+                                "queueName": "sample", "hostFromEnv": HOST}, {},
+     parsed(activation_value=10, host=ENV[HOST], protocol="amqp")),
     ("malformed activationValue", {"activationValue": "AA", "queueLength": "10",
-                                   "queueName": "sample", "hostFromEnv": HOST}, {}, True),
+                                   "queueName": "sample", "hostFromEnv": HOST}, {}, ERROR),
     ("http and excludeUnacknowledged", {"mode": "QueueLength", "value": "1000",
                                         "queueName": "sample", "host": "http://",
                                         "useRegex": "true", "excludeUnacknowledged": "true"},
-     {}, False),
+     {},
+     parsed(value=1000, host="http://", protocol="http", use_regex=True,
+            exclude_unacknowledged=True)),
     ("amqp and excludeUnacknowledged", {"mode": "QueueLength", "value": "1000",
                                         "queueName": "sample", "host": "amqp://",
                                         "useRegex": "true", "excludeUnacknowledged": "true"},
-     {}, True),
+     {}, ERROR),
     ("unsafeSsl true", {"queueName": "sample", "host": "https://", "unsafeSsl": "true"}, {},
-     False),
+     parsed(host="https://", protocol="http")),
     ("unsafeSsl wrong input", {"queueName": "sample", "host": "https://",
-                               "unsafeSsl": "random"}, {}, True),
+                               "unsafeSsl": "random"}, {}, ERROR),
     # testRabbitMQAuthParamData (TestRabbitMQParseAuthParamData), TLS/identity/auth subset
     ("failure, TLS missing cert", {"queueName": "sample", "hostFromEnv": HOST},
-     {"tls": "enable", "ca": "caaa", "key": "kee"}, True),
+     {"tls": "enable", "ca": "caaa", "key": "kee"}, ERROR),
     ("failure, TLS invalid", {"queueName": "sample", "hostFromEnv": HOST},
-     {"tls": "yes", "ca": "caaa", "cert": "ceert", "key": "kee"}, True),
+     {"tls": "yes", "ca": "caaa", "cert": "ceert", "key": "kee"}, ERROR),
     ("success, username and password", {"queueName": "sample", "hostFromEnv": HOST},
-     {"username": "user", "password": "PASSWORD"}, False),
+     {"username": "user", "password": "PASSWORD"}, parsed(host=ENV[HOST], protocol="amqp")),
     ("failure, username but no password", {"queueName": "sample", "hostFromEnv": HOST},
-     {"username": "user"}, True),
+     {"username": "user"}, ERROR),
     ("success, username and password from env", {"queueName": "sample", "hostFromEnv": HOST,
                                                  "usernameFromEnv": "myUsernameSecret",
                                                  "passwordFromEnv": "myPasswordSecret"}, {},
-     False),
+     parsed(host=ENV[HOST], protocol="amqp")),
     ("failure, password from env but not username", {"queueName": "sample",
                                                      "hostFromEnv": HOST,
                                                      "passwordFromEnv": "myPasswordSecret"},
-     {}, True),
+     {}, ERROR),
     ("failure, WorkloadIdentity not supported for amqp", {"queueName": "sample",
                                                           "hostFromEnv": HOST,
                                                           "protocol": "amqp"},
-     {"workloadIdentityResource": "rabbitmq-resource-id"}, True),
+     {"workloadIdentityResource": "rabbitmq-resource-id"}, ERROR),
 ]
 
 
-@pytest.mark.parametrize(("case", "metadata", "auth", "is_error"), PARSE_CASES,
+@pytest.mark.parametrize(("case", "metadata", "auth", "expected"), PARSE_CASES,
                          ids=[c[0] for c in PARSE_CASES])
 def test_parse_metadata_upstream_cases(case: str, metadata: dict[str, str],
-                                       auth: dict[str, str], is_error: bool) -> None:
-    """rabbitmq_scaler_test.go TestRabbitMQParseMetadata / TestRabbitMQParseAuthParamData."""
-    if is_error:
+                                       auth: dict[str, str],
+                                       expected: dict[str, object] | None) -> None:
+    """rabbitmq_scaler_test.go TestRabbitMQParseMetadata / TestRabbitMQParseAuthParamData:
+    the error upstream expects, or else the parsed fields this file expects."""
+    if expected is ERROR:
         with pytest.raises(rmq.ScalerError):
             rmq.parse_metadata(metadata, resolved_env=ENV, auth_params=auth)
-    else:
-        rmq.parse_metadata(metadata, resolved_env=ENV, auth_params=auth)
+        return
+    meta = rmq.parse_metadata(metadata, resolved_env=ENV, auth_params=auth)
+    assert {k: getattr(meta, k) for k in expected} == expected
+
+
+def test_parse_cases_cover_upstream_tables() -> None:
+    # 40 testRabbitMQMetadata entries + the 7 testRabbitMQAuthParamData ones above, 19 of
+    # which parse; every one of those has an expected result.
+    assert len(PARSE_CASES) == 47
+    assert sum(1 for c in PARSE_CASES if c[3] is not ERROR) == 19
 
 
 @pytest.mark.parametrize("extra", [{}, {"protocol": "http"}])
