@@ -90,8 +90,13 @@ def dockerfiles() -> list[Path]:
 def test_the_dockerfiles_are_the_ones_the_backend_builds_and_copy_services() -> None:
     assert sorted(p.relative_to(paths.ROOT).as_posix() for p in dockerfiles()) == \
         ["services/agent/Dockerfile", "services/api/Dockerfile"]
+    api_extra = [  # the page's build stage and the dashboards its panels are read from
+        "services/frontend/package.json", "services/frontend/package-lock.json",
+        "services/frontend/", "manifests/grafana/"]
     for path in dockerfiles():
-        assert copied_sources(path) == ["services/requirements.txt", "services/"]
+        extra = api_extra if path.parent.name == "api" else []
+        assert sorted(copied_sources(path)) == sorted(
+            ["services/requirements.txt", "services/", *extra])
 
 
 def test_dockerignore_keeps_every_copied_path_and_drops_the_rest() -> None:
