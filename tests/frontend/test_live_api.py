@@ -16,10 +16,12 @@ from typing import Any
 import port_for
 import pytest
 import requests
+import yaml
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from scalelab import paths
+from scalelab.backends.cluster.settings import DEFAULT_PROMETHEUS_SERVICE
 from scalelab.procs import prometheus as prom
 from scalelab.scaling_control import ControlServer, ScalingControl
 from scalelab.waiting import wait_for
@@ -360,3 +362,17 @@ def test_scaling_requests_reach_scalelab_ups_control_one_manifest_at_a_time() ->
         server.close()
     gone = client(control_url=server.url).get("/api/scaling")
     assert gone.status_code == 503 and "not answering" in gone.get_json()["error"]
+
+
+def test_the_cluster_api_reads_the_prometheus_the_kind_backend_installs() -> None:
+    """manifests/base/api.yaml's PROMETHEUS_URL is the kps release's Service (what the
+    cluster backends forward to as DEFAULT_PROMETHEUS_SERVICE), and its NAMESPACE the
+    pod's own."""
+    api = next(d for d in yaml.safe_load_all((paths.MANIFESTS / "base" / "api.yaml")
+                                             .read_text()) if d["kind"] == "Deployment")
+    env = {e["name"]: e for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    namespace, _, service = DEFAULT_PROMETHEUS_SERVICE.partition("/")
+    name, _, port = service.partition(":")
+    assert env["PROMETHEUS_URL"]["value"] == f"http://{name}.{namespace}.svc:{port}"
+    assert env["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    ApiConfig.from_env({"PROMETHEUS_URL": env["PROMETHEUS_URL"]["value"]})
