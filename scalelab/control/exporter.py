@@ -75,65 +75,74 @@ class ControlCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        p = "kube_horizontalpodautoscaler_"
-        cur = GaugeMetricFamily(p + "status_current_replicas",
-                                "Current number of replicas of pods managed by this autoscaler.",
-                                labels=HPA_LABELS)
-        des = GaugeMetricFamily(p + "status_desired_replicas",
-                                "Desired number of replicas of pods managed by this autoscaler.",
-                                labels=HPA_LABELS)
-        lo = GaugeMetricFamily(p + "spec_min_replicas",
-                               "Lower limit for the number of pods that can be set by the "
-                               "autoscaler, default 1.", labels=HPA_LABELS)
-        hi = GaugeMetricFamily(p + "spec_max_replicas",
-                               "Upper limit for the number of pods that can be set by the "
-                               "autoscaler; cannot be smaller than MinReplicas.",
-                               labels=HPA_LABELS)
-        tl = [*HPA_LABELS, "metric_name", "metric_target_type"]
-        spec_t = GaugeMetricFamily(p + "spec_target_metric",
-                                   "The metric specifications used by this autoscaler when "
-                                   "calculating the desired replica count.", labels=tl)
-        stat_t = GaugeMetricFamily(p + "status_target_metric",
-                                   "The current metric status used by this autoscaler when "
-                                   "calculating the desired replica count.", labels=tl)
-        cond = GaugeMetricFamily(p + "status_condition",
-                                 "The condition of this autoscaler.",
-                                 labels=[*HPA_LABELS, "condition", "status"])
-        for h in snap.hpas:
-            key: list[str] = [h.namespace, h.name]
-            lo.add_metric(key, h.min_replicas)
-            hi.add_metric(key, h.max_replicas)
-            if h.current_replicas is not None:
-                cur.add_metric(key, h.current_replicas)
-            if h.desired_replicas is not None:
-                des.add_metric(key, h.desired_replicas)
-            for name, ttype, value in h.spec_targets:
-                spec_t.add_metric([*key, name, ttype], value)
-            for name, ttype, value in h.status_targets:
-                stat_t.add_metric([*key, name, ttype], value)
-            for c in h.conditions:
-                status = c.get("status", "Unknown").lower()
-                for st in ("true", "false", "unknown"):
-                    cond.add_metric([*key, c["type"], st], 1.0 if st == status else 0.0)
-        yield from (cur, des, lo, hi, spec_t, stat_t, cond)
+        yield from _hpa_families(snap)
+        yield from _keda_families(snap)
 
-        val = GaugeMetricFamily("keda_scaler_metrics_value",
-                                "The current value for each scaler's metric that would be used "
-                                "by the HPA in computing the target average.", labels=KEDA_LABELS)
-        act = GaugeMetricFamily("keda_scaler_active",
-                                "Indicates whether a scaler is active (1), or not (0).",
-                                labels=KEDA_LABELS)
-        err = CounterMetricFamily("keda_scaler_errors",
-                                  "The number of errors that have occurred for each scaler.",
-                                  labels=KEDA_LABELS)
-        for s in snap.scalers:
-            labels = [s.namespace, s.metric, s.scaled_object, s.scaler, str(s.trigger_index),
-                      "scaledobject"]
-            if s.value is not None:
-                val.add_metric(labels, s.value)
-            act.add_metric(labels, 1.0 if s.active else 0.0)
-            err.add_metric(labels, s.errors)
-        yield from (val, act, err)
+
+def _hpa_families(snap: Snapshot) -> Iterator[Metric]:
+    """kube-state-metrics' ``kube_horizontalpodautoscaler_*`` series for the HPAs."""
+    p = "kube_horizontalpodautoscaler_"
+    cur = GaugeMetricFamily(p + "status_current_replicas",
+                            "Current number of replicas of pods managed by this autoscaler.",
+                            labels=HPA_LABELS)
+    des = GaugeMetricFamily(p + "status_desired_replicas",
+                            "Desired number of replicas of pods managed by this autoscaler.",
+                            labels=HPA_LABELS)
+    lo = GaugeMetricFamily(p + "spec_min_replicas",
+                           "Lower limit for the number of pods that can be set by the "
+                           "autoscaler, default 1.", labels=HPA_LABELS)
+    hi = GaugeMetricFamily(p + "spec_max_replicas",
+                           "Upper limit for the number of pods that can be set by the "
+                           "autoscaler; cannot be smaller than MinReplicas.",
+                           labels=HPA_LABELS)
+    tl = [*HPA_LABELS, "metric_name", "metric_target_type"]
+    spec_t = GaugeMetricFamily(p + "spec_target_metric",
+                               "The metric specifications used by this autoscaler when "
+                               "calculating the desired replica count.", labels=tl)
+    stat_t = GaugeMetricFamily(p + "status_target_metric",
+                               "The current metric status used by this autoscaler when "
+                               "calculating the desired replica count.", labels=tl)
+    cond = GaugeMetricFamily(p + "status_condition",
+                             "The condition of this autoscaler.",
+                             labels=[*HPA_LABELS, "condition", "status"])
+    for h in snap.hpas:
+        key: list[str] = [h.namespace, h.name]
+        lo.add_metric(key, h.min_replicas)
+        hi.add_metric(key, h.max_replicas)
+        if h.current_replicas is not None:
+            cur.add_metric(key, h.current_replicas)
+        if h.desired_replicas is not None:
+            des.add_metric(key, h.desired_replicas)
+        for name, ttype, value in h.spec_targets:
+            spec_t.add_metric([*key, name, ttype], value)
+        for name, ttype, value in h.status_targets:
+            stat_t.add_metric([*key, name, ttype], value)
+        for c in h.conditions:
+            status = c.get("status", "Unknown").lower()
+            for st in ("true", "false", "unknown"):
+                cond.add_metric([*key, c["type"], st], 1.0 if st == status else 0.0)
+    yield from (cur, des, lo, hi, spec_t, stat_t, cond)
+
+
+def _keda_families(snap: Snapshot) -> Iterator[Metric]:
+    """The KEDA operator's ``keda_scaler_*`` series for the triggers."""
+    val = GaugeMetricFamily("keda_scaler_metrics_value",
+                            "The current value for each scaler's metric that would be used "
+                            "by the HPA in computing the target average.", labels=KEDA_LABELS)
+    act = GaugeMetricFamily("keda_scaler_active",
+                            "Indicates whether a scaler is active (1), or not (0).",
+                            labels=KEDA_LABELS)
+    err = CounterMetricFamily("keda_scaler_errors",
+                              "The number of errors that have occurred for each scaler.",
+                              labels=KEDA_LABELS)
+    for s in snap.scalers:
+        labels = [s.namespace, s.metric, s.scaled_object, s.scaler, str(s.trigger_index),
+                  "scaledobject"]
+        if s.value is not None:
+            val.add_metric(labels, s.value)
+        act.add_metric(labels, 1.0 if s.active else 0.0)
+        err.add_metric(labels, s.errors)
+    yield from (val, act, err)
 
 
 def hpa_status_targets(metric_statuses: Sequence[object]) -> list[tuple[str, str, float]]:

@@ -391,62 +391,89 @@ def activate(spec: ScaledObjectSpec, *, now: float, current_replicas: int,
     error = any(r.error is not None for r in readings)
     if spec.only_resource_triggers and not error:
         active = True
-    min_r = spec.effective_min
-    desired: int | None = None
-    last_active = state.last_active_time
-    ready, ready_reason = ("True", "ScaledObjectReady") if not error else (state.ready,
-                                                                            state.ready_reason)
-    act, act_reason = state.active, state.active_reason
+    out = _Poll(last_active=state.last_active_time, act=state.active,
+                act_reason=state.active_reason, ready=state.ready,
+                ready_reason=state.ready_reason)
+    if not error:
+        out.ready, out.ready_reason = "True", "ScaledObjectReady"
     if active:
-        if (spec.idle_replicas is not None and current_replicas < min_r) or \
-                current_replicas == 0:
-            desired = spec.hpa_min_replicas  # scaleFromZeroOrIdle: max(min, 1)
-            last_active = now
-            reason = (f"KEDAScaleTargetActivated: Scaled Deployment {spec.namespace}/"
-                      f"{spec.target} from {current_replicas} to {desired}, triggered by "
-                      + ";".join(_active_names(spec, readings)))
-        elif error:
-            ready, ready_reason = "Unknown", "PartialTriggerError"
-            reason = "Some triggers defined in ScaledObject are not working correctly"
-        else:
-            last_active = now
-            reason = "triggers active; replicas are the HPA's to set"
+        _when_active(spec, now, current_replicas, readings, error, out)
     else:
-        if error:
-            ready, ready_reason = "False", "TriggerError"
-            reason = "Triggers defined in ScaledObject are not working correctly"
-        elif (spec.idle_replicas is not None and current_replicas > spec.idle_replicas) or \
-                (current_replicas > 0 and min_r == 0):
-            # scaleToZeroOrIdle
-            cooled = (last_active is None and state.created + spec.initial_cooldown_period < now
-                      ) or (last_active is not None and last_active + spec.cooldown_period < now)
-            if cooled:
-                idle, desired = _idle_or_min(spec)
-                reason = (f"KEDAScaleTargetDeactivated: Deactivated Deployment {spec.namespace}/"
-                          f"{spec.target} from {current_replicas} to {desired} "
-                          f"({'idleReplicaCount' if idle else 'minReplicaCount'})")
-                act, act_reason = "False", "ScalerNotActive"
-            else:
-                reason = "ScalerCooldown: Scaler cooling down because triggers are not active"
-                act, act_reason = "False", "ScalerCooldown"
-        elif current_replicas < min_r and spec.idle_replicas is None:
-            desired = min_r
-            reason = ("Successfully set ScaleTarget replicas count to ScaledObject "
-                      "minReplicaCount")
-        else:
-            reason = "ScaleTarget no change"
-    if desired is not None and desired == current_replicas:
-        desired = None
+        _when_inactive(spec, now, current_replicas, state, error, out)
+    desired = None if out.desired == current_replicas else out.desired
     # The Active condition (RequestScale's tail): only set when it disagrees, so the
-    # ScalerCooldown reason set above survives while inactive.
-    if act == "Unknown" or (act == "True") != active:
-        act, act_reason = ("True", "ScalerActive") if active else ("False", "ScalerNotActive")
-    new_state = KedaState(created=state.created, last_active_time=last_active, active=act,
-                          active_reason=act_reason, ready=ready, ready_reason=ready_reason)
+    # ScalerCooldown reason set while inactive survives.
+    if out.act == "Unknown" or (out.act == "True") != active:
+        out.act, out.act_reason = ("True", "ScalerActive") if active else (
+            "False", "ScalerNotActive")
+    new_state = KedaState(created=state.created, last_active_time=out.last_active,
+                          active=out.act, active_reason=out.act_reason, ready=out.ready,
+                          ready_reason=out.ready_reason)
     action = KedaAction(now=now, current_replicas=current_replicas, desired_replicas=desired,
-                        active=active, error=error, reason=reason,
+                        active=active, error=error, reason=out.reason,
                         conditions=tuple(new_state.conditions()))
     return action, new_state
+
+
+@dataclass(kw_only=True)
+class _Poll:
+    """What one poll decides: the replicas to set (None: leave them), why, and the
+    status it leaves (RequestScale's locals)."""
+
+    last_active: float | None
+    act: str
+    act_reason: str
+    ready: str
+    ready_reason: str
+    desired: int | None = None
+    reason: str = ""
+
+
+def _when_active(spec: ScaledObjectSpec, now: float, current: int,
+                 readings: Sequence[TriggerReading], error: bool, out: _Poll) -> None:
+    """``RequestScale`` for an active object: from 0 (or below min with an idle count) to
+    ``max(min, 1)`` (scaleFromZeroOrIdle); above it the replicas are the HPA's."""
+    if (spec.idle_replicas is not None and current < spec.effective_min) or current == 0:
+        out.desired = spec.hpa_min_replicas
+        out.last_active = now
+        out.reason = (f"KEDAScaleTargetActivated: Scaled Deployment {spec.namespace}/"
+                      f"{spec.target} from {current} to {out.desired}, triggered by "
+                      + ";".join(_active_names(spec, readings)))
+    elif error:
+        out.ready, out.ready_reason = "Unknown", "PartialTriggerError"
+        out.reason = "Some triggers defined in ScaledObject are not working correctly"
+    else:
+        out.last_active = now
+        out.reason = "triggers active; replicas are the HPA's to set"
+
+
+def _when_inactive(spec: ScaledObjectSpec, now: float, current: int, state: KedaState,
+                   error: bool, out: _Poll) -> None:
+    """``RequestScale`` for an inactive object: never on an error; to 0 / idle once the
+    cooldown has passed (scaleToZeroOrIdle); up to min when below it."""
+    min_r = spec.effective_min
+    if error:
+        out.ready, out.ready_reason = "False", "TriggerError"
+        out.reason = "Triggers defined in ScaledObject are not working correctly"
+    elif (spec.idle_replicas is not None and current > spec.idle_replicas) or \
+            (current > 0 and min_r == 0):
+        last = out.last_active
+        cooled = (last is None and state.created + spec.initial_cooldown_period < now) or (
+            last is not None and last + spec.cooldown_period < now)
+        if cooled:
+            idle, out.desired = _idle_or_min(spec)
+            out.reason = (f"KEDAScaleTargetDeactivated: Deactivated Deployment "
+                          f"{spec.namespace}/{spec.target} from {current} to {out.desired} "
+                          f"({'idleReplicaCount' if idle else 'minReplicaCount'})")
+            out.act, out.act_reason = "False", "ScalerNotActive"
+        else:
+            out.reason = "ScalerCooldown: Scaler cooling down because triggers are not active"
+            out.act, out.act_reason = "False", "ScalerCooldown"
+    elif current < min_r and spec.idle_replicas is None:
+        out.desired = min_r
+        out.reason = "Successfully set ScaleTarget replicas count to ScaledObject minReplicaCount"
+    else:
+        out.reason = "ScaleTarget no change"
 
 
 def _active_names(spec: ScaledObjectSpec, readings: Sequence[TriggerReading]) -> list[str]:

@@ -136,36 +136,76 @@ def parse_metadata(
     if "queueName" not in meta:
         raise ScalerError('error parsing RabbitMQ metadata: missing required parameter '
                           '"queueName" in [triggerMetadata]', param="queueName")
-    # host: triggerMetadata, then authParams, then resolvedEnv[hostFromEnv]
+    raw = _read_fields(meta, auth, resolved_env)
+    _validate(raw, auth)
+    _validate_trigger(raw)
+    if raw.operation not in ("sum", "avg", "max") and raw.use_regex:
+        raise ScalerError(f"operation mode {raw.operation} must be one of sum, avg, max",
+                          param="operation")
+    # GetMetricTargetType: empty means AverageValue; Utilization is for cpu/memory only.
+    mtype = metric_type or "AverageValue"
+    if mtype not in ("AverageValue", "Value"):
+        raise ScalerError(f"metricType {mtype!r} is not supported by this scaler",
+                          param="metricType")
+    return RabbitMQMetadata(
+        queue_name=meta["queueName"], mode=raw.mode, value=raw.value,
+        activation_value=raw.activation, host=raw.host, protocol=raw.protocol,
+        vhost_name=raw.vhost, use_regex=raw.use_regex,
+        exclude_unacknowledged=raw.exclude_unacked, page_size=raw.page_size,
+        operation=raw.operation, timeout_ms=raw.timeout, trigger_index=trigger_index,
+        metric_type=mtype,
+    )
+
+
+@dataclass(kw_only=True)
+class _Fields:
+    """``rabbitMQMetadata`` as read from its ``keda`` tags, before ``Validate`` settles the
+    protocol and ``validateTrigger`` the mode and value (hence mutable)."""
+
+    host: str | None
+    protocol: str
+    vhost: str
+    mode: str
+    queue_length: float
+    value: float
+    activation: float
+    use_regex: bool
+    exclude_unacked: bool
+    page_size: int
+    operation: str
+    timeout: int
+    tls: str
+    username: str
+    password: str
+
+
+def _resolve_host(meta: Mapping[str, str], auth: Mapping[str, str],
+                  resolved_env: Mapping[str, str] | None) -> str | None:
+    """``host``: triggerMetadata, then authParams, then resolvedEnv[hostFromEnv]; None when
+    it is only known once the loop runs (offline, from an env var or a Secret)."""
     host: str | None = meta.get("host") or auth.get("host")
-    if not host and "hostFromEnv" in meta:
+    if host:
+        return host
+    if "hostFromEnv" in meta:
         if resolved_env is None:
-            host = None  # resolved when the loop runs
-        else:
-            host = resolved_env.get(meta["hostFromEnv"]) or None
-            if host is None:
-                raise ScalerError(
-                    'error parsing RabbitMQ metadata: missing required parameter "host" in '
-                    f"[triggerMetadata authParams resolvedEnv] (env var {meta['hostFromEnv']} "
-                    "is not set in the target container)", param="hostFromEnv")
-    elif not host and resolved_env is None and "host" in auth:
-        host = None  # from a TriggerAuthentication's Secret: resolved when the loop runs
-    elif not host:
-        raise ScalerError('error parsing RabbitMQ metadata: missing required parameter "host" '
-                          "in [triggerMetadata authParams resolvedEnv]", param="host")
-    protocol = meta.get("protocol") or auth.get("protocol") or "auto"
-    vhost = meta.get("vhostName") or auth.get("vhostName") or ""
-    mode = meta.get("mode") or _UNKNOWN
-    queue_length = _float(meta, "queueLength")
-    value = _float(meta, "value")
-    activation = _float(meta, "activationValue")
-    use_regex = _bool(meta, "useRegex")
-    exclude_unacked = _bool(meta, "excludeUnacknowledged")
-    page_size = _int(meta, "pageSize", 100)
-    operation = meta.get("operation") or "sum"
-    timeout = _int(meta, "timeout", 0)
-    _bool(meta, "unsafeSsl")  # parsed for its errors; TLS is not emulated
-    tls = auth.get("tls") or "disable"
+            return None
+        host = resolved_env.get(meta["hostFromEnv"]) or None
+        if host is None:
+            raise ScalerError(
+                'error parsing RabbitMQ metadata: missing required parameter "host" in '
+                f"[triggerMetadata authParams resolvedEnv] (env var {meta['hostFromEnv']} "
+                "is not set in the target container)", param="hostFromEnv")
+        return host
+    if resolved_env is None and "host" in auth:
+        return None
+    raise ScalerError('error parsing RabbitMQ metadata: missing required parameter "host" '
+                      "in [triggerMetadata authParams resolvedEnv]", param="host")
+
+
+def _read_fields(meta: Mapping[str, str], auth: Mapping[str, str],
+                 resolved_env: Mapping[str, str] | None) -> _Fields:
+    """Each field from where its ``keda`` tag says (with the tag's default)."""
+    host = _resolve_host(meta, auth, resolved_env)
     env = resolved_env or {}
     # username/password: authParams, then resolvedEnv[<name>FromEnv]
     username = auth.get("username") or env.get(meta.get("usernameFromEnv", ""), "")
@@ -175,75 +215,82 @@ def parse_metadata(
             "username" if "username" in auth else "")
         password = password or meta.get("passwordFromEnv", "") or (
             "password" if "password" in auth else "")
+    fields = _Fields(
+        host=host, protocol=meta.get("protocol") or auth.get("protocol") or "auto",
+        vhost=meta.get("vhostName") or auth.get("vhostName") or "",
+        mode=meta.get("mode") or _UNKNOWN, queue_length=_float(meta, "queueLength"),
+        value=_float(meta, "value"), activation=_float(meta, "activationValue"),
+        use_regex=_bool(meta, "useRegex"), exclude_unacked=_bool(meta, "excludeUnacknowledged"),
+        page_size=_int(meta, "pageSize", 100), operation=meta.get("operation") or "sum",
+        timeout=_int(meta, "timeout", 0), tls=auth.get("tls") or "disable",
+        username=username, password=password)
+    _bool(meta, "unsafeSsl")  # parsed for its errors; TLS is not emulated
+    return fields
 
-    # rabbitMQMetadata.Validate
-    if protocol not in ("amqp", "http", "auto"):
+
+def _auto_protocol(host: str | None) -> str:
+    """``Validate``'s protocol auto: amqp for amqp(s)://, http for http(s)://."""
+    if host is None:
+        raise ScalerError("protocol auto needs the host URL's scheme to pick http or amqp; "
+                          "set protocol: http explicitly", param="protocol")
+    scheme = urllib.parse.urlsplit(host).scheme
+    if scheme in ("amqp", "amqps"):
+        return "amqp"
+    if scheme in ("http", "https"):
+        return "http"
+    raise ScalerError(f"unknown host URL scheme: `{scheme}`", param="host")
+
+
+def _validate(raw: _Fields, auth: Mapping[str, str]) -> None:
+    """``rabbitMQMetadata.Validate`` (up to ``validateTrigger``); resolves protocol auto."""
+    if raw.protocol not in ("amqp", "http", "auto"):
         raise ScalerError("the protocol has to be either `amqp`, `http`, or `auto` but is "
-                          f"`{protocol}`", param="protocol")
-    if tls not in ("enable", "disable"):
-        raise ScalerError(f"incorrect value for TLS given: {tls}", param="tls")
+                          f"`{raw.protocol}`", param="protocol")
+    if raw.tls not in ("enable", "disable"):
+        raise ScalerError(f"incorrect value for TLS given: {raw.tls}", param="tls")
     if bool(auth.get("cert")) != bool(auth.get("key")):
         raise ScalerError("both key and certificate must be provided", param="cert")
-    if page_size < 1:
+    if raw.page_size < 1:
         raise ScalerError("pageSize should be 1 or greater", param="pageSize")
-    if (username or password) and not (username and password):
+    if (raw.username or raw.password) and not (raw.username and raw.password):
         raise ScalerError("username and password must be given together", param="username")
-    if protocol == "auto":
-        if host is None:
-            raise ScalerError("protocol auto needs the host URL's scheme to pick http or amqp; "
-                              "set protocol: http explicitly", param="protocol")
-        scheme = urllib.parse.urlsplit(host).scheme
-        if scheme in ("amqp", "amqps"):
-            protocol = "amqp"
-        elif scheme in ("http", "https"):
-            protocol = "http"
-        else:
-            raise ScalerError(f"unknown host URL scheme: `{scheme}`", param="host")
-    if protocol == "amqp" and auth.get("workloadIdentityResource"):
+    if raw.protocol == "auto":
+        raw.protocol = _auto_protocol(raw.host)
+    if raw.protocol == "amqp" and auth.get("workloadIdentityResource"):
         raise ScalerError("workload identity is not supported for the AMQP protocol at the "
                           "moment", param="protocol")
-    if timeout < 0:
-        raise ScalerError(f"timeout must be greater than 0: {timeout}", param="timeout")
-    if use_regex and protocol != "http":
+    if raw.timeout < 0:
+        raise ScalerError(f"timeout must be greater than 0: {raw.timeout}", param="timeout")
+    if raw.use_regex and raw.protocol != "http":
         raise ScalerError("configure useRegex=true only with HTTP protocol", param="useRegex")
-    if exclude_unacked and protocol != "http":
+    if raw.exclude_unacked and raw.protocol != "http":
         raise ScalerError("configure excludeUnacknowledged=true only with HTTP protocol",
                           param="excludeUnacknowledged")
-    # rabbitMQMetadata.validateTrigger
-    if queue_length == 0 and mode == _UNKNOWN and value == 0:
-        mode, value = QUEUE_LENGTH, DEFAULT_QUEUE_LENGTH
-    elif queue_length != 0 and (mode != _UNKNOWN or value != 0):
+
+
+def _validate_trigger(raw: _Fields) -> None:
+    """``rabbitMQMetadata.validateTrigger``: settle mode and value."""
+    if raw.queue_length == 0 and raw.mode == _UNKNOWN and raw.value == 0:
+        raw.mode, raw.value = QUEUE_LENGTH, DEFAULT_QUEUE_LENGTH
+        return
+    if raw.queue_length != 0 and (raw.mode != _UNKNOWN or raw.value != 0):
         raise ScalerError("queueLength is deprecated; use mode and value", param="queueLength")
-    elif queue_length != 0:
-        mode, value = QUEUE_LENGTH, queue_length
-    else:
-        if mode == _UNKNOWN:
-            raise ScalerError("mode must be specified", param="mode")
-        if value == 0:
-            raise ScalerError("value must be specified", param="value")
-        if mode not in MODES:
-            raise ScalerError(f"trigger mode {mode} must be one of " + ", ".join(MODES[:-1])
-                              + f" or {MODES[-1]}", param="mode")
-        if mode in HTTP_ONLY_MODES and protocol != "http":
-            raise ScalerError(f"protocol {protocol} not supported; must be HTTP to use trigger "
-                              f"mode {mode}", param="protocol")
-        if protocol == "amqp" and timeout != 0:
-            raise ScalerError(f"AMQP protocol doesn't support custom timeouts: {timeout}",
-                              param="timeout")
-    if operation not in ("sum", "avg", "max") and use_regex:
-        raise ScalerError(f"operation mode {operation} must be one of sum, avg, max",
-                          param="operation")
-    # GetMetricTargetType: empty means AverageValue; Utilization is for cpu/memory only.
-    mtype = metric_type or "AverageValue"
-    if mtype not in ("AverageValue", "Value"):
-        raise ScalerError(f"metricType {mtype!r} is not supported by this scaler",
-                          param="metricType")
-    return RabbitMQMetadata(
-        queue_name=meta["queueName"], mode=mode, value=value, activation_value=activation,
-        host=host, protocol=protocol, vhost_name=vhost, use_regex=use_regex,
-        exclude_unacknowledged=exclude_unacked, page_size=page_size, operation=operation,
-        timeout_ms=timeout, trigger_index=trigger_index, metric_type=mtype,
-    )
+    if raw.queue_length != 0:
+        raw.mode, raw.value = QUEUE_LENGTH, raw.queue_length
+        return
+    if raw.mode == _UNKNOWN:
+        raise ScalerError("mode must be specified", param="mode")
+    if raw.value == 0:
+        raise ScalerError("value must be specified", param="value")
+    if raw.mode not in MODES:
+        raise ScalerError(f"trigger mode {raw.mode} must be one of " + ", ".join(MODES[:-1])
+                          + f" or {MODES[-1]}", param="mode")
+    if raw.mode in HTTP_ONLY_MODES and raw.protocol != "http":
+        raise ScalerError(f"protocol {raw.protocol} not supported; must be HTTP to use "
+                          f"trigger mode {raw.mode}", param="protocol")
+    if raw.protocol == "amqp" and raw.timeout != 0:
+        raise ScalerError(f"AMQP protocol doesn't support custom timeouts: {raw.timeout}",
+                          param="timeout")
 
 
 # -- the computation ------------------------------------------------------------------------

@@ -308,12 +308,7 @@ def replay(
     ``KedaHPASpec`` also ``keda.activate`` every ``pollingInterval`` (KEDA first when both
     are due, as ``ControlLoop.step``). Polls after the last sync are not run: no step
     would report them."""
-    if not samples:
-        raise ConfigError("the trace holds no samples", fix="give at least one row")
-    so = spec.scaled_object if isinstance(spec, KedaHPASpec) else None
-    if so is not None and so.polling_interval <= 0:
-        raise ConfigError("must be positive", file=so.source, field="spec.pollingInterval",
-                          fix="give the polling interval in seconds (KEDA's default is 30)")
+    so = _check_replay(spec, samples)
     t0 = samples[0].t
     end = samples[-1].t
     replicas = initial_replicas if initial_replicas is not None else spec.min_replicas
@@ -354,6 +349,22 @@ def replay(
         steps.append(ReplayStep(t=now - t0, decision=decision, sample=sample,
                                 keda=tuple(keda_events)))
         n_sync += 1
+    return ReplayResult(spec=spec, steps=tuple(steps), notes=_notes(so, pod_start))
+
+
+def _check_replay(spec: HPASpec, samples: Sequence[TraceSample]) -> ScaledObjectSpec | None:
+    """Refuse what cannot be replayed; the ScaledObject of a KEDA replay, else None."""
+    if not samples:
+        raise ConfigError("the trace holds no samples", fix="give at least one row")
+    so = spec.scaled_object if isinstance(spec, KedaHPASpec) else None
+    if so is not None and so.polling_interval <= 0:
+        raise ConfigError("must be positive", file=so.source, field="spec.pollingInterval",
+                          fix="give the polling interval in seconds (KEDA's default is 30)")
+    return so
+
+
+def _notes(so: ScaledObjectSpec | None, pod_start: float) -> tuple[str, ...]:
+    """What the replay assumed, printed with its result."""
     notes = [
         "pods are Running and Ready as soon as they are created" if pod_start <= 0
         else f"pods are Pending for {pod_start:g}s after creation, then Ready",
@@ -367,7 +378,7 @@ def replay(
         if other:
             notes.append(f"mode {', '.join(other)}: activity is judged from the traced "
                          "metric value alone (the trace carries no queue depth or rates)")
-    return ReplayResult(spec=spec, steps=tuple(steps), notes=tuple(notes))
+    return tuple(notes)
 
 
 @dataclass
