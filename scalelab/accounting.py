@@ -8,17 +8,20 @@ API accepted. Lost = accepted − processed; duplicated = processed more than on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pika
 import pika.exceptions
 
+from scalelab.errors import WaitTimeout
 from scalelab.settings import RESULTS_QUEUE
+from scalelab.waiting import wait_for
 
 #: How many ids a record lists at most (the counts are always exact).
 MAX_LISTED_IDS = 100
@@ -130,14 +133,22 @@ class TaskLedger:
         return summary
 
     def wait_processed(self, published: set[str], *, timeout: float,
-                       clock: Any = time.monotonic, sleep: Any = time.sleep) -> set[str]:
+                       clock: Callable[[], float] = time.monotonic,
+                       sleep: Callable[[float], None] = time.sleep) -> set[str]:
         """Wait until every published id is processed or ``timeout``; return those still missing.
 
         Running out is not an error here: the record reports the missing ids as lost.
+        ``clock`` is monotonic (the wait's deadline).
         """
-        deadline = clock() + timeout
         missing = self.missing(published)
-        while missing and clock() < deadline:
-            sleep(0.5)
+
+        def count() -> int:
+            nonlocal missing
             missing = self.missing(published)
+            return len(missing)
+
+        with contextlib.suppress(WaitTimeout):
+            wait_for(count, lambda n: n == 0, what="every published task to be processed",
+                     expected="0 tasks missing", timeout=timeout, interval=0.5, clock=clock,
+                     sleep=sleep)
         return missing

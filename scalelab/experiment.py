@@ -1,38 +1,49 @@
 """The experiment: one scenario on one backend → one stored run record, verdicts included.
 
-A visible pipeline, as in esrally: reset → apply scaling → drive load (Locust in its own
-process) while observing → drain and account for every task → evaluate expectations →
-store (record + Prometheus series). Plain and importable: the pytest in ``experiments/`` is
-a thin driver around :func:`run_scenario`, and so can any other orchestrator be.
+A pipeline of named steps, as in esrally: reset → apply → start load → drive → drain →
+account → evaluate, then store (always, even after a failure or Ctrl-C). Each step is
+timed and recorded by name in the record's ``steps``, and an error names the step it
+happened in ("step drain failed after 183 s: ..."). Plain and importable: the pytest in
+``experiments/`` is a thin driver around :func:`run_scenario`, and so can any other
+orchestrator be.
+
+Time: one ``Clock`` for the whole run (``scalelab.clock``): wall time for what the record
+stores (sample and phase times, which Locust logs on the same clock), monotonic time for
+every wait's timeout. Locust and the task ledger are seams (``load_run``, ``ledger``) so
+a test can run the whole control flow on a fake clock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import platform
-import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import requests
 
-from scalelab import __version__, record
+from scalelab import __version__, expectations, queries, record
 from scalelab.accounting import TaskLedger
 from scalelab.backends.base import Backend
-from scalelab.errors import ExperimentError, ProcessStartError, ScalelabError, WaitTimeout
+from scalelab.clock import SYSTEM, Clock
+from scalelab.decisions import ScalingEvent
+from scalelab.errors import ScalelabError, WaitTimeout
+from scalelab.load.runner import LocustRun
 from scalelab.observe import (
     Observer,
+    Sample,
     management_session,
     progress_line,
     prom_scalar,
     queue_depth,
 )
 from scalelab.paths import REPORTS, ROOT
-from scalelab.queries import scaling_names
+from scalelab.pipeline import Step, StepFailed, StepRecord, run_steps
+from scalelab.scenario import Scenario
 from scalelab.settings import AGENT_DEPLOYMENT
 from scalelab.waiting import wait_for
 
@@ -50,27 +61,104 @@ class ExperimentSettings:
     settle_timeout: float = 120.0
     #: How much longer than the planned phases Locust may run before it is killed.
     load_grace: float = 60.0
-    #: Replicas the agent Deployment is reset to between scenarios. None: the Deployment's
-    #: spec, i.e. the stack's ``agent_replicas`` override or ``manifests/base/agent.yaml``.
+    #: How long Locust may take to boot and start the first phase.
+    load_start_timeout: float = 60.0
+    #: Replicas the agent Deployment is reset to between scenarios. None: the backend's
+    #: ``baseline_replicas`` (the stack's ``agent_replicas`` override or the Deployment's
+    #: manifest).
     baseline_replicas: int | None = None
 
 
-@dataclass
-class _Run:
-    """Mutable state of one run; turned into the record at the end, whatever happened."""
+# -- the seams: Locust and the task ledger -------------------------------------------------
+
+
+class LoadRun(Protocol):
+    """What the experiment needs of the load generator (``scalelab.load.runner.LocustRun``)."""
+
+    def start(self) -> object: ...
+    def wait_first_phase(self, timeout: float = ...) -> float: ...
+    def wait(self, timeout: float) -> int: ...
+    def results(self) -> dict[str, Any]: ...
+    def stop(self) -> None: ...
+
+
+class Ledger(Protocol):
+    """What the experiment needs of the task accounting (``scalelab.accounting.TaskLedger``)."""
+
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+    def wait_processed(self, published: set[str], *, timeout: float,
+                       clock: Callable[[], float], sleep: Callable[[float], None]
+                       ) -> set[str]: ...
+    def summary(self, published: Iterable[str]) -> dict[str, Any]: ...
+
+
+def locust_run(*, api_url: str, scenario: Scenario, out_dir: Path, clock: Clock) -> LoadRun:
+    """The real load: Locust in its own process."""
+    return LocustRun(api_url=api_url, scenario=scenario, out_dir=out_dir, clock=clock)
+
+
+def task_ledger(*, amqp_url: str) -> Ledger:
+    """The real accounting: the results queue consumed in a background thread."""
+    return TaskLedger(amqp_url=amqp_url)
+
+
+# -- typed run state -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseWindow:
+    """A phase's boundaries on the wall clock: planned, then as Locust's shape logged them."""
+
+    name: str
+    start: float | None
+    end: float | None
+    planned_duration: float
+    load: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "start": self.start, "end": self.end,
+                "planned_duration": self.planned_duration, "load": self.load}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppliedManifest:
+    """A scaling manifest the run applied: the record's ``manifests[]``."""
+
+    path: str
+    objects: list[str]
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "objects": self.objects, "text": self.text}
+
+
+def _no_tasks() -> dict[str, Any]:
+    return {"published": 0, "processed": 0, "lost": 0, "duplicated": 0}
+
+
+@dataclass(kw_only=True)
+class RunState:
+    """What one run has gathered so far; turned into the record at the end, whatever
+    happened. Times are wall-clock unix seconds."""
 
     started_at: float
-    phases: list[dict[str, Any]] = field(default_factory=list)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    decisions: list[dict[str, Any]] | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    phases: list[PhaseWindow] = field(default_factory=list)
+    timeline: list[Sample] = field(default_factory=list)
+    #: None until the account step collected them (the record then asks the backend).
+    decisions: list[ScalingEvent] | None = None
     series_start: float | None = None
-    manifests: list[dict[str, Any]] = field(default_factory=list)
+    manifests: list[AppliedManifest] = field(default_factory=list)
+    load_start: float | None = None
     locust: dict[str, Any] | None = None
-    tasks: dict[str, Any] = field(default_factory=lambda: {
-        "published": 0, "processed": 0, "lost": 0, "duplicated": 0})
+    published: set[str] = field(default_factory=set)
+    tasks: dict[str, Any] = field(default_factory=_no_tasks)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     status: str = "error"
     error: dict[str, str] | None = None
+    series: dict[str, Any] | None = None
+    diagnostics: dict[str, Any] | None = None
 
 
 def _version(dist: str) -> str | None:
@@ -81,164 +169,278 @@ def _version(dist: str) -> str | None:
 
 
 def baseline_replicas(backend: Backend, settings: ExperimentSettings) -> int:
-    """The agent replicas a scenario starts from: what the Deployment asks for."""
+    """The agent replicas a scenario starts from: the settings' pin, else the backend's
+    baseline (what the agent Deployment asks for on that backend)."""
     if settings.baseline_replicas is not None:
         return settings.baseline_replicas
-    if backend.settings.agent_replicas is not None:
-        return backend.settings.agent_replicas
-    from scalelab.backends.local.manifests import load_deployment
-
-    return load_deployment(AGENT_DEPLOYMENT).replicas
+    return backend.baseline_replicas(AGENT_DEPLOYMENT)
 
 
-def reset(backend: Backend, *, settings: ExperimentSettings,
-          clock: Callable[[], float] = time.monotonic,
-          sleep: Callable[[float], None] = time.sleep) -> None:
+def reset(backend: Backend, *, settings: ExperimentSettings, clock: Clock = SYSTEM) -> None:
     """Bring the stack back to the baseline so scenarios do not leak into each other."""
     target = baseline_replicas(backend, settings)
     backend.remove_scaling()
     backend.purge_queue()
     backend.scale(AGENT_DEPLOYMENT, target)
-
-    def settled(r: Any) -> bool:
-        return bool(r.spec == target and r.current == target and r.ready == target)
-
-    wait_for(lambda: backend.replicas(AGENT_DEPLOYMENT), settled,
+    wait_for(lambda: backend.replicas(AGENT_DEPLOYMENT),
+             lambda r: r.spec == target and r.current == target and r.ready == target,
              what=f"Deployment {AGENT_DEPLOYMENT} to settle at the baseline",
              expected=f"spec=current=ready={target}", timeout=settings.settle_timeout,
-             interval=1.0, clock=clock, sleep=sleep,
+             interval=1.0, clock=clock.monotonic, sleep=clock.sleep,
              fix="look at the pod logs in the diagnostics; pods may be failing to start")
     # The next scenario's HPA usually has the same name (agent / keda-hpa-agent): until a
     # scrape has seen the old one go, its last sample would open the new scenario's charts.
     scrape = backend.settings.timing.scrape_interval
     prometheus = backend.endpoints.prometheus.rstrip("/")
     session = requests.Session()
-    wait_for(lambda: prom_scalar(session, prometheus, AUTOSCALER_SERIES.format(
-                 ns=backend.settings.namespace)), lambda n: n is None,
+    query = queries.autoscaler_series(namespace=backend.settings.namespace)
+    wait_for(lambda: prom_scalar(session, prometheus, query), lambda n: n is None,
              what="the previous scenario's autoscaler series to end in Prometheus",
              expected="no kube_horizontalpodautoscaler_* series",
-             timeout=3 * scrape + 15, interval=1.0, clock=clock, sleep=sleep,
+             timeout=3 * scrape + 15, interval=1.0, clock=clock.monotonic, sleep=clock.sleep,
              fix="check that the scaling objects were deleted (kubectl get hpa,scaledobject)")
 
 
-#: Any HPA series left in the namespace (empty once the objects are gone). KEDA's own
-#: ``keda_scaler_*`` series are not waited for: KEDA 2.16 never deletes them when a
-#: ScaledObject goes (kedacore/keda pkg/metricscollector/prommetrics.go has no delete;
-#: KEDA 2.17's fix for kedacore/keda#6617 clears them only when a live object is
-#: reconciled), so on a cluster they would never end. Its
-#: generated HPA ``keda-hpa-<name>`` is an HPA, gone with the ScaledObject, so a KEDA
-#: scenario's end is still seen here; the report's KEDA queries are scoped to the
-#: scenario's ScaledObject names, which KEDA updates on its first poll.
-AUTOSCALER_SERIES = (
-    'count(kube_horizontalpodautoscaler_spec_max_replicas{{namespace="{ns}"}})'
-)
-
-
 def run_scenario(
-    scenario: Any,
+    scenario: Scenario,
     backend: Backend,
     *,
     settings: ExperimentSettings,
     progress: Callable[[str], None] = print,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM,
+    load_run: Callable[..., LoadRun] = locust_run,
+    ledger: Callable[..., Ledger] = task_ledger,
 ) -> dict[str, Any]:
     """Run ``scenario`` on an already-up ``backend``; write and return its run record.
 
-    The record is written even when the run fails or is interrupted; the exception is
-    re-raised after that. Failed expectations are not exceptions: see ``record['status']``.
+    The record is written even when a step fails or the run is interrupted; the exception
+    is re-raised after that (a step's error as ``StepFailed`` naming the step, Ctrl-C as
+    itself). Failed expectations are not exceptions: see ``record['status']``.
     """
-    from scalelab import expectations, queries
-    from scalelab.load.runner import LocustRun
-
-    timing = backend.settings.timing
-    scenario_dir = settings.report_dir / settings.run_id / scenario.name
-    scenario_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(started_at=clock())
-    ledger: TaskLedger | None = None
-    locust: Any = None
-    series: dict[str, Any] | None = None
-    endpoints = backend.endpoints
+    run = _Experiment(scenario=scenario, backend=backend, settings=settings,
+                      progress=progress, clock=clock, load_run=load_run, ledger=ledger)
     try:
-        progress(f"[{scenario.name}] reset: baseline "
-                 f"{baseline_replicas(backend, settings)} replicas, "
-                 "queue purged, scaling objects removed")
-        reset(backend, settings=settings)
-        # Graphs start here: before it, the previous scenario's tail and the reset.
-        run.series_start = clock()
-        ledger = TaskLedger(amqp_url=endpoints.amqp).start()
-        for path in scenario.manifests:
-            objects = backend.apply_scaling(path)
-            run.manifests.append({"path": _rel(path), "objects": objects,
-                                  "text": Path(path).read_text()})
-            progress(f"[{scenario.name}] applied {_rel(path)}: {', '.join(objects)}")
-
-        locust = LocustRun(api_url=endpoints.api, scenario=scenario,
-                           out_dir=scenario_dir / "locust")
-        locust.start()
-        # The plan starts when Locust's shape starts its first phase (Locust takes a second
-        # or two to boot); the phases' wall-clock boundaries are what the expectations use.
-        first = wait_for(lambda: _first_phase(locust), bool,
-                         what="Locust to start the first phase",
-                         expected="a phase start in phases.jsonl",
-                         timeout=60.0, interval=0.2, sleep=sleep,
-                         fix="see the Locust log in the scenario's locust/ folder")
-        load_start = float(first[0]["start"])
-        run.phases = _plan_phases(scenario, load_start)
-        _drive(scenario, backend, run, timing=timing, load_start=load_start,
-               progress=progress, clock=clock, sleep=sleep)
-        locust.wait(timeout=settings.load_grace)
-        run.locust = locust.results()
-        published = set(run.locust.get("task_ids", []))
-        run.locust = {k: v for k, v in run.locust.items() if k != "task_ids"}
-        _actual_phase_times(run.phases, run.locust.get("phases") or [])
-
-        progress(f"[{scenario.name}] draining: {len(published)} tasks published, waiting for "
-                 f"every one to be processed (timeout {settings.drain_timeout:.0f}s)")
-        missing = ledger.wait_processed(published, timeout=settings.drain_timeout, sleep=sleep)
-        run.tasks = ledger.summary(published)
-        run.tasks["queue_left"] = _queue_left(backend, clock=clock, sleep=sleep)
-        if missing:
-            progress(f"[{scenario.name}] {len(missing)} tasks not processed after drain")
-        run.decisions = [e.as_dict() for e in backend.scaling_events(since=run.started_at)]
-        run.verdicts = expectations.evaluate(
-            scenario, timeline=run.timeline, phases=run.phases, tasks=run.tasks,
-            locust=run.locust, decisions=run.decisions)
-        run.status = "passed" if all(v["passed"] for v in run.verdicts) else "failed"
-    except KeyboardInterrupt:
-        run.status = "interrupted"
-        run.error = {"type": "KeyboardInterrupt", "message": "interrupted by the user"}
-        raise
-    except ScalelabError as err:
-        run.status = "error"
-        run.error = {"type": type(err).__name__, "message": str(err)}
-        raise
-    except Exception as err:
-        run.status = "error"
-        run.error = {"type": type(err).__name__,
-                     "message": f"{err}\n{traceback.format_exc(limit=8)}"}
-        raise ExperimentError(f"scenario {scenario.name} failed to run: {err}") from err
-    except BaseException as err:  # e.g. pytest-timeout's Failed, SystemExit
-        run.status = "error"
-        run.error = {"type": type(err).__name__, "message": str(err) or repr(err)}
+        run_steps(run.steps(), clock=clock, done=run.state.steps,
+                  what=f"scenario {scenario.name}")
+    except BaseException as err:
+        run.state.status, run.state.error = _failure(err)
         raise
     finally:
-        ended = clock()
-        if locust is not None:
-            locust.stop()
-        if ledger is not None:
-            ledger.stop()
-        try:
-            series = queries.capture_series(
-                endpoints.prometheus, start=run.series_start or run.started_at, end=ended,
-                scenario=scenario.to_dict(), scrape_interval=timing.scrape_interval,
-                queries=_scoped_queries(run.manifests, namespace=backend.settings.namespace))
-        except Exception as err:  # a report without graphs beats no record at all
-            progress(f"[{scenario.name}] could not capture Prometheus series: {err}")
-        doc = _record(scenario, backend, run, settings=settings, ended=ended)
-        record.write(scenario_dir, doc, series)
-        progress(f"[{scenario.name}] {run.status}: record {scenario_dir / record.RUN_FILE}")
+        doc = run.store()
     return doc
+
+
+def _failure(err: BaseException) -> tuple[str, dict[str, str]]:
+    """The record's ``status`` and ``error`` for what stopped the run."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted by the user"}
+    if isinstance(err, StepFailed):
+        message = str(err)
+        if not isinstance(err.cause, ScalelabError):  # a bug: keep where it happened
+            message += "\n" + "".join(traceback.format_exception(err.cause, limit=8))
+        return "error", {"type": type(err.cause).__name__, "message": message,
+                         "step": err.step}
+    # e.g. pytest-timeout's Failed, SystemExit
+    return "error", {"type": type(err).__name__, "message": str(err) or repr(err)}
+
+
+class _Experiment:
+    """One run's steps over its typed state; ``store`` turns the state into the record."""
+
+    def __init__(self, *, scenario: Scenario, backend: Backend, settings: ExperimentSettings,
+                 progress: Callable[[str], None], clock: Clock,
+                 load_run: Callable[..., LoadRun], ledger: Callable[..., Ledger]) -> None:
+        self.scenario = scenario
+        self.backend = backend
+        self.settings = settings
+        self.progress = progress
+        self.clock = clock
+        self.make_load_run = load_run
+        self.make_ledger = ledger
+        self.dir = settings.report_dir / settings.run_id / scenario.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state = RunState(started_at=clock.wall())
+        self.names = queries.scaling_names(scenario.scaling_objects)
+        self.load: LoadRun | None = None
+        self.ledger: Ledger | None = None
+
+    def say(self, line: str) -> None:
+        self.progress(f"[{self.scenario.name}] {line}")
+
+    def steps(self) -> list[Step]:
+        return [("reset", self.reset), ("apply", self.apply), ("start load", self.start_load),
+                ("drive", self.drive), ("drain", self.drain), ("account", self.account),
+                ("evaluate", self.evaluate)]
+
+    # -- the steps ---------------------------------------------------------------------
+    def reset(self) -> None:
+        self.say(f"reset: baseline {baseline_replicas(self.backend, self.settings)} "
+                 "replicas, queue purged, scaling objects removed")
+        reset(self.backend, settings=self.settings, clock=self.clock)
+        # Graphs start here: before it, the previous scenario's tail and the reset.
+        self.state.series_start = self.clock.wall()
+
+    def apply(self) -> None:
+        for path in self.scenario.manifests:
+            objects = self.backend.apply_scaling(path)
+            self.state.manifests.append(AppliedManifest(
+                path=_rel(path), objects=objects, text=Path(path).read_text()))
+            self.say(f"applied {_rel(path)}: {', '.join(objects)}")
+
+    def start_load(self) -> None:
+        """The ledger first (it must see every result), then Locust until its first phase."""
+        endpoints = self.backend.endpoints
+        self.ledger = self.make_ledger(amqp_url=endpoints.amqp)
+        self.ledger.start()
+        self.load = self.make_load_run(api_url=endpoints.api, scenario=self.scenario,
+                                       out_dir=self.dir / "locust", clock=self.clock)
+        self.load.start()
+        start = self.load.wait_first_phase(timeout=self.settings.load_start_timeout)
+        self.state.load_start = start
+        self.state.phases = _plan_phases(self.scenario, start)
+
+    def drive(self) -> None:
+        """Observe until the last phase ends: one timeline sample and progress line per poll
+        (the last one at the planned end)."""
+        assert self.state.load_start is not None, "the start load step runs before"
+        timing = self.backend.settings.timing
+        observer = Observer(backend=self.backend, metrics_window=timing.metrics_window,
+                            clock=self.clock.wall, hpas=self.names.hpas,
+                            namespace=self.backend.settings.namespace)
+        end = self.state.load_start + sum(p.planned_duration for p in self.state.phases)
+
+        def sample() -> Sample:
+            s = observer.sample()
+            self.state.timeline.append(s)
+            self.progress(self._progress_line(s))
+            return s
+
+        def sleep(seconds: float) -> None:  # never past the end: the last sample is at it
+            self.clock.sleep(max(0.0, min(seconds, end - self.clock.wall())))
+
+        wait_for(sample, lambda s: s.t >= end, what="the last phase to end",
+                 expected=f"a sample at or after {end:.0f} (wall clock)",
+                 timeout=end - self.clock.wall() + 3 * timing.poll_interval + 60,
+                 interval=timing.poll_interval, clock=self.clock.monotonic, sleep=sleep,
+                 fix="the wall clock jumped or sampling is slower than the phases")
+
+    def _progress_line(self, s: Sample) -> str:
+        phases, load_start = self.state.phases, self.state.load_start or s.t
+        current = next((p for p in phases if p.start is not None and p.end is not None
+                        and p.start <= s.t < p.end), phases[-1])
+        start = current.start if current.start is not None else load_start
+        end = current.end if current.end is not None else s.t
+        return progress_line(
+            scenario=self.scenario.name, phase=current.name,
+            phase_elapsed=min(s.t, end) - start, phase_duration=current.planned_duration,
+            total_elapsed=s.t - load_start,
+            total_duration=sum(p.planned_duration for p in phases), sample=s)
+
+    def drain(self) -> None:
+        """Locust ends by itself after its last phase; then every published task must be
+        processed within ``drain_timeout`` (the missing ones are reported lost)."""
+        assert self.load is not None and self.ledger is not None
+        self.load.wait(timeout=self.settings.load_grace)
+        results = self.load.results()
+        self.state.published = set(results.get("task_ids", []))
+        self.state.locust = {k: v for k, v in results.items() if k != "task_ids"}
+        self.state.phases = _actual_phase_times(self.state.phases,
+                                                self.state.locust.get("phases") or [])
+        self.say(f"draining: {len(self.state.published)} tasks published, waiting for every "
+                 f"one to be processed (timeout {self.settings.drain_timeout:.0f}s)")
+        missing = self.ledger.wait_processed(
+            self.state.published, timeout=self.settings.drain_timeout,
+            clock=self.clock.monotonic, sleep=self.clock.sleep)
+        if missing:
+            self.say(f"{len(missing)} tasks not processed after drain")
+
+    def account(self) -> None:
+        assert self.ledger is not None
+        tasks = self.ledger.summary(self.state.published)
+        tasks["queue_left"] = _queue_left(self.backend, clock=self.clock)
+        self.state.tasks = tasks
+        self.state.decisions = self.backend.scaling_events(since=self.state.started_at)
+
+    def evaluate(self) -> None:
+        state = self.state
+        state.verdicts = expectations.evaluate(
+            self.scenario, timeline=[s.as_dict() for s in state.timeline],
+            phases=[p.as_dict() for p in state.phases], tasks=state.tasks,
+            locust=state.locust, decisions=[e.as_dict() for e in state.decisions or []])
+        state.status = "passed" if all(v["passed"] for v in state.verdicts) else "failed"
+
+    # -- store: always, whatever happened ------------------------------------------------
+    def store(self) -> dict[str, Any]:
+        """Stop what runs, capture the series, write the record (the ``store`` step's time
+        covers all but the file write itself)."""
+        ended = self.clock.wall()
+        done: list[StepRecord] = []
+        try:
+            run_steps([("store", lambda: self._collect(ended))], clock=self.clock, done=done)
+        finally:
+            self.state.steps.extend(done)
+            doc = self._record(ended)
+            record.write(self.dir, doc, self.state.series)
+            self.say(f"{self.state.status}: record {self.dir / record.RUN_FILE}")
+        return doc
+
+    def _collect(self, ended: float) -> None:
+        if self.load is not None:
+            self.load.stop()
+        if self.ledger is not None:
+            self.ledger.stop()
+        state, backend = self.state, self.backend
+        try:
+            state.series = queries.capture_series(
+                backend.endpoints.prometheus, start=state.series_start or state.started_at,
+                end=ended, scenario=self.scenario.to_dict(),
+                scrape_interval=backend.settings.timing.scrape_interval,
+                queries=queries.build_queries(namespace=backend.settings.namespace,
+                                              hpas=self.names.hpas,
+                                              scaled_objects=self.names.scaled_objects))
+        except Exception as err:  # a report without graphs beats no record at all
+            self.say(f"could not capture Prometheus series: {err}")
+        try:
+            if state.decisions is None:  # the run stopped before it collected them
+                state.decisions = backend.scaling_events(since=state.started_at)
+            if state.status != "passed":
+                state.diagnostics = backend.diagnostics()
+        except (ScalelabError, WaitTimeout, OSError) as err:
+            state.diagnostics = {"error": f"could not collect diagnostics: {err}"}
+
+    def _record(self, ended: float) -> dict[str, Any]:
+        state, backend = self.state, self.backend
+        return {
+            "schema_version": record.SCHEMA_VERSION,
+            "run_id": self.settings.run_id,
+            "status": state.status,
+            "scenario": {**self.scenario.to_dict(), "file": _rel(self.scenario.file)},
+            "backend": {"name": backend.name, "details": _details(backend)},
+            "versions": _versions(backend),
+            "timing_profile": backend.settings.timing.as_dict(),
+            "manifests": [m.as_dict() for m in state.manifests],
+            "started_at": state.started_at,
+            "ended_at": ended,
+            "steps": [s.as_dict() for s in state.steps],
+            "phases": [p.as_dict() for p in state.phases],
+            "timeline": [s.as_dict() for s in state.timeline],
+            "decisions": [e.as_dict() for e in state.decisions or []],
+            "locust": state.locust,
+            "tasks": state.tasks,
+            "verdicts": state.verdicts,
+            "error": state.error,
+            "diagnostics": state.diagnostics,
+        }
+
+
+def _versions(backend: Backend) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {
+        "scalelab": __version__, "python": platform.python_version(),
+        "locust": _version("locust"),
+    }
+    with contextlib.suppress(ScalelabError):
+        versions.update(backend.versions())
+    return versions
 
 
 def _details(backend: Backend) -> dict[str, Any]:
@@ -246,16 +448,6 @@ def _details(backend: Backend) -> dict[str, Any]:
         return backend.details()
     except Exception as err:  # noqa: BLE001 - the record is written whatever happens
         return {"error": f"{type(err).__name__}: {err}"}
-
-
-def _scoped_queries(manifests: list[dict[str, Any]], *, namespace: str) -> tuple[Any, ...]:
-    """The report's queries, limited to the stack's namespace (an existing cluster's run
-    has its own) and the autoscalers this scenario applied."""
-    from scalelab.queries import build_queries
-
-    names = scaling_names(manifests)
-    return build_queries(namespace=namespace, hpas=names.hpas,
-                         scaled_objects=names.scaled_objects)
 
 
 def _rel(path: Path | str) -> str:
@@ -266,62 +458,24 @@ def _rel(path: Path | str) -> str:
         return str(p)
 
 
-def _plan_phases(scenario: Any, start: float) -> list[dict[str, Any]]:
-    """Phase boundaries on the experiment's clock; Locust's shape follows the same plan."""
-    phases = []
-    t = start
-    for phase in scenario.phases:
-        phases.append({"name": phase.name, "start": t, "end": t + phase.duration,
-                       "planned_duration": phase.duration, "load": phase.load_dict()})
-        t += phase.duration
-    return phases
+def _plan_phases(scenario: Scenario, start: float) -> list[PhaseWindow]:
+    """Phase boundaries on the wall clock; Locust's shape follows the same plan."""
+    return [PhaseWindow(name=phase.name, start=start + begin, end=start + end,
+                        planned_duration=phase.duration, load=phase.load_dict())
+            for phase, begin, end in scenario.phase_offsets()]
 
 
-def _first_phase(locust: Any) -> list[dict[str, Any]]:
-    """Locust's logged phases so far; a Locust that already exited fails fast with its log."""
-    times: list[dict[str, Any]] = locust.phase_times()
-    if not times and not locust.running():
-        raise ProcessStartError(
-            f"Locust exited (code {locust.exit_code}) before starting the first phase:\n"
-            f"{locust.log_tail()}", fix="see the Locust log in the scenario's locust/ folder")
-    return times
-
-
-def _actual_phase_times(planned: list[dict[str, Any]], actual: list[dict[str, Any]]) -> None:
-    """Replace planned boundaries by the ones Locust's shape logged, where it logged them."""
+def _actual_phase_times(planned: list[PhaseWindow],
+                        actual: list[dict[str, Any]]) -> list[PhaseWindow]:
+    """The planned boundaries, replaced by the ones Locust's shape logged where it did."""
     by_name = {p["name"]: p for p in actual}
+    out = []
     for phase in planned:
-        seen = by_name.get(phase["name"])
-        if seen is None:
-            continue
-        if seen.get("start") is not None:
-            phase["start"] = float(seen["start"])
-        if seen.get("end") is not None:
-            phase["end"] = float(seen["end"])
-
-
-def _drive(scenario: Any, backend: Backend, run: _Run, *, timing: Any, load_start: float,
-           progress: Callable[[str], None], clock: Callable[[], float],
-           sleep: Callable[[float], None]) -> None:
-    """Observe until the last phase ends; one timeline sample and progress line per poll."""
-    observer = Observer(backend=backend, metrics_window=timing.metrics_window, clock=clock,
-                        hpas=scaling_names(run.manifests).hpas,
-                        namespace=backend.settings.namespace)
-    total = sum(p["planned_duration"] for p in run.phases)
-    end = load_start + total
-    while True:
-        now = clock()
-        sample = observer.sample()
-        run.timeline.append(sample)
-        current = next((p for p in run.phases if p["start"] <= now < p["end"]), run.phases[-1])
-        progress(progress_line(
-            scenario=scenario.name, phase=current["name"],
-            phase_elapsed=min(now, current["end"]) - current["start"],
-            phase_duration=current["planned_duration"], total_elapsed=now - load_start,
-            total_duration=total, sample=sample))
-        if now >= end:
-            break
-        sleep(max(0.0, min(timing.poll_interval, end - clock())))
+        seen = by_name.get(phase.name) or {}
+        start, end = seen.get("start"), seen.get("end")
+        out.append(replace(phase, start=phase.start if start is None else float(start),
+                           end=phase.end if end is None else float(end)))
+    return out
 
 
 #: The management API refreshes queue stats every collect_statistics_interval (5 s by
@@ -329,55 +483,20 @@ def _drive(scenario: Any, backend: Backend, run: _Run, *, timing: Any, load_star
 QUEUE_STATS_LAG = 15.0
 
 
-def _queue_left(backend: Backend, *, clock: Callable[[], float] = time.time,
-                sleep: Callable[[float], None] = time.sleep,
+def _queue_left(backend: Backend, *, clock: Clock = SYSTEM,
                 lag: float = QUEUE_STATS_LAG) -> dict[str, int] | None:
     """What is left in the task queue after the drain: the first empty reading, or the last
     one after ``lag`` seconds (a real leftover stays; a stale statistic clears)."""
     session, base = management_session(backend.endpoints.rabbitmq_management)
-    deadline = clock() + lag
-    while True:
+
+    def left() -> dict[str, int] | None:
         depth = queue_depth(session, base)
-        left = None if depth is None else {"ready": depth.ready, "unacked": depth.unacked}
-        if (left is not None and left["ready"] + left["unacked"] == 0) or clock() >= deadline:
-            return left
-        sleep(1.0)
+        return None if depth is None else {"ready": depth.ready, "unacked": depth.unacked}
 
-
-def _record(scenario: Any, backend: Backend, run: _Run, *, settings: ExperimentSettings,
-            ended: float) -> dict[str, Any]:
-    versions: dict[str, str | None] = {
-        "scalelab": __version__, "python": platform.python_version(),
-        "locust": _version("locust"),
-    }
-    with contextlib.suppress(ScalelabError):
-        versions.update(backend.versions())
-    diagnostics = None
-    decisions = run.decisions or []
     try:
-        if run.decisions is None:  # the run stopped before it collected them
-            decisions = [e.as_dict() for e in backend.scaling_events(since=run.started_at)]
-        if run.status != "passed":
-            diagnostics = backend.diagnostics()
-    except (ScalelabError, WaitTimeout, OSError) as err:
-        diagnostics = {"error": f"could not collect diagnostics: {err}"}
-    return {
-        "schema_version": record.SCHEMA_VERSION,
-        "run_id": settings.run_id,
-        "status": run.status,
-        "scenario": {**scenario.to_dict(), "file": _rel(scenario.file)},
-        "backend": {"name": backend.name, "details": _details(backend)},
-        "versions": versions,
-        "timing_profile": backend.settings.timing.as_dict(),
-        "manifests": run.manifests,
-        "started_at": run.started_at,
-        "ended_at": ended,
-        "phases": run.phases,
-        "timeline": run.timeline,
-        "decisions": decisions,
-        "locust": run.locust,
-        "tasks": run.tasks,
-        "verdicts": run.verdicts,
-        "error": run.error,
-        "diagnostics": diagnostics,
-    }
+        return wait_for(left, lambda v: v is not None and v["ready"] + v["unacked"] == 0,
+                        what="the task queue's statistics to show it empty",
+                        expected="ready+unacked == 0", timeout=lag, interval=1.0,
+                        clock=clock.monotonic, sleep=clock.sleep)
+    except WaitTimeout as err:   # a real leftover: the record shows it
+        return cast("dict[str, int] | None", err.actual)

@@ -8,26 +8,16 @@ the same PromQL on every backend (the local backend exports Kubernetes' metric n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 
+from scalelab import queries
 from scalelab.backends.base import Backend
-from scalelab.queries import name_matcher
 from scalelab.settings import AGENT_DEPLOYMENT, NAMESPACE, TASK_QUEUE
-
-CPU_UTILIZATION_QUERY = (
-    "100 * sum(rate(container_cpu_usage_seconds_total{{namespace=\"{ns}\",pod=~\"{dep}-.*\","
-    "container!=\"\"}}[{window}s]))"
-    " / sum(kube_pod_container_resource_requests{{namespace=\"{ns}\",pod=~\"{dep}-.*\","
-    "resource=\"cpu\"}})"
-)
-DESIRED_REPLICAS_QUERY = (
-    "max(kube_horizontalpodautoscaler_status_desired_replicas{{namespace=\"{ns}\"{hpas}}})"
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +64,24 @@ def prom_scalar(session: requests.Session, prometheus_url: str, query: str) -> f
     return None if value != value else value  # NaN -> None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Sample:
+    """One point of the run's timeline (the record's ``timeline[]``); None where unknown."""
+
+    #: Unix seconds (wall clock): the report and the expectations compare it with phases.
+    t: float
+    spec: int
+    current: int
+    ready: int
+    desired: int | None
+    queue_ready: int | None
+    queue_unacked: int | None
+    cpu_utilization: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class Observer:
     """Takes one timeline sample per call; the experiment calls it every poll interval."""
 
@@ -81,7 +89,8 @@ class Observer:
                  deployment: str = AGENT_DEPLOYMENT, namespace: str = NAMESPACE,
                  hpas: Sequence[str] = (),
                  clock: Callable[[], float] = time.time) -> None:
-        """``hpas``: the scenario's HPAs, so a removed one's last sample is not read."""
+        """``hpas``: the scenario's HPAs, so a removed one's last sample is not read.
+        ``clock``: wall time (the samples' ``t``)."""
         self._backend = backend
         self._deployment = deployment
         self._clock = clock
@@ -91,30 +100,31 @@ class Observer:
         self._prom_url = endpoints.prometheus.rstrip("/")
         # rate() needs at least two samples in its range: never shorter than 2 scrapes.
         window = max(int(metrics_window), 20)
-        self._cpu_query = CPU_UTILIZATION_QUERY.format(ns=namespace, dep=deployment, window=window)
-        self._desired_query = DESIRED_REPLICAS_QUERY.format(
-            ns=namespace, hpas=name_matcher("horizontalpodautoscaler", hpas))
+        self._cpu_query = queries.cpu_utilization(namespace=namespace, deployment=deployment,
+                                                  window=f"{window}s")
+        self._desired_query = queries.desired_replicas(namespace=namespace, hpas=hpas)
 
-    def sample(self) -> dict[str, Any]:
+    def sample(self) -> Sample:
         replicas = self._backend.replicas(self._deployment)
         depth = queue_depth(self._mgmt, self._mgmt_base)
         cpu = prom_scalar(self._prom, self._prom_url, self._cpu_query)
         desired = prom_scalar(self._prom, self._prom_url, self._desired_query)
-        return {
-            "t": self._clock(),
-            "spec": replicas.spec,
-            "current": replicas.current,
-            "ready": replicas.ready,
-            "desired": None if desired is None else int(desired),
-            "queue_ready": None if depth is None else depth.ready,
-            "queue_unacked": None if depth is None else depth.unacked,
-            "cpu_utilization": None if cpu is None else round(cpu, 1),
-        }
+        return Sample(
+            t=self._clock(), spec=replicas.spec, current=replicas.current, ready=replicas.ready,
+            desired=None if desired is None else int(desired),
+            queue_ready=None if depth is None else depth.ready,
+            queue_unacked=None if depth is None else depth.unacked,
+            cpu_utilization=None if cpu is None else round(cpu, 1),
+        )
 
 
 def progress_line(*, scenario: str, phase: str, phase_elapsed: float, phase_duration: float,
-                  total_elapsed: float, total_duration: float, sample: dict[str, Any]) -> str:
-    """One human line per poll, readable in a terminal and in CI logs."""
+                  total_elapsed: float, total_duration: float,
+                  sample: Sample | Mapping[str, Any]) -> str:
+    """One human line per poll, readable in a terminal and in CI logs (``sample``: a
+    ``Sample`` or a stored timeline entry)."""
+    s = sample.as_dict() if isinstance(sample, Sample) else sample
+
     def fmt(v: object, suffix: str = "") -> str:
         return "-" if v is None else f"{v}{suffix}"
 
@@ -122,8 +132,8 @@ def progress_line(*, scenario: str, phase: str, phase_elapsed: float, phase_dura
         f"[{scenario}] {phase} {phase_elapsed:5.0f}/{phase_duration:.0f}s"
         f" (total {total_elapsed:.0f}/{total_duration:.0f}s, "
         f"{max(0.0, total_duration - total_elapsed):.0f}s left)"
-        f" replicas cur={sample['current']} desired={fmt(sample['desired'])}"
-        f" ready={sample['ready']} spec={sample['spec']}"
-        f" queue={fmt(sample['queue_ready'])}+{fmt(sample['queue_unacked'])}unacked"
-        f" cpu={fmt(sample['cpu_utilization'], '%')}"
+        f" replicas cur={s['current']} desired={fmt(s['desired'])}"
+        f" ready={s['ready']} spec={s['spec']}"
+        f" queue={fmt(s['queue_ready'])}+{fmt(s['queue_unacked'])}unacked"
+        f" cpu={fmt(s['cpu_utilization'], '%')}"
     )

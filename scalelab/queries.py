@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from scalelab import settings
+from scalelab.scaling_object import ScalingObject
 
 #: Prometheus refuses range queries that would return more than 11,000 points per series
 #: (prometheus/web/api/v1/api.go: "exceeded maximum resolution of 11,000 points").
@@ -91,14 +92,18 @@ def build_queries(
     """
     ns = f'namespace="{namespace}"'
     hpa_ns = ns + name_matcher("horizontalpodautoscaler", hpas)
-    keda_ns = ns + name_matcher("scaledObject", scaled_objects)
-    dep = f'{ns},deployment="{deployment}"'
-    pods = f'{ns},pod=~"{deployment}-.*"'
-    w = rate_window
+    return (
+        *_replica_queries(dep=f'{ns},deployment="{deployment}"', hpa_ns=hpa_ns),
+        *_cpu_queries(namespace=namespace, deployment=deployment, hpa_ns=hpa_ns,
+                      window=rate_window),
+        *_queue_queries(ns=ns, queue=queue,
+                        keda_ns=ns + name_matcher("scaledObject", scaled_objects)),
+        *_task_queries(window=rate_window),
+    )
 
-    def quantile(q: float, metric: str) -> str:
-        return f"histogram_quantile({q}, sum by (le) (rate({metric}[{w}])))"
 
+def _replica_queries(*, dep: str, hpa_ns: str) -> tuple[Query, ...]:
+    """The replicas chart: the Deployment's counts and the HPA's decision and bounds."""
     return (
         Query(key="replicas_spec", title="spec (autoscaler decision)", unit="replicas",
               chart="replicas", target="replica_bounds",
@@ -110,36 +115,38 @@ def build_queries(
         Query(key="replicas_desired", title="HPA desired", unit="replicas", chart="replicas",
               promql=f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa_ns}}}"),
         Query(key="hpa_min_replicas", title="HPA minReplicas", unit="replicas",
-              chart="replicas",
-              draw=False,
+              chart="replicas", draw=False,
               promql=f"kube_horizontalpodautoscaler_spec_min_replicas{{{hpa_ns}}}"),
         Query(key="hpa_max_replicas", title="HPA maxReplicas", unit="replicas",
-              chart="replicas",
-              draw=False,
+              chart="replicas", draw=False,
               promql=f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa_ns}}}"),
-        # HPA utilization = sum of usage / sum of requests over the pods
-        # (kubernetes pkg/controller/podautoscaler/metrics/utilization.go).
+    )
+
+
+def _cpu_queries(*, namespace: str, deployment: str, hpa_ns: str,
+                 window: str) -> tuple[Query, ...]:
+    """The CPU chart: utilization as the HPA computes it, per pod, and what the HPA saw."""
+    return (
         Query(key="cpu_utilization", title="average (rate over the window)", unit="%",
-              chart="cpu",
-              target="cpu_target",
-              promql=(
-                  f'100 * sum(rate(container_cpu_usage_seconds_total{{{pods},container!=""}}'
-                  f"[{w}])) / sum(kube_pod_container_resource_requests"
-                  f'{{{pods},resource="cpu"}})'
-              )),
+              chart="cpu", target="cpu_target",
+              promql=cpu_utilization(namespace=namespace, deployment=deployment,
+                                     window=window)),
         # What the HPA itself computed at its last sync (its own metrics window).
         Query(key="hpa_cpu_observed", title="HPA observed", unit="%", chart="cpu",
               promql=(f"kube_horizontalpodautoscaler_status_target_metric{{{hpa_ns},"
                       'metric_name="cpu",metric_target_type="utilization"}')),
         Query(key="cpu_utilization_by_pod", title="per pod", unit="%", chart="cpu",
-              promql=(
-                  "100 * sum by (namespace, pod) (rate(container_cpu_usage_seconds_total"
-                  f'{{{pods},container!=""}}[{w}])) / sum by (namespace, pod) '
-                  f'(kube_pod_container_resource_requests{{{pods},resource="cpu"}})'
-              )),
+              promql=cpu_utilization(namespace=namespace, deployment=deployment,
+                                     window=window, by=("namespace", "pod"))),
         Query(key="hpa_target_metric", title="HPA target", unit="%", chart="cpu",
               draw=False,
               promql=f"kube_horizontalpodautoscaler_spec_target_metric{{{hpa_ns}}}"),
+    )
+
+
+def _queue_queries(*, ns: str, queue: str, keda_ns: str) -> tuple[Query, ...]:
+    """The queue chart: the task queue's depth and the value KEDA's scaler reported."""
+    return (
         Query(key="queue_ready", title="ready", unit="messages", chart="queue",
               target="queue_target",
               promql=f'sum(rabbitmq_detailed_queue_messages_ready{{{ns},queue="{queue}"}})'),
@@ -147,15 +154,22 @@ def build_queries(
               promql=f'sum(rabbitmq_detailed_queue_messages_unacked{{{ns},queue="{queue}"}})'),
         Query(key="keda_metric", title="KEDA scaler value", unit="messages", chart="queue",
               promql=f"keda_scaler_metrics_value{{{keda_ns}}}"),
+    )
+
+
+def _task_queries(*, window: str) -> tuple[Query, ...]:
+    """Throughput and latency charts, from the services' own metrics."""
+    def quantile(q: float, metric: str) -> str:
+        return f"histogram_quantile({q}, sum by (le) (rate({metric}[{window}])))"
+
+    return (
         Query(key="tasks_published_rate", title="published", unit="tasks/s",
               chart="throughput",
-              promql=f"sum(rate(scalelab_api_tasks_published_total[{w}]))"),
+              promql=f"sum(rate(scalelab_api_tasks_published_total[{window}]))"),
         Query(key="tasks_processed_rate", title="processed", unit="tasks/s",
               chart="throughput",
-              promql=(
-                  "sum by (outcome) "
-                  f"(rate(scalelab_agent_tasks_processed_total[{w}]))"
-              )),
+              promql=("sum by (outcome) "
+                      f"(rate(scalelab_agent_tasks_processed_total[{window}]))")),
         Query(key="queue_wait_p50", title="queue wait p50", unit="s", chart="latency",
               promql=quantile(0.5, "scalelab_agent_queue_wait_seconds_bucket")),
         Query(key="queue_wait_p95", title="queue wait p95", unit="s", chart="latency",
@@ -167,6 +181,41 @@ def build_queries(
         Query(key="api_request_p95", title="API request p95", unit="s", chart="latency",
               promql=quantile(0.95, "scalelab_api_request_duration_seconds_bucket")),
     )
+
+
+# -- the experiment's own instant queries (observe.Observer, experiment.reset) -------------
+
+
+def cpu_utilization(*, namespace: str, deployment: str, window: str,
+                    by: Sequence[str] = ()) -> str:
+    """CPU utilization of a Deployment's pods in % of their requests, as the HPA computes
+    it: sum of usage / sum of requests over the pods (kubernetes
+    pkg/controller/podautoscaler/metrics/utilization.go); ``by`` keeps labels (per pod)."""
+    pods = f'namespace="{namespace}",pod=~"{deployment}-.*"'
+    grouping = f" by ({', '.join(by)}) " if by else ""
+    return (f"100 * sum{grouping}(rate(container_cpu_usage_seconds_total"
+            f'{{{pods},container!=""}}[{window}])) / sum{grouping}'
+            f'(kube_pod_container_resource_requests{{{pods},resource="cpu"}})')
+
+
+def desired_replicas(*, namespace: str, hpas: Sequence[str] = ()) -> str:
+    """The scenario's HPAs' desired replicas (one number: the timeline's ``desired``)."""
+    selector = f'namespace="{namespace}"' + name_matcher("horizontalpodautoscaler", hpas)
+    return f"max(kube_horizontalpodautoscaler_status_desired_replicas{{{selector}}})"
+
+
+def autoscaler_series(*, namespace: str) -> str:
+    """How many HPA series are left in the namespace (no sample once the objects are gone).
+
+    KEDA's own ``keda_scaler_*`` series are not counted: KEDA 2.16 never deletes them when
+    a ScaledObject goes (kedacore/keda pkg/metricscollector/prommetrics.go has no delete;
+    KEDA 2.17's fix for kedacore/keda#6617 clears them only when a live object is
+    reconciled), so on a cluster they would never end. Its generated HPA
+    ``keda-hpa-<name>`` is an HPA, gone with the ScaledObject, so a KEDA scenario's end is
+    still seen here; the report's KEDA queries are scoped to the scenario's ScaledObject
+    names, which KEDA updates on its first poll.
+    """
+    return f'count(kube_horizontalpodautoscaler_spec_max_replicas{{namespace="{namespace}"}})'
 
 
 def name_matcher(label: str, names: Sequence[str]) -> str:
@@ -187,32 +236,26 @@ class ScalingNames:
     scaled_objects: tuple[str, ...] = ()
 
 
-def scaling_names(manifests: list[dict[str, Any]]) -> ScalingNames:
-    """The HPAs and ScaledObjects the applied manifests create (``build_queries`` filters).
+def keda_hpa_name(name: str, spec: Mapping[str, Any]) -> str:
+    """The HPA KEDA generates for ScaledObject ``name``: ``keda-hpa-<name>`` unless
+    ``spec.advanced.horizontalPodAutoscalerConfig.name`` says otherwise (kedacore/keda
+    pkg/scaling/executor names it so)."""
+    advanced = spec.get("advanced") or {}
+    config = advanced.get("horizontalPodAutoscalerConfig") or {}
+    return str(config.get("name") or f"keda-hpa-{name}")
 
-    A ScaledObject's HPA is ``keda-hpa-<name>`` unless
-    ``spec.advanced.horizontalPodAutoscalerConfig.name`` says otherwise (KEDA's
-    pkg/scaling/executor names it so).
-    """
+
+def scaling_names(objects: Iterable[ScalingObject]) -> ScalingNames:
+    """The HPAs and ScaledObjects among a scenario's scaling objects
+    (``Scenario.scaling_objects``), each ScaledObject with the HPA KEDA makes for it."""
     hpas: list[str] = []
     scaled: list[str] = []
-    for manifest in manifests:
-        try:
-            docs = [d for d in yaml.safe_load_all(manifest.get("text") or "")
-                    if isinstance(d, dict)]
-        except yaml.YAMLError:
-            continue
-        for doc in docs:
-            name = (doc.get("metadata") or {}).get("name")
-            if not isinstance(name, str):
-                continue
-            if doc.get("kind") == "HorizontalPodAutoscaler":
-                hpas.append(name)
-            elif doc.get("kind") == "ScaledObject":
-                scaled.append(name)
-                advanced = (doc.get("spec") or {}).get("advanced") or {}
-                config = advanced.get("horizontalPodAutoscalerConfig") or {}
-                hpas.append(config.get("name") or f"keda-hpa-{name}")
+    for obj in objects:
+        if obj.kind == "HorizontalPodAutoscaler":
+            hpas.append(obj.name)
+        elif obj.kind == "ScaledObject":
+            scaled.append(obj.name)
+            hpas.append(keda_hpa_name(obj.name, obj.doc.get("spec") or {}))
     return ScalingNames(hpas=tuple(hpas), scaled_objects=tuple(scaled))
 
 
@@ -320,22 +363,9 @@ def capture_series(
     ``name`` is recorded; an explicit ``scrape_interval`` wins over it. A failing query
     is stored with ``error`` and no series.
     """
-    from prometheus_api_client import PrometheusConnect
-    from urllib3.util.retry import Retry
-
     scrape = scrape_interval if scrape_interval is not None else _scrape_interval(scenario)
     step = choose_step(start=start, end=end, scrape_interval=scrape)
-    # Few, quick retries: a capture at teardown must not stall for minutes on a dead server.
-    retry = Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504),
-                  allowed_methods=None)
-    prom = PrometheusConnect(url=prometheus_url, disable_ssl=True, timeout=int(timeout),
-                             retry=retry)
-    unreachable = None
-    try:
-        if not prom.check_prometheus_connection():
-            unreachable = f"Prometheus at {prometheus_url} did not answer"
-    except Exception as err:  # connection refused, DNS...: every query gets the reason
-        unreachable = f"Prometheus at {prometheus_url} unreachable: {type(err).__name__}: {err}"
+    prom, unreachable = _connect(prometheus_url, timeout=timeout)
     t0, t1 = (datetime.fromtimestamp(x, tz=UTC) for x in (start, end))
     out: dict[str, Any] = {
         "start": start, "end": end, "step": step,
@@ -349,20 +379,41 @@ def capture_series(
                                  "chart": q.chart, "target": q.target, "series": []}
         if unreachable is not None:
             entry["error"] = unreachable
-            out["queries"][q.key] = entry
-            continue
-        try:
-            result = prom.custom_query_range(q.promql, start_time=t0, end_time=t1,
-                                             step=f"{step:g}s")
-            entry["series"] = [
-                {"labels": dict(r.get("metric") or {}),
-                 "values": [[float(t), _num(v)] for t, v in r.get("values") or []]}
-                for r in result
-            ]
-        except Exception as err:  # recorded: the report shows why a chart is empty
-            entry["error"] = f"{type(err).__name__}: {err}"
+        else:
+            try:
+                entry["series"] = _range(prom, q.promql, start=t0, end=t1, step=step)
+            except Exception as err:  # recorded: the report shows why a chart is empty
+                entry["error"] = f"{type(err).__name__}: {err}"
         out["queries"][q.key] = entry
     return out
+
+
+def _connect(prometheus_url: str, *, timeout: float) -> tuple[Any, str | None]:
+    """A Prometheus client, and why every query will fail (None when it answers)."""
+    from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
+
+    # Few, quick retries: a capture at teardown must not stall for minutes on a dead server.
+    retry = Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504),
+                  allowed_methods=None)
+    prom = PrometheusConnect(url=prometheus_url, disable_ssl=True, timeout=int(timeout),
+                             retry=retry)
+    try:
+        if not prom.check_prometheus_connection():
+            return prom, f"Prometheus at {prometheus_url} did not answer"
+    except Exception as err:  # connection refused, DNS...: every query gets the reason
+        return prom, f"Prometheus at {prometheus_url} unreachable: {type(err).__name__}: {err}"
+    return prom, None
+
+
+def _range(prom: Any, promql: str, *, start: datetime, end: datetime,
+           step: float) -> list[dict[str, Any]]:
+    """One range query's series as ``series.json`` stores them."""
+    result = prom.custom_query_range(promql, start_time=start, end_time=end,
+                                     step=f"{step:g}s")
+    return [{"labels": dict(r.get("metric") or {}),
+             "values": [[float(t), _num(v)] for t, v in r.get("values") or []]}
+            for r in result]
 
 
 def _num(v: Any) -> float | None:

@@ -14,6 +14,8 @@ run.json, top level (all times are unix seconds, durations seconds):
 - ``timing_profile``: ``TimingProfile.as_dict()``
 - ``manifests``: [{path, objects: ["Kind/name"], text}]
 - ``started_at``, ``ended_at``
+- ``steps``: [{name, started, seconds, outcome: ok | failed | interrupted}], the pipeline's
+  steps that ran (reset, apply, start load, drive, drain, account, evaluate, store)
 - ``phases``: [{name, start, end, planned_duration, load: {...}}]
 - ``timeline``: [{t, spec, current, ready, desired, queue_ready, queue_unacked,
   cpu_utilization}] (sampled every ``poll_interval``; null where unknown)
@@ -23,7 +25,7 @@ run.json, top level (all times are unix seconds, durations seconds):
 - ``tasks``: {published, processed, lost, duplicated, dead_lettered, outcomes, queue_left,
   lost_ids (<=100), duplicate_ids (<=100)}
 - ``verdicts``: [{id, kind, phase, passed, expected, observed, at, message}]
-- ``error``: null | {type, message}
+- ``error``: null | {type, message, step (the step it happened in)}
 - ``diagnostics``: {...} (only when status is not passed)
 - ``series_file``: "series.json" | null
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scalelab import experiment, observe, queries
+from scalelab import queries
 from scalelab.backends.cluster.render import dashboard_files
 from scalelab.settings import AGENT_DEPLOYMENT, NAMESPACE
 
@@ -107,15 +107,13 @@ def harness_expressions() -> list[Expression]:
            for q in queries.build_queries(hpas=("agent", "keda-hpa-agent"),
                                           scaled_objects=("agent",))]
     out += [
-        Expression(origin="scalelab/experiment.py", name="AUTOSCALER_SERIES",
-                   raw=experiment.AUTOSCALER_SERIES.format(ns=NAMESPACE)),
-        Expression(origin="scalelab/observe.py", name="CPU_UTILIZATION_QUERY",
-                   raw=observe.CPU_UTILIZATION_QUERY.format(ns=NAMESPACE, dep=AGENT_DEPLOYMENT,
-                                                            window=20)),
-        Expression(origin="scalelab/observe.py", name="DESIRED_REPLICAS_QUERY",
-                   raw=observe.DESIRED_REPLICAS_QUERY.format(
-                       ns=NAMESPACE, hpas=queries.name_matcher("horizontalpodautoscaler",
-                                                               ["agent"]))),
+        Expression(origin="scalelab/queries.py", name="autoscaler_series",
+                   raw=queries.autoscaler_series(namespace=NAMESPACE)),
+        Expression(origin="scalelab/queries.py", name="cpu_utilization (observer)",
+                   raw=queries.cpu_utilization(namespace=NAMESPACE, deployment=AGENT_DEPLOYMENT,
+                                               window="20s")),
+        Expression(origin="scalelab/queries.py", name="desired_replicas",
+                   raw=queries.desired_replicas(namespace=NAMESPACE, hpas=["agent"])),
     ]
     return out
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from scalelab.decisions import ScalingEvent
+from scalelab.errors import BackendError
 from scalelab.settings import StackSettings
 
 
@@ -108,6 +109,14 @@ class Backend(abc.ABC):
         """What a reader of the run record needs to know about where it ran (the record's
         ``backend.details``): what is real and what is emulated, which cluster."""
         return {}
+
+    def baseline_replicas(self, deployment: str) -> int:
+        """The replicas ``deployment`` asks for when nothing scales it: the stack's override
+        (``StackSettings.agent_replicas`` for the agent), else the Deployment manifest's
+        ``spec.replicas``. A scenario starts from it. Each backend reads the manifests it
+        deploys; a stand-in backend that runs no scenario need not implement it."""
+        raise BackendError(f"the {self.name} backend does not know {deployment}'s baseline",
+                           fix="run scenarios on the local, kind or existing backend")
 
     # -- control ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -18,14 +18,13 @@ import math
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from mirakuru import SimpleExecutor
 from mirakuru.exceptions import ProcessFinishedWithError
 
+from scalelab.clock import SYSTEM, Clock
 from scalelab.errors import ExperimentError, ProcessStartError
 from scalelab.scenario import Scenario
 from scalelab.waiting import wait_for
@@ -54,7 +53,7 @@ def _num(value: str | None) -> float | None:
     if value in (None, "", "N/A"):
         return None
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except ValueError:
         return None
 
@@ -64,16 +63,15 @@ class LocustRun:
 
     def __init__(
         self, *, api_url: str, scenario: Scenario, out_dir: Path,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM,
         stop_grace: float = 10.0, python: str = sys.executable,
         locustfile: Path = LOCUSTFILE,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.scenario = scenario
         self.out_dir = Path(out_dir)
+        #: Waits run on its monotonic time; ``started_at`` is wall time.
         self.clock = clock
-        self.sleep = sleep
         self.stop_grace = stop_grace
         self.python = python
         self.locustfile = locustfile
@@ -111,7 +109,7 @@ class LocustRun:
             timeout=self.stop_grace, stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self.started_at = time.time()
+        self.started_at = self.clock.wall()
         self._executor.start()
         return self
 
@@ -135,13 +133,13 @@ class LocustRun:
         """
         if self._executor is None:
             raise ExperimentError("LocustRun.wait() before start()")
-        start = self.clock()
+        start = self.clock.monotonic()
         try:
             code = wait_for(
                 self._returncode, lambda rc: rc is not None,
                 what=f"Locust (scenario {self.scenario.name}) to end after its last phase",
-                expected="process exited", timeout=timeout, interval=0.5, clock=self.clock,
-                sleep=self.sleep,
+                expected="process exited", timeout=timeout, interval=0.5,
+                clock=self.clock.monotonic, sleep=self.clock.sleep,
                 fix="check the API answers quickly enough; see " + str(self.log_path),
             )
         except Exception:
@@ -150,9 +148,29 @@ class LocustRun:
         assert code is not None
         if code != 0:
             raise ProcessStartError(
-                f"Locust exited with code {code} after {self.clock() - start:.1f}s:\n"
+                f"Locust exited with code {code} after {self.clock.monotonic() - start:.1f}s:\n"
                 f"{self.log_tail()}", fix=f"read {self.log_path}")
         return code
+
+    def wait_first_phase(self, timeout: float = 60.0) -> float:
+        """Wait until the shape starts its first phase; return that start (wall time).
+
+        Locust takes a second or two to boot; the phases' wall-clock boundaries are what the
+        expectations use. A Locust that exits first fails fast with its log.
+        """
+        def started() -> list[dict[str, Any]]:
+            times = self.phase_times()
+            if not times and not self.running():
+                raise ProcessStartError(
+                    f"Locust exited (code {self._returncode()}) before starting the first "
+                    f"phase:\n{self.log_tail()}", fix=f"read {self.log_path}")
+            return times
+
+        first = wait_for(started, bool, what="Locust to start the first phase",
+                         expected="a phase start in phases.jsonl", timeout=timeout,
+                         interval=0.2, clock=self.clock.monotonic, sleep=self.clock.sleep,
+                         fix=f"read {self.log_path}")
+        return float(first[0]["start"])
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL after ``stop_grace``; idempotent."""

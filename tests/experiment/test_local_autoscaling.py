@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from scalelab import record
+from scalelab import queries, record
 from scalelab.backends.local.backend import LocalBackend
 from scalelab.errors import ExperimentError
-from scalelab.experiment import AUTOSCALER_SERIES, ExperimentSettings, reset, run_scenario
+from scalelab.experiment import ExperimentSettings, reset, run_scenario
 from scalelab.observe import prom_scalar
 from scalelab.scenario import load_scenario
 from scalelab.settings import StackSettings
@@ -131,4 +131,4 @@ def test_interrupted_or_crashed_run_still_writes_its_record(
     r = stack.replicas("agent")
     assert (r.spec, r.current, r.ready) == (2, 2, 2)
     assert prom_scalar(requests.Session(), stack.endpoints.prometheus,
-                       AUTOSCALER_SERIES.format(ns=stack.settings.namespace)) is None
+                       queries.autoscaler_series(namespace=stack.settings.namespace)) is None

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from scalelab import queries
+from scalelab.control.keda import ScaledObjectSpec
+from scalelab.manifests import load_scaling
 from scalelab.procs import prometheus as prom
+from scalelab.scaling_object import ScalingObject
 from scalelab.waiting import wait_for
 
 
@@ -76,11 +79,18 @@ def test_targets_from_hpa_and_scaledobject() -> None:
     assert queries.targets_from_manifests([{"path": "c", "objects": []}]) == queries.Targets()
 
 
-def test_scaling_names_scope_the_autoscaler_queries() -> None:
+def _objects(tmp_path: Path, *texts: str) -> list[ScalingObject]:
+    out: list[ScalingObject] = []
+    for i, text in enumerate(texts):
+        (tmp_path / f"m{i}.yaml").write_text(text)
+        out += load_scaling(tmp_path / f"m{i}.yaml")
+    return out
+
+
+def test_scaling_names_scope_the_autoscaler_queries(tmp_path: Path) -> None:
     named = KEDA.replace("spec:\n", "spec:\n  advanced: {horizontalPodAutoscalerConfig: "
                          "{name: custom}}\n", 1).replace("name: agent", "name: other")
-    names = queries.scaling_names([{"text": HPA}, {"text": KEDA}, {"text": named},
-                                   {"text": ": not yaml ["}])
+    names = queries.scaling_names(_objects(tmp_path, HPA, KEDA, named))
     assert names.hpas == ("agent", "keda-hpa-agent", "custom")
     assert names.scaled_objects == ("agent", "other")
     by_key = {q.key: q.promql for q in queries.build_queries(
@@ -89,6 +99,32 @@ def test_scaling_names_scope_the_autoscaler_queries() -> None:
     assert 'scaledObject=~"agent|other"' in by_key["keda_metric"]
     unscoped = {q.key: q.promql for q in queries.QUERIES}
     assert "horizontalpodautoscaler=~" not in unscoped["replicas_desired"]
+
+
+def test_the_scenario_names_its_autoscalers_as_the_keda_emulation_does(tmp_path: Path) -> None:
+    """The queries' ``keda-hpa-<name>`` rule and the emulated KEDA's HPA name agree (the
+    name the controller exports its series under is the one the report scopes to)."""
+    keda = KEDA.replace("spec:\n", "spec:\n  scaleTargetRef: {name: agent}\n", 1).replace(
+        "value: \"20\"}", "value: \"20\", hostFromEnv: RABBITMQ_HOST}")
+    named = keda.replace("spec:\n", "spec:\n  advanced: {horizontalPodAutoscalerConfig: "
+                         "{name: custom}}\n", 1)
+    for text in (keda, named):
+        (obj,) = _objects(tmp_path, text)
+        spec = ScaledObjectSpec.from_manifest(obj.doc, env={"RABBITMQ_HOST": "amqp://h"})
+        assert queries.scaling_names([obj]).hpas == (spec.hpa_name,)
+
+
+def test_the_observer_and_report_cpu_queries_are_one_expression() -> None:
+    """The timeline's cpu_utilization and the report's chart read the same PromQL."""
+    chart = next(q for q in queries.build_queries(namespace="ns1", deployment="w")
+                 if q.key == "cpu_utilization")
+    assert chart.promql == queries.cpu_utilization(namespace="ns1", deployment="w",
+                                                   window="20s")
+    assert queries.cpu_utilization(namespace="ns1", deployment="w", window="20s",
+                                   by=("pod",)).startswith("100 * sum by (pod) (rate(")
+    assert queries.desired_replicas(namespace="ns1", hpas=["a.b"]) == (
+        'max(kube_horizontalpodautoscaler_status_desired_replicas{namespace="ns1",'
+        'horizontalpodautoscaler=~"a\\\\.b"})')
 
 
 def test_unreachable_prometheus_is_recorded_not_raised() -> None:

@@ -670,5 +670,19 @@ class ClusterBackend(Backend):
         self.api.scale_deployment(namespace=self.settings.namespace, name=deployment,
                                   replicas=replicas)
 
+    def baseline_replicas(self, deployment: str) -> int:
+        """What the overlay deploys: ``agent_replicas`` for the agent (the kustomization's
+        ``replicas``), else ``spec.replicas`` of the Deployment in ``manifests/base``
+        (1 when absent, as the apiserver defaults it)."""
+        if deployment == AGENT_DEPLOYMENT and self.settings.agent_replicas is not None:
+            return self.settings.agent_replicas
+        for path in sorted(BASE_DIR.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and doc.get("kind") == "Deployment" \
+                        and (doc.get("metadata") or {}).get("name") == deployment:
+                    return int((doc.get("spec") or {}).get("replicas", 1))
+        raise ConfigError(f"no Deployment {deployment!r} in {BASE_DIR}", file=str(BASE_DIR),
+                          fix=f"add the {deployment} Deployment to manifests/base")
+
     def purge_queue(self) -> int:
         return purge_queue(self.endpoints.amqp, TASK_QUEUE)

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class LocalBackend(Backend):
         self._sd_lock = threading.Lock()
         self._endpoints: Endpoints | None = None
         self._api_port: int | None = None
+        self._exporter_port: int | None = None
         #: Secret name -> data: the Secrets manifests/base reads, held in memory only.
         self._secrets: dict[str, dict[str, str]] = {}
 
@@ -119,7 +121,11 @@ class LocalBackend(Backend):
             check_broker_env(self.specs[name])
         started = time.monotonic()
         try:
-            self._up(RabbitMQNode)
+            for step_name, step in self.steps(RabbitMQNode):
+                self.current_step = step_name
+                t0 = time.monotonic()
+                step()
+                self.timings[step_name] = time.monotonic() - t0
         except BaseException:
             self.down()
             raise
@@ -127,16 +133,24 @@ class LocalBackend(Backend):
         assert self._endpoints is not None
         return self._endpoints
 
-    def _up(self, node_class: Any) -> None:
+    def steps(self, node_class: Any) -> list[tuple[str, Callable[[], None]]]:
+        """``up()`` after the checks, in order; named so timings and a bring-up timeout
+        say which step (as ``ClusterBackend.steps()``)."""
+        return [("prepare", functools.partial(self._prepare, node_class)),
+                ("rabbitmq+prometheus", self._start_servers),
+                ("exporter", self._start_exporter),
+                ("pods", self._start_pods)]
+
+    def _prepare(self, node_class: Any) -> None:
+        """Work dir, ports and the servers' configuration; nothing runs yet."""
         bind = self.settings.bind
-        timing = self.settings.timing
         self.workdir = Path(tempfile.mkdtemp(prefix="scalelab-local-"))
         # traversable (not listable) by others: as root the broker drops to user rabbitmq
         self.workdir.chmod(0o711)
         # Every port is picked before any server binds one: each pick excludes the others
         taken: set[int] = set()
-        exporter_port = port_for.select_random(exclude_ports=taken)
-        taken.add(exporter_port)
+        self._exporter_port = port_for.select_random(exclude_ports=taken)
+        taken.add(self._exporter_port)
         self._api_port = port_for.select_random(exclude_ports=taken)
         taken.add(self._api_port)
         self.rabbitmq = node_class(host=bind, workdir=self.workdir / "rabbitmq",
@@ -145,43 +159,50 @@ class LocalBackend(Backend):
         taken |= {rabbit.amqp_port, rabbit.management_port, rabbit.prometheus_port,
                   rabbit.dist_port, rabbit.epmd_port}
         self._secrets = {SECRET_NAME: local_secret_data(rabbit)}
-        prometheus_port = port_for.select_random(exclude_ports=taken)
         config = scrape.scrape_config(
-            scrape_interval=timing.scrape_interval, namespace=self.settings.namespace,
-            bind=bind, rabbitmq_prometheus_port=rabbit.prometheus_port,
-            exporter_port=exporter_port,
+            scrape_interval=self.settings.timing.scrape_interval,
+            namespace=self.settings.namespace, bind=bind,
+            rabbitmq_prometheus_port=rabbit.prometheus_port, exporter_port=self._exporter_port,
             sd_paths={name: self._sd_path(name) for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT)},
         )
         for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
             prom.write_file_sd(self._sd_path(name), [])
-        self.prometheus = prom.PrometheusServer(config=config, workdir=self.workdir / "prometheus",
-                                                host=bind, port=prometheus_port,
-                                                startup_timeout=self.startup_timeout)
+        self.prometheus = prom.PrometheusServer(
+            config=config, workdir=self.workdir / "prometheus", host=bind,
+            port=port_for.select_random(exclude_ports=taken),
+            startup_timeout=self.startup_timeout)
 
-        # the broker's Erlang boot takes seconds: start Prometheus meanwhile
-        self.current_step = "rabbitmq+prometheus"
+    def _start_servers(self) -> None:
+        """The broker's Erlang boot takes seconds: Prometheus starts meanwhile."""
+        assert self.prometheus is not None and self.rabbitmq is not None
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(self.prometheus.start)
             try:
-                rabbit.start()
+                self.rabbitmq.start()
                 self.timings["rabbitmq"] = time.monotonic() - t0
             finally:
                 with contextlib.suppress(Exception):
                     future.result()  # wait, so a failed broker never leaves it starting
             future.result()           # re-raise Prometheus' own error, if any
-        self.timings["rabbitmq+prometheus"] = time.monotonic() - t0
 
+    def _start_exporter(self) -> None:
+        """The kube-state-metrics / cAdvisor series of the emulated cluster."""
+        assert self._exporter_port is not None, "the prepare step picks it"
         self._collector = KubeStateCollector(
             namespace=self.settings.namespace,
             supervisors=lambda: list(self.supervisors.values()),
             accounting=self.accounting)
         self.registry.register(self._collector)
-        self.exporter = Exporter(registry=self.registry, host=bind, port=exporter_port)
+        self.exporter = Exporter(registry=self.registry, host=self.settings.bind,
+                                 port=self._exporter_port)
         self.exporter.start()
 
-        self.current_step = "pods"
-        t0 = time.monotonic()
+    def _start_pods(self) -> None:
+        """The api and agent Deployments' pods, the resource sampler; until every pod is
+        ready. Then the stack has endpoints."""
+        assert self.workdir is not None and self.prometheus is not None
+        bind = self.settings.bind
         for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT):
             replicas = self.settings.agent_replicas if name == AGENT_DEPLOYMENT else None
             sup = Supervisor(
@@ -189,7 +210,7 @@ class LocalBackend(Backend):
                 launch=functools.partial(self._launch, name),
                 workdir=self.workdir, replicas=replicas,
                 grace_period=self.specs[name].termination_grace_period
-                or timing.termination_grace_period,
+                or self.settings.timing.termination_grace_period,
                 cwd=paths.ROOT, host=bind, on_change=functools.partial(self._write_sd, name))
             self.supervisors[name] = sup
             sup.start()
@@ -198,13 +219,9 @@ class LocalBackend(Backend):
         self._sampler.start()
         for sup in self.supervisors.values():
             sup.wait_ready(timeout=self.startup_timeout)
-        self.timings["pods_ready"] = time.monotonic() - t0
         self._endpoints = Endpoints(
-            api=f"http://{bind}:{self._api_port}",
-            prometheus=self.prometheus.url,
-            rabbitmq_management=rabbit.management_url,
-            amqp=rabbit.amqp_url,
-        )
+            api=f"http://{bind}:{self._api_port}", prometheus=self.prometheus.url,
+            rabbitmq_management=self.rabbitmq.management_url, amqp=self.rabbitmq.amqp_url)
 
     def down(self) -> None:
         """Stop everything started so far, in reverse order; idempotent, never raises."""
@@ -362,6 +379,15 @@ class LocalBackend(Backend):
             with contextlib.suppress(Exception):
                 out["rabbitmq"] = self.rabbitmq.version()
         return out
+
+    def baseline_replicas(self, deployment: str) -> int:
+        """The stack's ``agent_replicas`` for the agent, else the Deployment's manifest
+        under ``self.manifests`` (the one this backend runs)."""
+        if deployment == AGENT_DEPLOYMENT and self.settings.agent_replicas is not None:
+            return self.settings.agent_replicas
+        spec = self.specs.get(deployment) or load_deployment(
+            deployment, path=self.manifests / f"{deployment}.yaml")
+        return spec.replicas
 
     # -- ClusterView (what the emulated controllers see) ------------------------------
     def pods(self, deployment: str) -> list[PodFacts]:
