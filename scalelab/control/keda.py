@@ -27,9 +27,14 @@ from scalelab.control import rabbitmq_scaler as rmq
 from scalelab.errors import ConfigError
 from scalelab.scaling_object import ScalingObject
 
+# KEDA's defaults for fields a ScaledObject leaves out. They belong to the API, not to the
+# operator's configuration (no flag changes them), so they stay constants here:
+#: apis/keda/v1alpha1/withtriggers_types.go defaultPollingInterval (s)
 DEFAULT_POLLING_INTERVAL = 30
+#: pkg/scaling/executor/scale_executor.go defaultCooldownPeriod (s)
 DEFAULT_COOLDOWN_PERIOD = 300
 DEFAULT_MIN_REPLICAS = 0
+#: apis/keda/v1alpha1/scaledobject_types.go defaultHPAMaxReplicas
 DEFAULT_MAX_REPLICAS = 100
 #: scaledobject_types.go defaultHPAMinReplicas
 DEFAULT_HPA_MIN_REPLICAS = 1

@@ -61,9 +61,10 @@ def recs(*pairs: tuple[float, int]) -> tuple[Recommendation, ...]:
 
 
 def uniform(changes: Sequence[int], period: float) -> tuple[ScaleEvent, ...]:
-    """generateEventsUniformDistribution(changes, period) of horizontal_test.go."""
+    """generateEventsUniformDistribution(changes, period) of horizontal_test.go (whose
+    time.Duration(float64) conversion truncates the age to whole seconds)."""
     segment = period / len(changes)
-    return tuple(ScaleEvent(NOW - (period - segment * (i + 1) + segment / 2), change)
+    return tuple(ScaleEvent(NOW - int(period - segment * (i + 1) + segment / 2), change)
                  for i, change in enumerate(changes))
 
 
