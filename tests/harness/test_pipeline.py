@@ -292,7 +292,10 @@ def test_a_whole_scenario_runs_on_a_fake_clock(tmp_path: Path, answers: str) -> 
     assert rec["tasks"]["published"] == 3 and rec["tasks"]["lost"] == 0
     assert rec["tasks"]["queue_left"] == {"ready": 0, "unacked": 0}
     assert rec["decisions"][0]["to_replicas"] == 4
-    assert sum(1 for line in lines if line.startswith("[hpa-short] load ")) > 10
+    assert sum(1 for line in lines if line.startswith("[hpa-short] load ")) == 30
+    # the progress line of the sample 30 s in: 20 s into the load phase, the HPA's 4 replicas
+    assert ("[hpa-short] load    20/60s (total 30/140s, 110s left) replicas cur=4 desired=- "
+            "ready=4 spec=4 queue=0+0unacked cpu=-") in lines
     stored = record.load(tmp_path / "fake" / "hpa-short")   # valid against the schema
     assert stored["steps"] == rec["steps"]
     assert stored["series_file"] == record.SERIES_FILE
