@@ -127,8 +127,8 @@ class MetricSpec:
     """One entry of ``spec.metrics``.
 
     ``type`` is Resource, Pods or External; ``name`` is the resource name (cpu, memory)
-    for Resource and the metric name otherwise (the key into ``HPAInputs.external_metrics``
-    / ``HPAInputs.pods_metrics``).
+    for Resource and the metric name otherwise (the key into
+    ``HPAInputs.external_metrics_milli`` / ``HPAInputs.pods_metrics_milli``).
     """
 
     type: str
