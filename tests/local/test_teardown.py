@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from scalelab.procs import prometheus as prom
 from scalelab.procs.rabbitmq import RabbitMQNode
 from scalelab.settings import StackSettings
 from scalelab.waiting import wait_for
+from tests.conftest import QueueNames, amqp_channel, drain_json
 from tests.local.leftovers import MARKER, describe, listening, name_of, tagged
 
 pytestmark = pytest.mark.slow
@@ -346,3 +349,44 @@ def test_a_dead_session_broker_fails_the_tests_that_need_it_with_its_log(
     assert "ran against a dead broker" not in out, out
     assert "exited with signal SIGKILL (killed from outside" in out, out
     assert "rabbit.log (last 40 lines)" in out, out
+
+
+# -- tests/conftest.py's drain_json: the duplicate window is the broker's state -----------
+def test_drain_json_waits_for_a_late_duplicate_while_its_task_is_unacked(
+        rabbitmq: RabbitMQNode, queue_names: QueueNames) -> None:
+    """A consumer holding a task (as an agent mid-task does) publishes a second result for
+    it 1 s after the expected one arrived, then acks: drain_json returns both (its 0.2 s
+    window returned one), because it waits until nothing is in flight on the broker."""
+    holding = threading.Event()
+
+    def slow_agent() -> None:
+        connection, channel = amqp_channel(rabbitmq.amqp_url)
+        try:
+            method, _props, _body = channel.basic_get(queue=queue_names.tasks, auto_ack=False)
+            assert method is not None
+            holding.set()
+            time.sleep(1.0)            # the slow agent this test is about, not a wait
+            channel.confirm_delivery()
+            channel.basic_publish("", queue_names.results, json.dumps({"id": "a"}).encode())
+            channel.basic_ack(delivery_tag=method.delivery_tag)
+        finally:
+            connection.close()
+
+    connection, channel = amqp_channel(rabbitmq.amqp_url)
+    try:
+        for queue in (queue_names.tasks, queue_names.results):
+            channel.queue_declare(queue=queue)
+        channel.confirm_delivery()
+        channel.basic_publish("", queue_names.tasks, b"task a")
+        channel.basic_publish("", queue_names.results, json.dumps({"id": "a"}).encode())
+        agent = threading.Thread(target=slow_agent, daemon=True)
+        agent.start()
+        assert holding.wait(timeout=30), "the stand-in agent never took the task"
+        records = drain_json(rabbitmq.amqp_url, queue_names.results, expected=1, timeout=30)
+        agent.join(timeout=30)
+        assert records == [{"id": "a"}, {"id": "a"}]
+    finally:
+        for queue in (queue_names.tasks, queue_names.results):
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue=queue)
+        connection.close()
