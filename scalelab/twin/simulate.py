@@ -1,0 +1,388 @@
+"""The twin's simulation: queue, pods and CPU in 1 s steps, driving the real controller cores.
+
+Every second ``[t, t+1)``:
+
+1. the controllers due in that second run, on the live loop's order (``loop.ControlLoop``:
+   a KEDA poll before an HPA sync due at the same instant): ``keda.activate`` every
+   ``pollingInterval`` and ``hpa.reconcile`` every sync period, both fed what they would
+   read (``view.PodFacts``, metrics.k8s.io ``view.PodMetric``, External values as KEDA
+   serves them, ``rabbitmq_scaler.quantity_milli``), as ``control/replay.py`` builds them.
+   Their decision creates pods (ready ``pod_start_s`` later) or removes the newest ones;
+2. the second's tasks are published (``workload.Arrivals``), FIFO behind the backlog;
+3. the ready pods serve the queue: one task at a time each (the agent's consume loop), a
+   tool's task taking ``io_s + cpu_s * cpu_stretch (+ io_overhead_s)`` of wall time, using
+   ``cpu_s`` CPU-seconds. Work is fluid (a task may be split across seconds) but never
+   runs on more pods than there are tasks;
+4. each pod's CPU (fraction of its request) accumulates; the metrics-server emulation
+   publishes a pod's average over the last ``metrics_window`` once that window has
+   passed since its previous scrape (``backends/local/resources.ResourceAccounting``);
+   the queue depth the scalers read is the broker's statistics as of the last refresh
+   (every ``queue_stats_interval``).
+
+The model is fluid in the tasks and exact in the controllers: the cores are called, not
+re-implemented. See docs/twin.md for what it leaves out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scalelab.control.hpa import HPAControllerSettings, HPAInputs, HPASpec, HPAState, reconcile
+from scalelab.control.keda import (
+    EventTrigger,
+    KedaState,
+    ScaledObjectSpec,
+    TriggerReading,
+    activate,
+)
+from scalelab.control.rabbitmq_scaler import QUEUE_LENGTH, quantity_milli
+from scalelab.control.replay import KedaHPASpec
+from scalelab.control.view import PodFacts, PodMetric
+from scalelab.errors import ConfigError
+from scalelab.twin.workload import Arrivals
+
+#: CPU request of a simulated pod in milli-units: utilization is a fraction of the request,
+#: so the twin counts CPU in "requests" and gives every pod 1000m (1000m = 100 %).
+REQUEST_MILLI = 1000
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwinParams:
+    """The calibrated model (``calibrate.Calibration.params`` says where each comes from)."""
+
+    settings: HPAControllerSettings
+    metrics_window: float
+    pod_start_s: float
+    prefetch: int
+    cpu_request_cores: float
+    cpu_stretch: float             # wall seconds per CPU-second of a cpu tool's task
+    io_overhead_s: float           # wall seconds an io task takes beyond its io_ms
+    idle_utilization: float        # percent of request an idle pod shows
+    queue_stats_interval: float
+    apply_offset: float            # controllers' first pass, s from the first phase (<= 0)
+    initial_replicas: int
+
+
+@dataclass(kw_only=True)
+class _Pod:
+    created: float
+    ready_at: float
+    cum: float = 0.0               # request-seconds used since created
+    scraped_t: float | None = None
+    scraped_cum: float = 0.0
+    metric: PodMetric | None = None
+    name: str = ""
+    facts_pending: PodFacts | None = None
+    facts_ready: PodFacts | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlEvent:
+    t: float
+    controller: str                # hpa | keda
+    from_replicas: int
+    to_replicas: int
+    reason: str
+
+
+@dataclass(kw_only=True)
+class TwinResult:
+    """Per-second timelines (value at the end of second ``t``, i.e. at ``t + 1``)."""
+
+    spec: list[int] = field(default_factory=list)
+    ready: list[int] = field(default_factory=list)
+    queue_ready: list[float] = field(default_factory=list)
+    queue_unacked: list[float] = field(default_factory=list)
+    cpu_utilization: list[float] = field(default_factory=list)
+    processed_total: list[float] = field(default_factory=list)  # cumulative
+    events: list[ControlEvent] = field(default_factory=list)
+    #: (tasks, queue wait s, latency s) of what completed, FIFO chunks.
+    completions: list[tuple[float, float, float]] = field(default_factory=list)
+    published: float = 0.0
+    processed: float = 0.0
+    replica_seconds: float = 0.0   # integral of pods that exist (pending ones too)
+    floor: int = 0
+
+    @property
+    def in_system(self) -> float:
+        return self.queue_ready[-1] + self.queue_unacked[-1] if self.queue_ready else 0.0
+
+    def quantile(self, q: float, *, which: str = "wait") -> float:
+        """Weighted quantile of queue waits (``wait``) or latencies (``latency``)."""
+        pairs = sorted((w if which == "wait" else lat, n) for n, w, lat in self.completions
+                       if n > _EPS)
+        total = sum(n for _, n in pairs)
+        if total <= 0:
+            return 0.0
+        acc = 0.0
+        for value, n in pairs:
+            acc += n
+            if acc >= q * total - _EPS:
+                return value
+        return pairs[-1][0]
+
+    @property
+    def replica_changes(self) -> int:
+        return sum(1 for a, b in zip(self.spec, self.spec[1:], strict=False) if a != b)
+
+    def first_scale_up(self) -> float | None:
+        """Seconds from the start until ready replicas first exceed the floor."""
+        for t, r in enumerate(self.ready):
+            if r > self.floor:
+                return float(t + 1)
+        return None
+
+    def back_to_floor(self) -> float | None:
+        """Seconds until ready replicas are back at the floor after the first scale-up."""
+        up = self.first_scale_up()
+        if up is None:
+            return None
+        for t in range(int(up), len(self.ready)):
+            if self.ready[t] <= self.floor:
+                return float(t + 1)
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "seconds": len(self.spec), "published": round(self.published, 1),
+            "processed": round(self.processed, 1),
+            "replica_seconds": round(self.replica_seconds, 1),
+            "replica_changes": self.replica_changes,
+            "max_replicas": max(self.spec, default=0),
+            "queue_wait_p50_s": round(self.quantile(0.5), 2),
+            "queue_wait_p95_s": round(self.quantile(0.95), 2),
+            "latency_p95_s": round(self.quantile(0.95, which="latency"), 2),
+            "max_queue": round(max((a + b for a, b in zip(self.queue_ready, self.queue_unacked,
+                                                          strict=False)), default=0.0), 1),
+            "first_scale_up_s": self.first_scale_up(), "back_to_floor_s": self.back_to_floor(),
+        }
+
+
+def _event_triggers(so: ScaledObjectSpec) -> list[EventTrigger]:
+    trigs = [t for t in so.triggers if isinstance(t, EventTrigger)]
+    for t in trigs:
+        if t.metadata.mode != QUEUE_LENGTH:
+            raise ConfigError(
+                f"trigger mode {t.metadata.mode} reads publish/deliver rates the twin does "
+                "not model", file=so.source, field=f"spec.triggers[{t.index}].metadata.mode",
+                fix="use mode QueueLength for a prediction, or run the scenario for real")
+    return trigs
+
+
+def _check_spec(spec: HPASpec) -> None:
+    for i, metric in enumerate(spec.metrics):
+        if metric.type == "Resource" and metric.name == "memory":
+            raise ConfigError("a memory metric cannot be predicted: the twin models CPU "
+                              "and the queue", file=spec.source, field=f"spec.metrics[{i}]",
+                              fix="use a cpu or a queue (External) metric")
+        if metric.type == "Pods":
+            raise ConfigError("Pods metrics are not modelled", file=spec.source,
+                              field=f"spec.metrics[{i}]", fix="use a cpu or External metric")
+
+
+class _Sim:
+    """One run of the model; ``run`` returns the timelines."""
+
+    def __init__(self, spec: HPASpec, arrivals: Arrivals, params: TwinParams) -> None:
+        _check_spec(spec)
+        self.spec = spec
+        self.p = params
+        self.so = spec.scaled_object if isinstance(spec, KedaHPASpec) else None
+        self.triggers = _event_triggers(self.so) if self.so is not None else []
+        self.arrivals = arrivals
+        tools = arrivals.tools
+        self.service = [t.io_s + t.cpu_s * params.cpu_stretch
+                        + (params.io_overhead_s if t.io_s > 0 else 0.0) for t in tools]
+        if any(s <= 0 for s in self.service):
+            bad = tools[next(i for i, s in enumerate(self.service) if s <= 0)].name
+            raise ConfigError(f"tool {bad!r} takes no time (no cpu_ms nor io_ms)",
+                              field=f"workload.tools.{bad}", fix="give cpu_ms or io_ms")
+        # request-seconds per wall second of serving a task of each tool
+        self.cpu_rate = [t.cpu_s / s / params.cpu_request_cores if t.cpu_s else 0.0
+                         for t, s in zip(tools, self.service, strict=True)]
+        self.external = [m.name for m in spec.metrics if m.type == "External"]
+        self.exclude_unacked = {t.metric_name: t.metadata.exclude_unacknowledged
+                                for t in self.triggers}
+        self.pods: list[_Pod] = []
+        self.counter = 0
+        self.chunks: deque[list[float]] = deque()   # [count, tool index, arrival time]
+        self.in_system = 0.0
+        self.stats: list[tuple[float, float]] = []  # (messages, messages_ready) at 1 s ends
+        self.res = TwinResult()
+
+    # -- pods ----------------------------------------------------------------------------
+    def _resize(self, target: int, now: float) -> None:
+        while len(self.pods) > target:
+            self.pods.pop()
+        while len(self.pods) < target:
+            pod = _Pod(created=now, ready_at=now + self.p.pod_start_s,
+                       name=f"twin-{self.counter}")
+            self.counter += 1
+            self.pods.append(pod)
+
+    def _facts(self, pod: _Pod, now: float) -> PodFacts:
+        if now + _EPS >= pod.ready_at:
+            if pod.facts_ready is None:
+                pod.facts_ready = PodFacts(
+                    name=pod.name, phase="Running", ready=True, deleting=False,
+                    start_time=pod.created, ready_transition_time=pod.ready_at,
+                    cpu_request_milli=REQUEST_MILLI)
+            return pod.facts_ready
+        if pod.facts_pending is None:
+            pod.facts_pending = PodFacts(
+                name=pod.name, phase="Pending", ready=False, deleting=False,
+                start_time=pod.created, ready_transition_time=pod.created,
+                cpu_request_milli=REQUEST_MILLI)
+        return pod.facts_pending
+
+    # -- what the scalers read -----------------------------------------------------------
+    def _queue_seen(self, now: float) -> tuple[float, float]:
+        """(messages, messages_ready) as the management API reports them at ``now``."""
+        if not self.stats:
+            return 0.0, 0.0
+        tick = math.floor(now / self.p.queue_stats_interval + _EPS) * self.p.queue_stats_interval
+        idx = int(math.floor(tick + _EPS)) - 1  # stats[i] is the state at time i + 1
+        if idx < 0:
+            return 0.0, 0.0
+        return self.stats[min(idx, len(self.stats) - 1)]
+
+    def _value(self, metric: str, now: float) -> float:
+        messages, ready = self._queue_seen(now)
+        return ready if self.exclude_unacked.get(metric, False) else messages
+
+    def _keda_poll(self, now: float, state: KedaState) -> KedaState:
+        assert self.so is not None
+        readings = []
+        for trig in self.triggers:
+            value = self._value(trig.metric_name, now)
+            readings.append(TriggerReading(index=trig.index, value_milli=quantity_milli(value),
+                                           active=value > trig.metadata.activation_value))
+        current = len(self.pods)
+        action, state = activate(self.so, now=now, current_replicas=current,
+                                 readings=readings, state=state)
+        if action.desired_replicas is not None:
+            self._resize(action.desired_replicas, now)
+            self.res.events.append(ControlEvent(t=now, controller="keda", from_replicas=current,
+                                                to_replicas=action.desired_replicas,
+                                                reason=action.reason))
+        return state
+
+    def _hpa_sync(self, now: float, state: HPAState) -> HPAState:
+        facts = [self._facts(p, now) for p in self.pods]
+        metrics = {p.name: p.metric for p in self.pods if p.metric is not None}
+        external: dict[str, Sequence[int] | None] = {
+            name: [quantity_milli(self._value(name, now))] for name in self.external}
+        inputs = HPAInputs(now=now, spec_replicas=len(self.pods), pods=facts,
+                           pod_metrics=metrics, external_metrics_milli=external)
+        decision, state = reconcile(self.spec, inputs, state, self.p.settings)
+        if decision.scaled:
+            self._resize(decision.desired_replicas, now)
+            self.res.events.append(ControlEvent(
+                t=now, controller="hpa", from_replicas=decision.current_replicas,
+                to_replicas=decision.desired_replicas, reason=decision.reason))
+        return state
+
+    # -- one second of work ----------------------------------------------------------------
+    def _serve(self, t: int, capacity: float) -> float:
+        """Serve FIFO for one second with ``capacity`` pod-seconds; return request-seconds
+        of CPU used."""
+        cap = min(capacity, self.in_system)
+        left = cap
+        cpu = 0.0
+        res = self.res
+        while self.chunks and left > _EPS:
+            chunk = self.chunks[0]
+            count, k = chunk[0], int(chunk[1])
+            s = self.service[k]
+            work = count * s
+            done_work = min(work, left)
+            done = done_work / s
+            finish = t + (cap - left + done_work) / cap if cap > 0 else t + 1.0
+            latency = max(finish - chunk[2], s)
+            res.completions.append((done, latency - s, latency))
+            cpu += done_work * self.cpu_rate[k]
+            left -= done_work
+            self.in_system -= done
+            res.processed += done
+            if done_work >= work - _EPS:
+                self.chunks.popleft()
+            else:
+                chunk[0] = count - done
+        return cpu
+
+    def run(self) -> TwinResult:
+        p, res = self.p, self.res
+        floor = self.so.effective_min if self.so is not None else self.spec.min_replicas
+        res.floor = floor
+        self._resize(p.initial_replicas, p.apply_offset - 3600.0)
+        for pod in self.pods:
+            pod.ready_at = p.apply_offset - 3600.0
+        hpa_state = HPAState()
+        keda_state = KedaState(created=p.apply_offset - 1e-3)
+        sync_n = poll_n = 0
+        poll = self.so.polling_interval if self.so is not None else math.inf
+        window = p.metrics_window
+        idle = p.idle_utilization / 100.0
+        for t, row in enumerate(self.arrivals.per_second):
+            # 1. controllers due in [t, t+1): KEDA first on a tie
+            while True:
+                next_sync = p.apply_offset + sync_n * p.settings.sync_period
+                next_poll = p.apply_offset + poll_n * poll
+                due = min(next_sync, next_poll)
+                if due >= t + 1 - _EPS:
+                    break
+                now = due
+                if next_poll <= next_sync + _EPS:
+                    keda_state = self._keda_poll(now, keda_state)
+                    poll_n += 1
+                else:
+                    hpa_state = self._hpa_sync(now, hpa_state)
+                    sync_n += 1
+            # 2. arrivals (mid-second)
+            for k, n in enumerate(row):
+                if n > 0:
+                    self.chunks.append([n, k, t + 0.5])
+                    self.in_system += n
+                    res.published += n
+            # 3. service by the pods ready during this second
+            shares = [min(1.0, max(0.0, t + 1 - max(pod.ready_at, t))) for pod in self.pods]
+            capacity = sum(shares)
+            cpu = self._serve(t, capacity) if capacity > 0 else 0.0
+            # 4. CPU per pod, metrics-server windows
+            end = t + 1.0
+            ready = 0
+            for pod, share in zip(self.pods, shares, strict=True):
+                if share <= 0:
+                    continue
+                pod.cum += share * idle + (cpu * share / capacity if capacity else 0.0)
+                if pod.ready_at <= end + _EPS:
+                    ready += 1
+                if pod.scraped_t is None:
+                    pod.scraped_t, pod.scraped_cum = end, pod.cum
+                elif end - pod.scraped_t >= window - _EPS:
+                    elapsed = end - pod.scraped_t
+                    pod.metric = PodMetric(
+                        pod=pod.name, cpu_milli=round(REQUEST_MILLI * (pod.cum - pod.scraped_cum)
+                                                      / elapsed),
+                        memory_bytes=0, timestamp=end, window=elapsed)
+                    pod.scraped_t, pod.scraped_cum = end, pod.cum
+            unacked = min(float(p.prefetch * ready), self.in_system)
+            self.stats.append((self.in_system, self.in_system - unacked))
+            res.spec.append(len(self.pods))
+            res.ready.append(ready)
+            res.queue_ready.append(self.in_system - unacked)
+            res.queue_unacked.append(unacked)
+            res.processed_total.append(res.processed)
+            res.cpu_utilization.append(100.0 * (cpu / capacity + idle) if capacity else 0.0)
+            res.replica_seconds += len(self.pods)
+        return res
+
+
+def simulate(spec: HPASpec, arrivals: Arrivals, params: TwinParams) -> TwinResult:
+    """Predict a scenario's timelines under ``spec`` (an HPA, or a ``KedaHPASpec``)."""
+    return _Sim(spec, arrivals, params).run()
