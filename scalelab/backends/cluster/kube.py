@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from scalelab.errors import BackendError, MissingDependencyError, WaitTimeout
+from scalelab.procs.executor import MarkedExecutor
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,15 @@ class Spawner(Protocol):
 
 
 class _Spawned:
-    """A mirakuru executor whose output goes to a file (a full pipe would block kubectl)."""
+    """A mirakuru executor whose output goes to a file (a full pipe would block kubectl).
+
+    ``MarkedExecutor``: another Python process's exit cannot SIGKILL it (procs/executor.py).
+    """
 
     def __init__(self, cmd: Sequence[str], *, log_file: Path) -> None:
-        from mirakuru import SimpleExecutor
-
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self._out: IO[Any] = log_file.open("ab")
-        self._executor = SimpleExecutor([str(a) for a in cmd], stdout=self._out,
+        self._executor = MarkedExecutor([str(a) for a in cmd], stdout=self._out,
                                         stderr=subprocess.STDOUT, timeout=30)
         self.log_file = log_file
         self._executor.start()
