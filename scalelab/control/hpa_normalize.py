@@ -8,8 +8,9 @@ argument and returns the new history, so every stage is tested alone with upstre
 tables (tests/control/test_hpa_stages.py) and ``scalelab.control.hpa.reconcile`` only
 composes them.
 
-Follows kubernetes ``pkg/controller/podautoscaler/horizontal.go`` (master as of 2025,
-the version with ``recommendationsLock`` and scale-down events counted for scale-up);
+Follows kubernetes ``pkg/controller/podautoscaler/horizontal.go`` as on master when read
+(2026-11, through the fork omerap12/kubernetes at 060da168: the version with
+``recommendationsLock`` whose rate limits count the other direction's events too);
 each function names the upstream function it mirrors. Times are seconds on any
 monotonic base, as ``HPAInputs.now``.
 """
