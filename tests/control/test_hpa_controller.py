@@ -586,3 +586,18 @@ def test_per_direction_tolerance_from_the_manifest_decides(tmp_path) -> None:
     assert (proposal(tuned, 4, 700), proposal(default, 4, 700)) == (4, 6)
     # 47.5 %: ratio 0.95 is outside the 0.01 scale-down tolerance: ceil(20 x 0.95) = 19
     assert (proposal(tuned, 20, 475), proposal(default, 20, 475)) == (19, 20)
+
+
+def test_pods_metric_in_milli_units():
+    # horizontal_test.go TestScaleUpCM: a Pods metric "qps" with an AverageValue target of
+    # 15 on 3 pods (min 2 / max 6) reporting 20000m, 10000m and 30000m (the custom metrics
+    # API hands the controller milli-quantities) -> an average of 20, ratio 4/3 -> 4.
+    spec = HPASpec.from_manifest(manifest(min_r=2, max_r=6, metrics=[
+        {"type": "Pods", "pods": {"metric": {"name": "qps"},
+                                  "target": {"type": "AverageValue", "averageValue": "15.0"}}}]))
+    inputs = HPAInputs(now=NOW, spec_replicas=3, pods=pods(3),
+                       pods_metrics_milli={"qps": {"p0": 20000, "p1": 10000, "p2": 30000}})
+    d, _ = reconcile(spec, inputs, seeded(), SETTINGS)
+    assert (d.desired_replicas, d.scaled) == (4, True)
+    assert d.metric_statuses[0].average_value_milli == 20000
+    assert d.reason == "pods metric qps above target"
