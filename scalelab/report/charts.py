@@ -54,6 +54,19 @@ class Marker:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FaultMark:
+    """A fault fired at ``t`` (a scenario's ``faults``); a timed one lasts until ``end``."""
+
+    t: float
+    end: float | None
+    label: str
+
+
+#: The faults' color (purple: apart from the series palette's reds and greens).
+FAULT_COLOR = "#7b2cbf"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """Pixel geometry of a chart."""
 
@@ -190,12 +203,14 @@ def line_chart(
     markers: Sequence[Marker] = (),
     note: str | None = None,
     layout: Layout | None = None,
+    faults: Sequence[FaultMark] = (),
 ) -> Markup:
     """An SVG line chart: x = seconds since ``t0``, y = ``unit``; legend below."""
     lay = layout or Layout()
     drawn = [ln for ln in lines if any(v is not None for _, v in ln.points)]
     yticks = _y_ticks(drawn)
-    f = _frame(lay, drawn, t0=t0, t1=t1, yticks=yticks, markers=bool(markers))
+    legend_extra = bool(markers) or bool(faults)
+    f = _frame(lay, drawn, t0=t0, t1=t1, yticks=yticks, markers=legend_extra)
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" '
         f'data-lines="{len(drawn)}" viewBox="0 0 {lay.width} {f.height}" '
@@ -208,12 +223,14 @@ def line_chart(
     colors = _colors(drawn)
     out += [_series(f, ln, color) for ln, color in zip(drawn, colors, strict=True)]
     out += [_marker(f, m) for m in markers]
+    out += [_fault(f, m) for m in faults]
     if not drawn:
         out.append(
             f'<text x="{lay.left + f.pw / 2:.1f}" y="{lay.top + f.ph / 2:.1f}" class="nd">'
             f"{escape(note or 'no data')}</text>"
         )
-    out += _legend(f, drawn, colors, markers=bool(markers))
+    out += _legend(f, drawn, colors, markers=legend_extra,
+                   what=_legend_text(markers=bool(markers), faults=bool(faults)))
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -300,8 +317,29 @@ def _marker(f: _Frame, m: Marker) -> str:
     )
 
 
+def _fault(f: _Frame, m: FaultMark) -> str:
+    """A dotted line at the fault, a strip along the time axis while a timed one lasts."""
+    mx, base = f.x(m.t), f.lay.top + f.ph
+    strip = ""
+    if m.end is not None and m.end > m.t:
+        strip = (f'<rect x="{mx:.1f}" y="{base - 6}" width="{max(f.x(m.end) - mx, 1):.1f}" '
+                 f'height="6" fill="{FAULT_COLOR}" fill-opacity="0.35"/>')
+    return (
+        f'<g class="fault">{strip}<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{f.lay.top}" '
+        f'y2="{base}" stroke="{FAULT_COLOR}" stroke-width="1.2" stroke-dasharray="1 3"/>'
+        f'<text x="{mx:.1f}" y="{base - 8}" class="mk" fill="{FAULT_COLOR}">⚡</text>'
+        f"<title>{escape(m.label)}</title></g>"
+    )
+
+
+def _legend_text(*, markers: bool, faults: bool) -> str:
+    parts = (["✓ met / ✗ failed expectation"] if markers else []) + (
+        ["⚡ fault"] if faults else [])
+    return " · ".join(parts)
+
+
 def _legend(f: _Frame, drawn: Sequence[Line], colors: Sequence[str], *,
-            markers: bool) -> list[str]:
+            markers: bool, what: str = "✓ met / ✗ failed expectation") -> list[str]:
     out = []
     for i, (ln, color) in enumerate(zip(drawn, colors, strict=True)):
         lx, row = f.legend_cell(i)
@@ -313,9 +351,7 @@ def _legend(f: _Frame, drawn: Sequence[Line], colors: Sequence[str], *,
         )
     if markers:
         lx, row = f.legend_cell(len(drawn))
-        out.append(
-            f'<text x="{lx:.1f}" y="{row}" class="lg">✓ met / ✗ failed expectation</text>'
-        )
+        out.append(f'<text x="{lx:.1f}" y="{row}" class="lg">{escape(what)}</text>')
     return out
 
 

@@ -196,6 +196,40 @@ def verdict_markers(rec: dict[str, Any], *, end: float) -> list[charts.Marker]:
     return out
 
 
+def fault_marks(rec: dict[str, Any]) -> list[charts.FaultMark]:
+    """One mark per fault fired (not per heal); a timed fault ends at its heal."""
+    records = rec.get("faults") or []
+    out = []
+    for f in records:
+        if f.get("heal"):
+            continue
+        heal = next((h for h in records if h.get("heal") and h.get("id") == f.get("id")
+                     and h["t"] >= f["t"]), None)
+        effect = ", ".join(f"{k} {v}" for k, v in (f.get("effect") or {}).items())
+        label = f"{f['id']}: {f['kind']} {f['target']}" + (f" ({effect})" if effect else "") \
+            + (f"; error: {f['error']}" if f.get("error") else "")
+        out.append(charts.FaultMark(t=float(f["t"]), label=label,
+                                    end=None if heal is None else float(heal["t"])))
+    return out
+
+
+def fault_effects(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per fault fired: when, what, its effect, and the seconds until the ready count was
+    back to where it was before the fault (None: it never was)."""
+    timeline = sorted(rec.get("timeline") or [], key=lambda s: s["t"])
+    out = []
+    for mark, f in zip(fault_marks(rec), [f for f in rec.get("faults") or []
+                                          if not f.get("heal")], strict=True):
+        before = [s for s in timeline if s["t"] <= mark.t]
+        level = before[-1]["ready"] if before else None
+        end = mark.end if mark.end is not None else mark.t + float(f.get("seconds") or 0)
+        back = next((s["t"] for s in timeline if s["t"] >= end and level is not None
+                     and s["ready"] >= level), None)
+        out.append({"fault": f, "end": end, "ready_before": level,
+                    "recovered_after": None if back is None else back - end})
+    return out
+
+
 def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every chart of a scenario page: SVG plus the queries and CSV files behind it."""
     timeline = sorted(rec.get("timeline") or [], key=lambda s: s["t"])
@@ -207,6 +241,7 @@ def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dic
     bands = [charts.Band(name=p["name"], start=p["start"], end=p["end"] or t1)
              for p in rec.get("phases") or [] if p.get("start") is not None]
     markers = verdict_markers(rec, end=t1)
+    faults = fault_marks(rec)
     queries = (series or {}).get("queries") or {}
     replicas: list[charts.Point] = []
     cur = (queries.get("replicas_current") or {}).get("series") or []
@@ -226,7 +261,7 @@ def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dic
                                             replicas=replicas)
         svg = charts.line_chart(chart_id=f"chart-{chart.key}", title=chart.title,
                                 unit=chart.unit, lines=lines, t0=t0, t1=t1, bands=bands,
-                                markers=markers, note=drawn.note)
+                                markers=markers, note=drawn.note, faults=faults)
         out.append({"key": chart.key, "title": chart.title, "svg": svg,
                     "queries": drawn.used, "errors": drawn.errors})
     return out
@@ -379,6 +414,7 @@ def render_scenario(scenario_dir: Path, *, env: jinja2.Environment | None = None
         summary=summary,
         metrics=METRICS,
         charts=build_charts(rec, series),
+        faults=fault_effects(rec),
         targets=targets_from_manifests(rec.get("manifests") or []),
         backend_note=BACKEND_NOTES.get(rec["backend"]["name"], ""),
         diagnostics=diagnostic_blocks(rec.get("diagnostics") or {}),
