@@ -100,12 +100,15 @@ def test_a_slow_fault_adds_cpu_to_every_task_until_healed(
 
     assert max(took(2)) < 0.25
     faults.slow(Slow(deployment="agent", cpu_ms_extra=400, seconds=60), heal=False)
-    time.sleep(0.6)  # the agent re-reads its fault file at most every 0.5 s
+    # the agent re-reads its fault file at most every 0.5 s: wait for the first slowed task
+    wait_for(lambda: took(1)[0], lambda d: d >= 0.38, what="a task slowed by the fault",
+             expected=">= 0.4 s", timeout=15, interval=0)
     slowed = took(2)
     assert min(slowed) >= 0.38, f"expected >= 0.4 s per task while slowed, saw {slowed}"
     faults.slow(Slow(deployment="agent", cpu_ms_extra=400, seconds=60), heal=True)
     assert not fault_file.exists()
-    time.sleep(0.6)
+    wait_for(lambda: took(1)[0], lambda d: d < 0.25, what="a task at full speed again",
+             expected="< 0.25 s", timeout=15, interval=0)
     assert max(took(2)) < 0.25
 
 
