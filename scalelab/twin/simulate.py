@@ -72,11 +72,8 @@ class TwinParams:
 class _Pod:
     created: float
     ready_at: float
-    cum: float = 0.0               # request-seconds used since created
-    scraped_t: float | None = None
-    scraped_cum: float = 0.0
-    metric: PodMetric | None = None
-    name: str = ""
+    first_scrape: int              # end of the first second it served (metrics-server's
+    name: str = ""                 # first sample of it)
     facts_pending: PodFacts | None = None
     facts_ready: PodFacts | None = None
 
@@ -186,14 +183,23 @@ def _check_spec(spec: HPASpec) -> None:
 
 
 class _Sim:
-    """One run of the model; ``run`` returns the timelines."""
+    """One run of the model; ``run`` returns the timelines.
+
+    Pods are created in order and share one start delay, so the ready ones are always the
+    oldest (a prefix of ``pods``), and scale-in removes the newest: the per-second work is
+    O(1). A pod's CPU is not summed per pod: every fully ready pod gets the same share each
+    second, so the cumulative share of one such pod (``cum``, per integer second) answers
+    any pod's metrics-server window as a difference.
+    """
 
     def __init__(self, spec: HPASpec, arrivals: Arrivals, params: TwinParams) -> None:
         _check_spec(spec)
         self.spec = spec
         self.p = params
         self.so = spec.scaled_object if isinstance(spec, KedaHPASpec) else None
-        self.triggers = _event_triggers(self.so) if self.so is not None else []
+        self.triggers = [(t.index, t.metric_name, t.metadata.activation_value,
+                          t.metadata.exclude_unacknowledged)
+                         for t in (_event_triggers(self.so) if self.so is not None else [])]
         self.arrivals = arrivals
         tools = arrivals.tools
         self.service = [t.io_s + t.cpu_s * params.cpu_stretch
@@ -206,24 +212,26 @@ class _Sim:
         self.cpu_rate = [t.cpu_s / s / params.cpu_request_cores if t.cpu_s else 0.0
                          for t, s in zip(tools, self.service, strict=True)]
         self.external = [m.name for m in spec.metrics if m.type == "External"]
-        self.exclude_unacked = {t.metric_name: t.metadata.exclude_unacknowledged
-                                for t in self.triggers}
+        self.exclude_unacked = {name: excl for _, name, _, excl in self.triggers}
+        self.window = max(1, math.ceil(params.metrics_window - _EPS))
         self.pods: list[_Pod] = []
         self.counter = 0
         self.chunks: deque[list[float]] = deque()   # [count, tool index, arrival time]
         self.in_system = 0.0
         self.stats: list[tuple[float, float]] = []  # (messages, messages_ready) at 1 s ends
+        self.cum: list[float] = [0.0]               # a fully ready pod's request-seconds
+        self.milli: dict[float, int] = {}
         self.res = TwinResult()
 
     # -- pods ----------------------------------------------------------------------------
     def _resize(self, target: int, now: float) -> None:
-        while len(self.pods) > target:
-            self.pods.pop()
+        del self.pods[target:]
         while len(self.pods) < target:
-            pod = _Pod(created=now, ready_at=now + self.p.pod_start_s,
-                       name=f"twin-{self.counter}")
+            ready_at = now + self.p.pod_start_s
+            self.pods.append(_Pod(created=now, ready_at=ready_at,
+                                  first_scrape=math.floor(ready_at + _EPS) + 1,
+                                  name=f"twin-{self.counter}"))
             self.counter += 1
-            self.pods.append(pod)
 
     def _facts(self, pod: _Pod, now: float) -> PodFacts:
         if now + _EPS >= pod.ready_at:
@@ -240,6 +248,17 @@ class _Sim:
                 cpu_request_milli=REQUEST_MILLI)
         return pod.facts_pending
 
+    def _metric(self, pod: _Pod, now: float) -> PodMetric | None:
+        """The PodMetric metrics-server serves at ``now``: the pod's average over the last
+        complete window (scrapes at its first served second's end, then every window)."""
+        last = math.floor(now + _EPS)          # the newest second end the model has
+        if last < pod.first_scrape + self.window:
+            return None
+        published = pod.first_scrape + (last - pod.first_scrape) // self.window * self.window
+        used = self.cum[published] - self.cum[published - self.window]
+        return PodMetric(pod=pod.name, cpu_milli=round(REQUEST_MILLI * used / self.window),
+                         memory_bytes=0, timestamp=float(published), window=float(self.window))
+
     # -- what the scalers read -----------------------------------------------------------
     def _queue_seen(self, now: float) -> tuple[float, float]:
         """(messages, messages_ready) as the management API reports them at ``now``."""
@@ -255,13 +274,19 @@ class _Sim:
         messages, ready = self._queue_seen(now)
         return ready if self.exclude_unacked.get(metric, False) else messages
 
+    def _quantity(self, value: float) -> int:
+        got = self.milli.get(value)
+        if got is None:
+            got = self.milli[value] = quantity_milli(value)
+        return got
+
     def _keda_poll(self, now: float, state: KedaState) -> KedaState:
         assert self.so is not None
         readings = []
-        for trig in self.triggers:
-            value = self._value(trig.metric_name, now)
-            readings.append(TriggerReading(index=trig.index, value_milli=quantity_milli(value),
-                                           active=value > trig.metadata.activation_value))
+        for index, name, activation, _ in self.triggers:
+            value = self._value(name, now)
+            readings.append(TriggerReading(index=index, value_milli=self._quantity(value),
+                                           active=value > activation))
         current = len(self.pods)
         action, state = activate(self.so, now=now, current_replicas=current,
                                  readings=readings, state=state)
@@ -274,9 +299,13 @@ class _Sim:
 
     def _hpa_sync(self, now: float, state: HPAState) -> HPAState:
         facts = [self._facts(p, now) for p in self.pods]
-        metrics = {p.name: p.metric for p in self.pods if p.metric is not None}
+        metrics = {}
+        for pod in self.pods:
+            metric = self._metric(pod, now)
+            if metric is not None:
+                metrics[pod.name] = metric
         external: dict[str, Sequence[int] | None] = {
-            name: [quantity_milli(self._value(name, now))] for name in self.external}
+            name: [self._quantity(self._value(name, now))] for name in self.external}
         inputs = HPAInputs(now=now, spec_replicas=len(self.pods), pods=facts,
                            pod_metrics=metrics, external_metrics_milli=external)
         decision, state = reconcile(self.spec, inputs, state, self.p.settings)
@@ -302,7 +331,7 @@ class _Sim:
             work = count * s
             done_work = min(work, left)
             done = done_work / s
-            finish = t + (cap - left + done_work) / cap if cap > 0 else t + 1.0
+            finish = t + (cap - left + done_work) / cap
             latency = max(finish - chunk[2], s)
             res.completions.append((done, latency - s, latency))
             cpu += done_work * self.cpu_rate[k]
@@ -315,71 +344,72 @@ class _Sim:
                 chunk[0] = count - done
         return cpu
 
+    def _capacity(self, t: int) -> tuple[float, int]:
+        """Pod-seconds the pods can serve in ``[t, t+1)``, and pods ready at ``t + 1``."""
+        capacity = 0.0
+        ready = 0
+        for pod in self.pods:     # oldest first: stop at the first not ready by t + 1
+            if pod.ready_at <= t + _EPS:
+                capacity += 1.0
+            elif pod.ready_at < t + 1 - _EPS:
+                capacity += t + 1 - pod.ready_at
+            elif pod.ready_at > t + 1 + _EPS:
+                break
+            ready += 1
+        return capacity, ready
+
     def run(self) -> TwinResult:
         p, res = self.p, self.res
-        floor = self.so.effective_min if self.so is not None else self.spec.min_replicas
-        res.floor = floor
+        res.floor = self.so.effective_min if self.so is not None else self.spec.min_replicas
         self._resize(p.initial_replicas, p.apply_offset - 3600.0)
         for pod in self.pods:
-            pod.ready_at = p.apply_offset - 3600.0
+            pod.first_scrape = 0  # up long before: scraped since ever
         hpa_state = HPAState()
         keda_state = KedaState(created=p.apply_offset - 1e-3)
         sync_n = poll_n = 0
         poll = self.so.polling_interval if self.so is not None else math.inf
-        window = p.metrics_window
+        sync = p.settings.sync_period
         idle = p.idle_utilization / 100.0
+        prefetch = float(p.prefetch)
+        next_sync = p.apply_offset
+        next_poll = p.apply_offset if self.so is not None else math.inf
+        chunks, cum, stats = self.chunks, self.cum, self.stats
         for t, row in enumerate(self.arrivals.per_second):
-            # 1. controllers due in [t, t+1): KEDA first on a tie
-            while True:
-                next_sync = p.apply_offset + sync_n * p.settings.sync_period
-                next_poll = p.apply_offset + poll_n * poll
-                due = min(next_sync, next_poll)
-                if due >= t + 1 - _EPS:
-                    break
-                now = due
+            # 1. controllers due in [t, t+1): KEDA first on a tie (times are offset + n *
+            #    period, not sums, so a poll and a sync that coincide compare equal)
+            limit = t + 1 - _EPS
+            while next_sync < limit or next_poll < limit:
                 if next_poll <= next_sync + _EPS:
-                    keda_state = self._keda_poll(now, keda_state)
+                    keda_state = self._keda_poll(next_poll, keda_state)
                     poll_n += 1
+                    next_poll = p.apply_offset + poll_n * poll
                 else:
-                    hpa_state = self._hpa_sync(now, hpa_state)
+                    hpa_state = self._hpa_sync(next_sync, hpa_state)
                     sync_n += 1
+                    next_sync = p.apply_offset + sync_n * sync
             # 2. arrivals (mid-second)
             for k, n in enumerate(row):
                 if n > 0:
-                    self.chunks.append([n, k, t + 0.5])
+                    chunks.append([n, k, t + 0.5])
                     self.in_system += n
                     res.published += n
             # 3. service by the pods ready during this second
-            shares = [min(1.0, max(0.0, t + 1 - max(pod.ready_at, t))) for pod in self.pods]
-            capacity = sum(shares)
+            capacity, ready = self._capacity(t)
             cpu = self._serve(t, capacity) if capacity > 0 else 0.0
-            # 4. CPU per pod, metrics-server windows
-            end = t + 1.0
-            ready = 0
-            for pod, share in zip(self.pods, shares, strict=True):
-                if share <= 0:
-                    continue
-                pod.cum += share * idle + (cpu * share / capacity if capacity else 0.0)
-                if pod.ready_at <= end + _EPS:
-                    ready += 1
-                if pod.scraped_t is None:
-                    pod.scraped_t, pod.scraped_cum = end, pod.cum
-                elif end - pod.scraped_t >= window - _EPS:
-                    elapsed = end - pod.scraped_t
-                    pod.metric = PodMetric(
-                        pod=pod.name, cpu_milli=round(REQUEST_MILLI * (pod.cum - pod.scraped_cum)
-                                                      / elapsed),
-                        memory_bytes=0, timestamp=end, window=elapsed)
-                    pod.scraped_t, pod.scraped_cum = end, pod.cum
-            unacked = min(float(p.prefetch * ready), self.in_system)
-            self.stats.append((self.in_system, self.in_system - unacked))
-            res.spec.append(len(self.pods))
+            # 4. a fully ready pod's CPU share (request units) and the queue statistics
+            per_pod = cpu / capacity + idle if capacity > 0 else 0.0
+            cum.append(cum[-1] + per_pod)
+            in_system = self.in_system
+            unacked = min(prefetch * ready, in_system)
+            stats.append((in_system, in_system - unacked))
+            n_pods = len(self.pods)
+            res.spec.append(n_pods)
             res.ready.append(ready)
-            res.queue_ready.append(self.in_system - unacked)
+            res.queue_ready.append(in_system - unacked)
             res.queue_unacked.append(unacked)
             res.processed_total.append(res.processed)
-            res.cpu_utilization.append(100.0 * (cpu / capacity + idle) if capacity else 0.0)
-            res.replica_seconds += len(self.pods)
+            res.cpu_utilization.append(100.0 * per_pod)
+            res.replica_seconds += n_pods
         return res
 
 
