@@ -8,6 +8,7 @@ from pathlib import Path
 
 from scalelab.scenario import load_scenario
 from scalelab.twin.calibrate import Calibration, RunData, calibrate, load_runs
+from scalelab.twin.chart import page
 from scalelab.twin.compare import Comparison, compare
 from scalelab.twin.predict import Prediction, as_json, predict_file, same_plan
 from scalelab.twin.workload import plans_from_record
@@ -29,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="do not calibrate on the scenario's own records (validation)")
     p.add_argument("--output", type=Path, default=None, metavar="FILE",
                    help="write the prediction as JSON (default: twin-<scenario>.json)")
+    p.add_argument("--chart", type=Path, default=None, metavar="FILE.html",
+                   help="also draw the prediction (and the real run) as an HTML page")
     p.set_defaults(func=run)
 
 
@@ -43,7 +46,16 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or Path(f"twin-{pred.scenario}.json")
     out.write_text(json.dumps(as_json(pred, cal, comparison), indent=1))
     print(f"# written: {out}")
+    if args.chart is not None:
+        real = target.record if (target := _real_run(pred, everything)) and comparison else None
+        args.chart.write_text(page(pred, real, title=f"twin: {pred.scenario} under "
+                                   f"{Path(pred.manifest).name}"))
+        print(f"# chart: {args.chart}")
     return 0
+
+
+def _real_run(pred: Prediction, runs: list[RunData]) -> RunData | None:
+    return next((r for r in runs if r.scenario == pred.scenario), None)
 
 
 def _compare(pred: Prediction, runs: list[RunData]) -> tuple[Comparison | None, str]:

@@ -14,9 +14,10 @@ Every second ``[t, t+1)``:
    ``cpu_s`` CPU-seconds. Work is fluid (a task may be split across seconds) but never
    runs on more pods than there are tasks;
 4. each pod's CPU (fraction of its request) accumulates; the metrics-server emulation
-   publishes a pod's average over the last ``metrics_window`` once that window has
-   passed since its previous scrape (``backends/local/resources.ResourceAccounting``);
-   the queue depth the scalers read is the broker's statistics as of the last refresh
+   publishes a pod's average over the last ``metrics_window`` once that window has passed
+   since its previous scrape (``backends/local/resources.ResourceAccounting``). The
+   broker's depth is what is left plus the tasks in service (the busy pod-seconds of the
+   second, Little's law); the scalers read it as of the broker's last statistics refresh
    (every ``queue_stats_interval``).
 
 The model is fluid in the tasks and exact in the controllers: the cores are called, not
@@ -97,6 +98,7 @@ class TwinResult:
     queue_unacked: list[float] = field(default_factory=list)
     cpu_utilization: list[float] = field(default_factory=list)
     processed_total: list[float] = field(default_factory=list)  # cumulative
+    backlog: list[float] = field(default_factory=list)  # published, not yet processed
     events: list[ControlEvent] = field(default_factory=list)
     #: (tasks, queue wait s, latency s) of what completed, FIFO chunks.
     completions: list[tuple[float, float, float]] = field(default_factory=list)
@@ -107,7 +109,7 @@ class TwinResult:
 
     @property
     def in_system(self) -> float:
-        return self.queue_ready[-1] + self.queue_unacked[-1] if self.queue_ready else 0.0
+        return self.backlog[-1] if self.backlog else 0.0
 
     def quantile(self, q: float, *, which: str = "wait") -> float:
         """Weighted quantile of queue waits (``wait``) or latencies (``latency``)."""
@@ -317,9 +319,9 @@ class _Sim:
         return state
 
     # -- one second of work ----------------------------------------------------------------
-    def _serve(self, t: int, capacity: float) -> float:
-        """Serve FIFO for one second with ``capacity`` pod-seconds; return request-seconds
-        of CPU used."""
+    def _serve(self, t: int, capacity: float) -> tuple[float, float]:
+        """Serve FIFO for one second with ``capacity`` pod-seconds; return the
+        request-seconds of CPU used and the pod-seconds spent serving."""
         cap = min(capacity, self.in_system)
         left = cap
         cpu = 0.0
@@ -342,7 +344,7 @@ class _Sim:
                 self.chunks.popleft()
             else:
                 chunk[0] = count - done
-        return cpu
+        return cpu, cap - left
 
     def _capacity(self, t: int) -> tuple[float, int]:
         """Pod-seconds the pods can serve in ``[t, t+1)``, and pods ready at ``t + 1``."""
@@ -395,11 +397,14 @@ class _Sim:
                     res.published += n
             # 3. service by the pods ready during this second
             capacity, ready = self._capacity(t)
-            cpu = self._serve(t, capacity) if capacity > 0 else 0.0
+            cpu, busy = self._serve(t, capacity) if capacity > 0 else (0.0, 0.0)
             # 4. a fully ready pod's CPU share (request units) and the queue statistics
             per_pod = cpu / capacity + idle if capacity > 0 else 0.0
             cum.append(cum[-1] + per_pod)
-            in_system = self.in_system
+            # the broker's view: what is left plus what the pods were busy with (Little's
+            # law: busy pod-seconds per second = tasks in service on average), since the
+            # fluid model finishes within the second what an agent holds unacked meanwhile
+            in_system = self.in_system + busy
             unacked = min(prefetch * ready, in_system)
             stats.append((in_system, in_system - unacked))
             n_pods = len(self.pods)
@@ -408,6 +413,7 @@ class _Sim:
             res.queue_ready.append(in_system - unacked)
             res.queue_unacked.append(unacked)
             res.processed_total.append(res.processed)
+            res.backlog.append(self.in_system)
             res.cpu_utilization.append(100.0 * per_pod)
             res.replica_seconds += n_pods
         return res

@@ -18,8 +18,9 @@ RUN_A = sorted(DATA.iterdir())[0]
 def test_twin_predicts_and_compares_with_the_real_run(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]):
     out = tmp_path / "twin.json"
+    chart = tmp_path / "twin.html"
     code = cli.main(["twin", str(RUN_A), "--scenario", str(SCENARIOS / "hpa-cpu.yaml"),
-                     "--holdout", "--output", str(out)])
+                     "--holdout", "--output", str(out), "--chart", str(chart)])
     text = capsys.readouterr().out
     assert code == 0
     assert "hpa-cpu/run.json" not in text.split("# calibrated on:")[1].splitlines()[0]
@@ -29,6 +30,11 @@ def test_twin_predicts_and_compares_with_the_real_run(tmp_path: Path,
     assert doc["scenario"] == "hpa-cpu"
     assert doc["comparison"]["meets_goal"] is True
     assert doc["calibration"]["params"]["cpu_request_cores"]["fields"].startswith("scenario.")
+    html = chart.read_text()
+    assert html.count("<svg") == 3
+    for name in ("ready", "queue", "cpu"):
+        assert f"<title>predicted {name}</title>" in html
+        assert f"<title>real {name}</title>" in html
     n = doc["summary"]["seconds"]
     assert n == 220 and all(len(doc["timelines"][k]) == n for k in ("spec", "ready",
                                                                      "queue_ready"))
