@@ -64,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"# objective: {objective.describe()}")
     print(f"# {n} candidates simulated in {wall:.1f}s ({cpu:.1f}s CPU), "
           f"{len(result.skipped)} skipped (min > max or refused)")
+    if result.baseline is not None:
+        b = result.baseline
+        print(f"as it is ({manifest.name}): {b.replica_seconds:.0f} replica-seconds, wait p95 "
+              f"{b.wait_p95:.1f}s, {b.changes} changes "
+              f"({'meets' if b.feasible else 'misses'} the objective)")
     print(f"Pareto front (replica-seconds, queue wait p95, replica changes), "
           f"{len(result.front)} policies, cheapest first:")
     print(f"  {'rep-s':>7} {'wait p95':>8} {'changes':>7}  ok  parameters")

@@ -207,6 +207,7 @@ class TuneResult:
     best: Candidate | None
     front: tuple[Candidate, ...]
     skipped: tuple[str, ...] = field(default_factory=tuple)
+    baseline: Candidate | None = None      # the manifest unchanged
 
 
 def pareto(cands: Sequence[Candidate]) -> list[Candidate]:
@@ -237,7 +238,9 @@ def search(*, docs: Sequence[Mapping[str, Any]], source: str, arrivals: Arrivals
     space = space or (HPA_SPACE if base["kind"] == "HorizontalPodAutoscaler" else KEDA_SPACE)
     out: list[Candidate] = []
     skipped: list[str] = []
-    for cand in grid(space, budget=budget):
+    baseline: Candidate | None = None
+    # the manifest as it is comes first: the figure every candidate is compared with
+    for cand in [{}, *grid(space, budget=budget)]:
         doc = apply_candidate(base, cand)
         spec = doc["spec"]
         lo = spec.get("minReplicas", spec.get("minReplicaCount", 1))
@@ -254,12 +257,16 @@ def search(*, docs: Sequence[Mapping[str, Any]], source: str, arrivals: Arrivals
         changes = res.replica_changes
         feasible = (objective.max_wait_p95 is None or wait <= objective.max_wait_p95) and \
             (objective.max_changes is None or changes <= objective.max_changes)
-        out.append(Candidate(params=cand, doc=doc, replica_seconds=res.replica_seconds,
-                             wait_p95=wait, changes=changes, feasible=feasible))
+        got = Candidate(params=cand, doc=doc, replica_seconds=res.replica_seconds,
+                        wait_p95=wait, changes=changes, feasible=feasible)
+        if not cand:
+            baseline = got
+            continue
+        out.append(got)
     ok = [c for c in out if c.feasible]
     best = min(ok, key=lambda c: (c.replica_seconds, c.wait_p95, c.changes)) if ok else None
     return TuneResult(objective=objective, candidates=tuple(out), best=best,
-                      front=tuple(pareto(out)), skipped=tuple(skipped))
+                      front=tuple(pareto(out)), skipped=tuple(skipped), baseline=baseline)
 
 
 def write_manifest(path: Path, docs: Sequence[Mapping[str, Any]], best: Candidate, *,

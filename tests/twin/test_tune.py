@@ -56,6 +56,10 @@ def test_search_picks_the_cheapest_feasible_policy_and_a_true_front(name: str, t
     res = search(docs=docs, source=str(scen.manifests[0]), arrivals=arr, params=params,
                  objective=obj, budget=80)
     assert len(res.candidates) + len(res.skipped) == 80
+    # the manifest as shipped is simulated too, as the figure to beat
+    assert res.baseline is not None and res.baseline.params == {}
+    assert res.baseline.doc == next(d for d in docs if d["kind"] in (
+        "HorizontalPodAutoscaler", "ScaledObject"))
     best = res.best
     assert best is not None and best.feasible
     assert best.wait_p95 <= 20.0 and best.changes <= 4
@@ -86,6 +90,7 @@ def test_tune_cli_writes_a_valid_manifest(tmp_path: Path, capsys: pytest.Capture
     text = capsys.readouterr().out
     assert code == 0, text
     assert "60 candidates simulated" in text and "Pareto front" in text
+    assert "as it is (hpa-cpu.yaml): 690 replica-seconds" in text
     assert "# written (validated)" in text
     head = out.read_text().splitlines()[:3]
     assert head[0].startswith("# Recommended by scalelab tune for scenario hpa-cpu")
