@@ -15,6 +15,7 @@ from gunicorn.app.base import BaseApplication
 from prometheus_client import disable_created_metrics
 
 from services.api.app import create_app
+from services.api.panels import PanelError
 from services.common.config import ApiConfig, ConfigError
 
 
@@ -51,7 +52,12 @@ def main() -> int:
         "loglevel": "info",
         "proc_name": "scalelab-api",
     }
-    GunicornApp(create_app(config), options).run()
+    try:
+        app = create_app(config)
+    except PanelError as err:  # the live view's dashboards: say which and how to fix
+        print(f"scalelab api: {err}", file=sys.stderr)
+        return 2
+    GunicornApp(app, options).run()
     return 0
 
 

@@ -29,6 +29,7 @@ from services.api.panels import (
     SCALING_PANEL,
     STATUS_VALUES,
     Panel,
+    PanelError,
     legend,
     load_panels,
     rate_interval,
@@ -127,7 +128,9 @@ class Live:
         for value in STATUS_VALUES:
             status_target(self.panels, value)  # a renamed panel fails at start
         if SCALING_PANEL not in self.panels:
-            raise ValueError(f"dashboard panel {SCALING_PANEL} is gone")
+            raise PanelError(f"dashboard panel {SCALING_PANEL} is gone; fix: restore the HPA "
+                             "panel in manifests/grafana/autoscaling.json or update "
+                             "SCALING_PANEL in services/api/panels.py")
         self.prometheus = Prometheus(url=config.prometheus_url,
                                      timeout=config.prometheus_timeout, clock=clock)
         self.clock = clock

@@ -5,8 +5,11 @@ dashboards read; Prometheus down, slow and not configured; the bounds of the end
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -376,3 +379,14 @@ def test_the_cluster_api_reads_the_prometheus_the_kind_backend_installs() -> Non
     assert env["PROMETHEUS_URL"]["value"] == f"http://{name}.{namespace}.svc:{port}"
     assert env["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     ApiConfig.from_env({"PROMETHEUS_URL": env["PROMETHEUS_URL"]["value"]})
+
+
+def test_the_api_process_refuses_to_start_without_its_dashboards(tmp_path: Path) -> None:
+    """``python -m services.api`` with no dashboards: one clear line and exit 2, before
+    gunicorn binds anything."""
+    env = {**os.environ, "DASHBOARDS_DIR": str(tmp_path), "PORT": str(port_for.select_random())}
+    done = subprocess.run([sys.executable, "-m", "services.api"], cwd=paths.ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "no dashboard (*.json) found" in done.stderr and "DASHBOARDS_DIR" in done.stderr
+    assert "Traceback" not in done.stderr
