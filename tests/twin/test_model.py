@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scalelab.control.hpa import HPAControllerSettings
 from scalelab.control.replay import KedaHPASpec, load_manifest
@@ -132,3 +134,28 @@ def test_rate_modes_the_twin_cannot_feed_are_refused(tmp_path: Path):
         simulate(spec, arrivals(_plan((10, 1), tools=(IO,))), _params())
     assert err.value.field == "spec.triggers[0].metadata.mode"
     assert "QueueLength" in str(err.value)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rates=st.lists(st.tuples(st.integers(1, 40), st.floats(0, 12)), min_size=1, max_size=5),
+       pod_start=st.floats(0, 20), stretch=st.floats(1, 3), prefetch=st.integers(1, 4),
+       mix=st.sampled_from([(CPU,), (IO,), (CPU, IO)]),
+       manifest=st.sampled_from(["hpa-cpu.yaml", "keda-queue.yaml", "keda-queue-zero.yaml"]))
+def test_invariants_hold_for_any_load_and_calibration(rates, pod_start, stretch, prefetch,
+                                                       mix, manifest):
+    spec, _ = load_manifest(SCALING_MANIFESTS / manifest)
+    params = _params(pod_start_s=pod_start, cpu_stretch=stretch, prefetch=prefetch)
+    arr = arrivals(_plan(*rates, (30, 0), tools=mix))
+    res = simulate(spec, arr, params)
+    ceiling = 100 / stretch / params.cpu_request_cores + params.idle_utilization
+    published = 0.0
+    for t, row in enumerate(arr.per_second):
+        published += sum(row)
+        assert published == pytest.approx(res.processed_total[t] + res.backlog[t], abs=1e-6)
+        assert 0.0 <= res.cpu_utilization[t] <= ceiling + 1e-6
+        assert 0 <= res.ready[t] <= res.spec[t]
+        assert res.queue_unacked[t] <= prefetch * res.ready[t] + 1e-9
+    bounds = (spec.scaled_object.effective_min if isinstance(spec, KedaHPASpec)
+              else spec.min_replicas, spec.max_replicas)
+    assert all(bounds[0] <= n <= bounds[1] for n in res.spec[int(params.settings.sync_period)
+                                                             + 1:])
