@@ -16,7 +16,10 @@ What ``defs`` holds (``docs/dagster.md`` is the reference):
   run against the previous one, ``scalelab compare``'s logic and noise margin);
 - the resource ``scalelab`` (``ScalelabStack``): the stack, brought up at the first scenario
   of a run and torn down when the run ends, also when a step fails or the run is cancelled;
-- the job ``all_scenarios`` and the schedule ``nightly_scenarios`` (stopped by default).
+- the job ``all_scenarios`` and the schedule ``nightly_scenarios`` (stopped by default);
+  the job ``report_and_comparison`` and the sensor ``report_after_failed_scenarios``
+  (stopped by default), which runs it after a failed ``all_scenarios`` run, since Dagster
+  skips the assets downstream of a failed scenario.
 
 Scenarios come from ``experiments/scenarios/`` or ``SCALELAB_SCENARIOS`` (comma-separated
 files or folders, relative to the working directory: pytest's ``--scenarios`` rule), and are
@@ -47,7 +50,14 @@ from pydantic import PrivateAttr
 from scalelab import preflight, record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
-from scalelab.compare import DEFAULT_MARGIN, compare_runs, format_table, parse_margin, render_html
+from scalelab.compare import (
+    DEFAULT_MARGIN,
+    all_passed,
+    compare_runs,
+    format_table,
+    parse_margin,
+    render_html,
+)
 from scalelab.credentials import redact
 from scalelab.errors import ConfigError, ScalelabError
 from scalelab.expectations import Expectation, evaluate_one
@@ -494,7 +504,7 @@ def compare_latest(stack: ScalelabStack, *, margin: float, log: Callable[[str], 
     page = render_html(comp, reports / f"compare-{baseline.name}-vs-{contender.name}.html",
                        reports_dir=reports)
     render_index(reports)  # lists the new comparison page
-    broke = [n for n, (b, c) in comp.statuses.items() if b == "passed" and c != "passed"]
+    broke = [n for n, (b, c) in comp.statuses.items() if all_passed(b) and not all_passed(c)]
     worse = [f"{r.scenario}: {r.metric.label} {r.baseline} -> {r.contender}"
              for r in comp.regressions]
     yield dg.AssetCheckResult(
@@ -515,6 +525,24 @@ def compare_latest(stack: ScalelabStack, *, margin: float, log: Callable[[str], 
 
 ALL_SCENARIOS_JOB = "all_scenarios"
 NIGHTLY_SCHEDULE = "nightly_scenarios"
+REPORT_JOB = "report_and_comparison"
+AFTER_FAILURE_SENSOR = "report_after_failed_scenarios"
+
+
+def _after_failure(all_job: Any, report_job: Any) -> dg.SensorDefinition:
+    """Dagster skips the report and the comparison after a failed scenario; this sensor
+    (stopped by default, like the schedule) runs them once the failed run has ended."""
+
+    @dg.run_failure_sensor(name=AFTER_FAILURE_SENSOR, monitored_jobs=[all_job],
+                           request_job=report_job,
+                           default_status=dg.DefaultSensorStatus.STOPPED,
+                           description=f"after a failed {ALL_SCENARIOS_JOB} run: the report "
+                                       "and the comparison of that run")
+    def _sensor(context: dg.RunFailureSensorContext) -> dg.RunRequest:
+        failed = context.dagster_run.run_id
+        return dg.RunRequest(run_key=failed, tags={"scalelab/after-run": failed})
+
+    return _sensor
 
 
 def build_definitions(paths: Sequence[Path] | None = None, *,
@@ -530,11 +558,15 @@ def build_definitions(paths: Sequence[Path] | None = None, *,
         name=NIGHTLY_SCHEDULE, job=all_job, cron_schedule="0 2 * * *",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="every scenario at 02:00 (off until turned on)")
+    report_job = dg.define_asset_job(
+        REPORT_JOB, selection=dg.AssetSelection.assets(REPORT_KEY, COMPARISON_KEY),
+        description="the report and the comparison of the latest run")
     stack = ScalelabStack(backend=env.get(BACKEND_ENV) or "auto",
                           report_dir=env.get(REPORT_DIR_ENV) or str(REPORTS))
     return dg.Definitions(
         assets=[*scenario_assets, report_asset(keys), comparison_asset()],
-        jobs=[all_job], schedules=[nightly], resources={RESOURCE_KEY: stack},
+        jobs=[all_job, report_job], schedules=[nightly],
+        sensors=[_after_failure(all_job, report_job)], resources={RESOURCE_KEY: stack},
         executor=dg.in_process_executor)
 
 

@@ -19,10 +19,11 @@ SKIP_REASON = "dagster extra not installed (pip install -e '.[dagster]', or tox 
 
 
 @pytest.fixture(scope="module")
-def tag() -> Iterator[str]:
+def tag(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Every process the module starts carries ``MARKER=<tag>`` (tests.local.leftovers), and
     the stack's temp dirs go to a folder of its own (traversable: the broker runs as user
     rabbitmq when we are root)."""
+    tmp_path_factory.getbasetemp()  # pytest's tmp_path root stays where TMPDIR said before
     mp = pytest.MonkeyPatch()
     value = uuid.uuid4().hex
     tmp = Path(tempfile.mkdtemp(prefix="scalelab-dagster-test-"))

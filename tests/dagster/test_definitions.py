@@ -3,6 +3,7 @@ the schedule; bad scenario files fail the load with ``scalelab validate``'s mess
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -17,12 +18,11 @@ from tests.dagster.conftest import DATA, SKIP_REASON
 
 dg = pytest.importorskip("dagster", reason=SKIP_REASON)
 
-from scalelab import cli  # noqa: E402
+import scalelab.dagster as sd  # noqa: E402  (its import errors are failures)
+from scalelab.commands import validate  # noqa: E402
 from scalelab.errors import ConfigError  # noqa: E402
 from scalelab.paths import ROOT, SCENARIOS  # noqa: E402
 from scalelab.scenario import load_scenario, scenario_files  # noqa: E402
-
-sd = pytest.importorskip("scalelab.dagster", reason=SKIP_REASON)
 
 
 def _graph(defs: Any) -> Any:
@@ -74,6 +74,12 @@ def test_checks_job_schedule_resource_and_executor() -> None:
     schedule = defs.resolve_schedule_def(sd.NIGHTLY_SCHEDULE)
     assert schedule.job_name == sd.ALL_SCENARIOS_JOB
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    report_job = defs.resolve_job_def(sd.REPORT_JOB)
+    assert {k.to_user_string() for k in report_job.asset_layer.selected_asset_keys} == {
+        "scalelab/report", "scalelab/comparison"}
+    sensor = defs.resolve_sensor_def(sd.AFTER_FAILURE_SENSOR)
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.job_name == sd.REPORT_JOB
     stack = defs.resources[sd.RESOURCE_KEY]
     assert (stack.backend, stack.report_dir) == ("local", "/somewhere/reports")
 
@@ -103,7 +109,7 @@ def test_a_bad_scenario_file_fails_the_load_with_the_validate_message(
     with pytest.raises(ConfigError) as err:
         sd.build_definitions([tmp_path])
     assert str(bad) in str(err.value) and "userz" in str(err.value) and "fix:" in str(err.value)
-    assert cli.main(["validate", "--quick", str(tmp_path)]) == 1
+    assert validate.run(argparse.Namespace(paths=[tmp_path], quick=True)) == 1
     assert f"ERROR {err.value}" in capsys.readouterr().err
 
 

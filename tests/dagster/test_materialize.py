@@ -20,12 +20,11 @@ from tests.local.leftovers import describe, tagged
 
 dg = pytest.importorskip("dagster", reason=SKIP_REASON)
 
+import scalelab.dagster as sd  # noqa: E402  (its import errors are failures)
 from scalelab import record  # noqa: E402
 from scalelab.figures import scenario_figures  # noqa: E402
 from scalelab.report.summary import summarize  # noqa: E402
 from scalelab.waiting import wait_for  # noqa: E402
-
-sd = pytest.importorskip("scalelab.dagster", reason=SKIP_REASON)
 
 pytestmark = pytest.mark.slow
 
@@ -158,6 +157,18 @@ def test_the_stack_renders_the_run_even_when_dagster_skips_the_report(
     assert (run.reports / rec["run_id"] / "dagster-fails" / "index.html").is_file()
 
 
+def test_after_a_failed_run_the_sensor_asks_for_the_report_and_comparison(
+        run: Materialized) -> None:
+    sensor = run.defs.resolve_sensor_def(sd.AFTER_FAILURE_SENSOR)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sd.AFTER_FAILURE_SENSOR, dagster_instance=run.instance,
+        dagster_run=run.result.dagster_run,
+        dagster_event=run.result.get_run_failure_event()).for_run_failure()
+    request = sensor(context)
+    assert request.run_key == run.result.run_id
+    assert request.tags["scalelab/after-run"] == run.result.run_id
+
+
 def test_report_asset_renders_the_index_without_a_stack(run: Materialized, tag: str) -> None:
     (run.reports / "index.html").unlink()
     result = run.materialize(sd.REPORT_KEY)
@@ -187,6 +198,7 @@ def test_comparison_flags_regressions_against_the_previous_run(run: Materialized
         rec = json.loads(path.read_text())
         rec["run_id"] = earlier.name
         rec["locust"]["p95_ms"] = rec["locust"]["p95_ms"] / 2
+        rec["status"] = "passed"  # dagster-fails passed then: a verdict regression now
         path.write_text(json.dumps(rec))
     try:
         result = run.materialize(sd.COMPARISON_KEY)
@@ -195,6 +207,7 @@ def test_comparison_flags_regressions_against_the_previous_run(run: Materialized
         assert (meta["baseline"], meta["contender"]) == (earlier.name, current.name)
         assert meta["regressions"] >= 2, meta["table"]
         assert "dagster-short: API p95" in meta["regressed"]
+        assert meta["verdict regressions"] == ["dagster-fails"]
         (check,) = result.get_asset_check_evaluations()
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
         page = Path(meta["page"].removeprefix("file://"))
