@@ -9,11 +9,11 @@ the last whole second before it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scalelab.twin.simulate import TwinResult
+from scalelab.twin.simulate import TwinResult, back_to_floor, first_rise
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,17 +60,6 @@ class Comparison:
         return out
 
 
-def _first_above(points: Sequence[tuple[float, int]], floor: int) -> float | None:
-    return next((t for t, r in points if r > floor), None)
-
-
-def _back_to(points: Sequence[tuple[float, int]], floor: int, after: float | None
-             ) -> float | None:
-    if after is None:
-        return None
-    return next((t for t, r in points if t > after and r <= floor), None)
-
-
 def compare(result: TwinResult, record: Mapping[str, Any]) -> Comparison:
     """Compare a prediction (time 0 = the first phase's start) with a run record."""
     t0 = float(record["phases"][0]["start"])
@@ -95,16 +84,15 @@ def compare(result: TwinResult, record: Mapping[str, Any]) -> Comparison:
     if current and current[-1][0] < horizon:
         real_rs += current[-1][1] * (horizon - max(current[-1][0], 0.0))
     floor = result.floor
-    real_up = _first_above(ready_pts, floor)
-    pred_pts = [(float(i + 1), r) for i, r in enumerate(result.ready)]
+    real_up = first_rise(ready_pts)
     return Comparison(
         samples=n, within_one=within / n if n else 0.0, exact=exact / n if n else 0.0,
         real_replica_seconds=round(real_rs, 1),
         predicted_replica_seconds=round(result.replica_seconds, 1),
         first_scale_up_real=None if real_up is None else round(real_up, 1),
         first_scale_up_predicted=result.first_scale_up(),
-        back_to_floor_real=_round(_back_to(ready_pts, floor, real_up)),
-        back_to_floor_predicted=_back_to(pred_pts, floor, result.first_scale_up()),
+        back_to_floor_real=_round(back_to_floor(ready_pts, floor, real_up)),
+        back_to_floor_predicted=result.back_to_floor(),
     )
 
 

@@ -130,21 +130,14 @@ class TwinResult:
         return sum(1 for a, b in zip(self.spec, self.spec[1:], strict=False) if a != b)
 
     def first_scale_up(self) -> float | None:
-        """Seconds from the start until ready replicas first exceed the floor."""
-        for t, r in enumerate(self.ready):
-            if r > self.floor:
-                return float(t + 1)
-        return None
+        """Seconds from the start until ready replicas first rise (above every earlier
+        count: a start above the floor that is scaled in first does not count)."""
+        return first_rise([(float(t + 1), r) for t, r in enumerate(self.ready)])
 
     def back_to_floor(self) -> float | None:
         """Seconds until ready replicas are back at the floor after the first scale-up."""
-        up = self.first_scale_up()
-        if up is None:
-            return None
-        for t in range(int(up), len(self.ready)):
-            if self.ready[t] <= self.floor:
-                return float(t + 1)
-        return None
+        return back_to_floor([(float(t + 1), r) for t, r in enumerate(self.ready)],
+                             self.floor, self.first_scale_up())
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -160,6 +153,24 @@ class TwinResult:
                                                           strict=False)), default=0.0), 1),
             "first_scale_up_s": self.first_scale_up(), "back_to_floor_s": self.back_to_floor(),
         }
+
+
+def first_rise(points: Sequence[tuple[float, int]]) -> float | None:
+    """The first time a replica count exceeds its running minimum."""
+    low: int | None = None
+    for t, r in points:
+        if low is not None and r > low:
+            return t
+        low = r if low is None else min(low, r)
+    return None
+
+
+def back_to_floor(points: Sequence[tuple[float, int]], floor: int, after: float | None
+                  ) -> float | None:
+    """The first time after ``after`` that the count is at (or below) ``floor``."""
+    if after is None:
+        return None
+    return next((t for t, r in points if t > after and r <= floor), None)
 
 
 def _event_triggers(so: ScaledObjectSpec) -> list[EventTrigger]:

@@ -17,7 +17,7 @@ from scalelab.control.replay import KedaHPASpec, load_manifest
 from scalelab.errors import ConfigError
 from scalelab.paths import SCALING_MANIFESTS
 from scalelab.settings import TimingProfile
-from scalelab.twin.simulate import TwinParams, simulate
+from scalelab.twin.simulate import TwinParams, back_to_floor, first_rise, simulate
 from scalelab.twin.workload import PhasePlan, ToolCost, arrivals
 
 CPU = ToolCost(name="cpu", weight=1, cpu_s=0.2, io_s=0.0)
@@ -159,3 +159,12 @@ def test_invariants_hold_for_any_load_and_calibration(rates, pod_start, stretch,
               else spec.min_replicas, spec.max_replicas)
     assert all(bounds[0] <= n <= bounds[1] for n in res.spec[int(params.settings.sync_period)
                                                              + 1:])
+
+
+def test_first_scale_up_is_a_rise_not_a_start_above_the_floor():
+    # a policy with minReplicas 1 starts at the Deployment's 2 and scales in first
+    pts = [(1.0, 2), (2.0, 1), (3.0, 1), (4.0, 2), (5.0, 4), (6.0, 1)]
+    assert first_rise(pts) == 4.0
+    assert back_to_floor(pts, 1, first_rise(pts)) == 6.0
+    assert first_rise([(1.0, 2), (2.0, 2)]) is None
+    assert back_to_floor(pts, 1, None) is None
