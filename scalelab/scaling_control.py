@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,7 +46,17 @@ class ScalingControl:
 
     def state(self) -> dict[str, Any]:
         return {"manifest": self.manifest, "applied": list(self.applied),
-                "available": self.available(), "backend": self.backend.name}
+                "available": self.available(), "backend": self.backend.name,
+                "decisions": self.decisions()}
+
+    def decisions(self, *, last: int = 5, minutes: float = 10.0) -> list[dict[str, Any]]:
+        """The autoscalers' latest decisions with their reasons (the backend's record of
+        them: the emulated controllers' on the local backend), newest first."""
+        try:
+            events = self.backend.scaling_events(since=time.time() - minutes * 60)
+        except Exception as err:  # noqa: BLE001 - the page shows why, the stack keeps running
+            return [{"error": f"{type(err).__name__}: {err}"}]
+        return [e.as_dict() for e in sorted(events, key=lambda e: e.t)[-last:][::-1]]
 
     def started_with(self, manifest: Path | None, applied: list[str]) -> None:
         """What ``scalelab up --scaling`` applied before the server started."""

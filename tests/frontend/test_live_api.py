@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from scalelab import paths
 from scalelab.backends.cluster.settings import DEFAULT_PROMETHEUS_SERVICE
+from scalelab.decisions import ScalingEvent
 from scalelab.procs import prometheus as prom
 from scalelab.scaling_control import ControlServer, ScalingControl
 from scalelab.waiting import wait_for
@@ -333,6 +334,10 @@ class RecordingBackend:
     def remove_scaling(self) -> None:
         self.calls.append("remove")
 
+    def scaling_events(self, since: float = 0.0) -> list[ScalingEvent]:
+        return [ScalingEvent(t=since + 60, controller="keda", object="ScaledObject/agent",
+                             from_replicas=2, to_replicas=4, reason="queue length 80 > 20")]
+
 
 def test_scaling_without_the_harness_says_how_to_get_it() -> None:
     c = client(control_url="")
@@ -348,6 +353,8 @@ def test_scaling_requests_reach_scalelab_ups_control_one_manifest_at_a_time() ->
         c = client(control_url=server.url)
         state = c.get("/api/scaling").get_json()
         assert state["control"] is True and state["manifest"] is None
+        (decision,) = state["decisions"]
+        assert (decision["to_replicas"], decision["reason"]) == (4, "queue length 80 > 20")
         assert "keda-queue.yaml" in state["available"] and "hpa-cpu.yaml" in state["available"]
         bad = c.post("/api/scaling", json={"manifest": "../../etc/passwd"})
         assert bad.status_code == 422 and "keda-queue.yaml" in bad.get_json()["error"]

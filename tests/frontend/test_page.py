@@ -110,6 +110,11 @@ def test_drive_a_burst_and_watch_the_queue_and_the_replicas(
               what="queue_ready rising", timeout=30)
     page.wait(f"Number(document.querySelector('[data-metric=agent_replicas_ready]')"
               f".textContent) > {start_ready}", what="agent_replicas_ready growing", timeout=60)
+    decision = page.wait("document.querySelector('[data-metric=scaling_decision]')"
+                         "?.dataset.value && document.querySelector("
+                         "'[data-metric=scaling_decision]').textContent",
+                         what="the emulated KEDA's latest decision with its reason", timeout=30)
+    assert "→" in decision and "(" in decision, decision
     page.screenshot(ARTIFACTS / "scaling-1280x720.png")
     page.wait("document.querySelector('[data-metric=queue_ready]').textContent === '0'",
               what="queue_ready back to 0", timeout=120)

@@ -4,7 +4,30 @@ import { getJson } from "./api";
 
 export type ScalingState =
   | { control: false; reason: string }
-  | { control: true; manifest: string | null; applied: string[]; available: string[]; backend: string };
+  | {
+      control: true;
+      manifest: string | null;
+      applied: string[];
+      available: string[];
+      backend: string;
+      decisions: Decision[];
+    };
+
+export type Decision = {
+  t?: number;
+  controller?: string;
+  object?: string;
+  from_replicas?: number;
+  to_replicas?: number;
+  reason?: string;
+  error?: string;
+};
+
+export function describeDecision(d: Decision): string {
+  if (d.error) return `decisions not readable: ${d.error}`;
+  const at = d.t ? new Date(d.t * 1000).toLocaleTimeString() : "?";
+  return `${at} ${d.object ?? d.controller ?? "?"}: ${d.from_replicas} → ${d.to_replicas} (${d.reason ?? "no reason given"})`;
+}
 
 /** Apply or remove one of manifests/scaling/*.yaml through `scalelab up` (via /api/scaling). */
 export function ScalingControl() {
@@ -12,7 +35,7 @@ export function ScalingControl() {
   const q = useQuery({
     queryKey: ["scaling"],
     queryFn: () => getJson<ScalingState>("/api/scaling"),
-    refetchInterval: 5000,
+    refetchInterval: 2000,
   });
   const [choice, setChoice] = useState("");
   const [busy, setBusy] = useState(false);
@@ -62,6 +85,19 @@ export function ScalingControl() {
         Remove
       </button>
       <span data-metric="scaling_manifest" className="muted">{state.manifest ?? "none applied"}</span>
+      <div className="decisions">
+        <h3>Latest scaling decisions</h3>
+        {state.decisions.length === 0 ? (
+          <p className="muted" data-metric="scaling_decision" data-value="">none in the last 10 minutes</p>
+        ) : (
+          <ol aria-label="Latest scaling decisions">
+            {state.decisions.map((d, i) => (
+              <li key={`${d.t}-${i}`} data-metric={i === 0 ? "scaling_decision" : undefined}
+                data-value={i === 0 ? d.to_replicas : undefined}>{describeDecision(d)}</li>
+            ))}
+          </ol>
+        )}
+      </div>
       {message ? (
         <p className={message.ok ? "muted" : "field-error"} role={message.ok ? "status" : "alert"} data-scaling-message>
           {message.text}
