@@ -93,6 +93,15 @@ class Ledger(Protocol):
     def summary(self, published: Iterable[str]) -> dict[str, Any]: ...
 
 
+class LoadRunFactory(Protocol):
+    def __call__(self, *, api_url: str, scenario: Scenario, out_dir: Path,
+                 clock: Clock) -> LoadRun: ...
+
+
+class LedgerFactory(Protocol):
+    def __call__(self, *, amqp_url: str) -> Ledger: ...
+
+
 def locust_run(*, api_url: str, scenario: Scenario, out_dir: Path, clock: Clock) -> LoadRun:
     """The real load: Locust in its own process."""
     return LocustRun(api_url=api_url, scenario=scenario, out_dir=out_dir, clock=clock)
@@ -208,8 +217,8 @@ def run_scenario(
     settings: ExperimentSettings,
     progress: Callable[[str], None] = print,
     clock: Clock = SYSTEM,
-    load_run: Callable[..., LoadRun] = locust_run,
-    ledger: Callable[..., Ledger] = task_ledger,
+    load_run: LoadRunFactory = locust_run,
+    ledger: LedgerFactory = task_ledger,
 ) -> dict[str, Any]:
     """Run ``scenario`` on an already-up ``backend``; write and return its run record.
 
@@ -249,7 +258,7 @@ class _Experiment:
 
     def __init__(self, *, scenario: Scenario, backend: Backend, settings: ExperimentSettings,
                  progress: Callable[[str], None], clock: Clock,
-                 load_run: Callable[..., LoadRun], ledger: Callable[..., Ledger]) -> None:
+                 load_run: LoadRunFactory, ledger: LedgerFactory) -> None:
         self.scenario = scenario
         self.backend = backend
         self.settings = settings

@@ -66,6 +66,12 @@ def test_scales_out_under_load_and_back_after(stack: LocalBackend, tmp_path: Pat
     ups = [d for d in stored["decisions"] if d["to_replicas"] > d["from_replicas"]]
     assert ups and all(d["reason"] for d in ups), stored["decisions"]
     assert stored["tasks"]["lost"] == 0 and stored["tasks"]["published"] > 0
+    # every step of the pipeline ran, in order, timed; the drive lasted the planned phases
+    assert [(s["name"], s["outcome"]) for s in stored["steps"]] == [
+        (n, "ok") for n in ("reset", "apply", "start load", "drive", "drain", "account",
+                            "evaluate", "store")]
+    drive = next(s for s in stored["steps"] if s["name"] == "drive")
+    assert scenario.duration - 2 <= drive["seconds"] <= scenario.duration + 30, drive
 
     # The controller's own series, scraped by Prometheus from the backend's exporter.
     desired = _prom(stack, "max_over_time(kube_horizontalpodautoscaler_status_desired_replicas"
@@ -124,6 +130,12 @@ def test_interrupted_or_crashed_run_still_writes_its_record(
     assert rec["status"] == status
     assert rec["error"] and rec["error"]["message"]
     assert rec["timeline"], "the samples taken before the stop are kept"
+    # the step that was cut is named, and the record was still stored
+    assert [(s["name"], s["outcome"]) for s in rec["steps"]][-2:] == [
+        ("drive", "interrupted" if status == "interrupted" else "failed"), ("store", "ok")]
+    if status == "error":
+        assert rec["error"]["step"] == "drive"
+        assert "step drive failed after" in rec["error"]["message"]
     assert set(_locust_processes()) <= before, "the Locust process was left running"
     # The stack is still usable: the next scenario's reset brings it back to the baseline,
     # without the interrupted run's HPA, whose series are gone from Prometheus too.
