@@ -1,6 +1,9 @@
 """The one wait loop: every wait has a timeout and says expected, actual and elapsed.
 
-The clock and the sleep are parameters so unit tests run without real time passing.
+The clock and the sleep are parameters so unit tests run without real time passing. The
+clock is monotonic time (``scalelab.clock.Clock.monotonic``): a timeout is a duration, which
+a wall clock corrected by NTP would stretch or cut; callers pass ``clock.monotonic`` and
+``clock.sleep`` of the run's one ``Clock``.
 """
 
 from __future__ import annotations
