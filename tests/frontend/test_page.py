@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +130,19 @@ def test_drive_a_burst_and_watch_the_queue_and_the_replicas(
     page.wait("document.documentElement.scrollWidth <= window.innerWidth",
               what="no sideways overflow at 420 px", timeout=5)
     page.screenshot(ARTIFACTS / "narrow-420.png")
+
+    # a steady stream: starts, keeps posting, stops
+    page.fill("stream-rate", "10")
+    page.click("stream-start")
+    page.wait("Number(document.querySelector('[data-metric=drive_accepted]').textContent) >= 260",
+              what="the stream's tasks accepted", timeout=15)
+    page.click("stream-stop")
+    page.wait("document.querySelector('[data-metric=stream_running]').textContent"
+              " === 'stopped'", what="the stream stopped")
+    time.sleep(0.5)  # a request already in flight may still land
+    stopped_at = page.metric("drive_accepted")
+    time.sleep(1.5)
+    assert page.metric("drive_accepted") == stopped_at, "the stream went on after Stop"
 
     # removed from the page
     page.click("scaling-remove")
