@@ -225,6 +225,8 @@ class _Sim:
         self.cpu_rate = [t.cpu_s / s / params.cpu_request_cores if t.cpu_s else 0.0
                          for t, s in zip(tools, self.service, strict=True)]
         self.external = [m.name for m in spec.metrics if m.type == "External"]
+        # metrics.k8s.io is read only for Resource metrics: skip it for queue-only objects
+        self.reads_cpu = any(m.type == "Resource" for m in spec.metrics)
         self.exclude_unacked = {name: excl for _, name, _, excl in self.triggers}
         self.window = max(1, math.ceil(params.metrics_window - _EPS))
         self.pods: list[_Pod] = []
@@ -313,7 +315,7 @@ class _Sim:
     def _hpa_sync(self, now: float, state: HPAState) -> HPAState:
         facts = [self._facts(p, now) for p in self.pods]
         metrics = {}
-        for pod in self.pods:
+        for pod in self.pods if self.reads_cpu else ():
             metric = self._metric(pod, now)
             if metric is not None:
                 metrics[pod.name] = metric
@@ -408,7 +410,7 @@ class _Sim:
                     res.published += n
             # 3. service by the pods ready during this second
             capacity, ready = self._capacity(t)
-            cpu, busy = self._serve(t, capacity) if capacity > 0 else (0.0, 0.0)
+            cpu, busy = self._serve(t, capacity) if capacity > 0 and chunks else (0.0, 0.0)
             # 4. a fully ready pod's CPU share (request units) and the queue statistics
             per_pod = cpu / capacity + idle if capacity > 0 else 0.0
             cum.append(cum[-1] + per_pod)
