@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from scalelab.errors import ConfigError
 from scalelab.scenario import load_scenario
 from scalelab.twin.calibrate import Calibration, RunData, calibrate, load_runs
 from scalelab.twin.chart import page
@@ -39,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
     scenario_name = load_scenario(args.scenario).name
     everything = load_runs(args.run_dir)
     exclude = [scenario_name] if args.holdout else []
-    cal = calibrate([r for r in everything if r.scenario not in exclude] or everything)
+    kept = [r for r in everything if r.scenario not in exclude]
+    if not kept:
+        raise ConfigError(f"--holdout leaves no record: the run folders hold only "
+                          f"{scenario_name}", file=", ".join(map(str, args.run_dir)),
+                          field="--holdout",
+                          fix="add a run folder with other scenarios, or drop --holdout")
+    cal = calibrate(kept)
     pred = predict_file(args.scenario, cal, manifest=args.manifest)
     comparison, note = _compare(pred, everything)
     _print(pred, cal, comparison, note)

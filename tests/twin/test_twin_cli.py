@@ -4,6 +4,7 @@ JSON it writes, and what it says when the scenario file no longer matches the ru
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def test_a_folder_without_records_is_one_clear_error(tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2
     assert "holds no run record" in err and "fix:" in err and "Traceback" not in err
+
+
+def test_holdout_never_falls_back_to_the_scenarios_own_record(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    only = tmp_path / "run"
+    shutil.copytree(RUN_A / "hpa-cpu", only / "hpa-cpu")
+    code = cli.main(["twin", str(only), "--scenario", str(SCENARIOS / "hpa-cpu.yaml"),
+                     "--holdout", "--output", str(tmp_path / "t.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--holdout leaves no record" in err
+    assert not (tmp_path / "t.json").exists()
