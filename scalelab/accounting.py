@@ -36,6 +36,8 @@ class TaskLedger:
         self._counts: Counter[str] = Counter()
         self._outcomes: Counter[str] = Counter()
         self._rejected = 0
+        #: ids processed from a redelivery (an agent died, was cut off or the broker restarted)
+        self._redelivered: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,6 +101,8 @@ class TaskLedger:
                 self._rejected += 1
             else:
                 self._counts[task_id] += 1
+                if doc.get("redelivered"):
+                    self._redelivered.add(task_id)
 
     def processed_ids(self) -> set[str]:
         with self._lock:
@@ -116,6 +120,7 @@ class TaskLedger:
             counts = {i: self._counts[i] for i in published_ids if i in self._counts}
             outcomes = dict(self._outcomes)
             dead_lettered = self._rejected
+            redelivered = len(self._redelivered & published_ids)
         lost = sorted(published_ids - counts.keys())
         dups = sorted(i for i, n in counts.items() if n > 1)
         summary: dict[str, Any] = {
@@ -124,6 +129,7 @@ class TaskLedger:
             "lost": len(lost),
             "duplicated": len(dups),
             "dead_lettered": dead_lettered,
+            "redelivered": redelivered,
             "outcomes": outcomes,
             "lost_ids": lost[:MAX_LISTED_IDS],
             "duplicate_ids": dups[:MAX_LISTED_IDS],

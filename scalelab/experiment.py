@@ -32,6 +32,7 @@ from scalelab.backends.base import Backend
 from scalelab.clock import SYSTEM, Clock
 from scalelab.decisions import ScalingEvent
 from scalelab.errors import ScalelabError, WaitTimeout
+from scalelab.faults import FaultRecord, FaultRunner
 from scalelab.load.runner import LocustRun
 from scalelab.observe import (
     Observer,
@@ -43,6 +44,7 @@ from scalelab.observe import (
 )
 from scalelab.paths import REPORTS, ROOT
 from scalelab.pipeline import Step, StepFailed, StepRecord, run_steps
+from scalelab.repetitions import folder_name
 from scalelab.scenario import Scenario
 from scalelab.settings import AGENT_DEPLOYMENT
 from scalelab.waiting import wait_for
@@ -168,6 +170,8 @@ class RunState:
     error: dict[str, str] | None = None
     series: dict[str, Any] | None = None
     diagnostics: dict[str, Any] | None = None
+    #: The scenario's faults as they fired (``scalelab.faults``).
+    faults: list[FaultRecord] = field(default_factory=list)
 
 
 def _version(dist: str) -> str | None:
@@ -219,15 +223,20 @@ def run_scenario(
     clock: Clock = SYSTEM,
     load_run: LoadRunFactory = locust_run,
     ledger: LedgerFactory = task_ledger,
+    repetition: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` on an already-up ``backend``; write and return its run record.
+
+    ``repetition`` (k, N) marks the run as the k-th of N: its record goes to the folder
+    ``scalelab.repetitions.folder_name`` gives and says so in ``repetition``.
 
     The record is written even when a step fails or the run is interrupted; the exception
     is re-raised after that (a step's error as ``StepFailed`` naming the step, Ctrl-C as
     itself). Failed expectations are not exceptions: see ``record['status']``.
     """
     run = _Experiment(scenario=scenario, backend=backend, settings=settings,
-                      progress=progress, clock=clock, load_run=load_run, ledger=ledger)
+                      progress=progress, clock=clock, load_run=load_run, ledger=ledger,
+                      repetition=repetition)
     try:
         run_steps(run.steps(), clock=clock, done=run.state.steps,
                   what=f"scenario {scenario.name}")
@@ -258,7 +267,8 @@ class _Experiment:
 
     def __init__(self, *, scenario: Scenario, backend: Backend, settings: ExperimentSettings,
                  progress: Callable[[str], None], clock: Clock,
-                 load_run: LoadRunFactory, ledger: LedgerFactory) -> None:
+                 load_run: LoadRunFactory, ledger: LedgerFactory,
+                 repetition: tuple[int, int] | None = None) -> None:
         self.scenario = scenario
         self.backend = backend
         self.settings = settings
@@ -266,15 +276,19 @@ class _Experiment:
         self.clock = clock
         self.make_load_run = load_run
         self.make_ledger = ledger
-        self.dir = settings.report_dir / settings.run_id / scenario.name
+        self.repetition = repetition
+        index = repetition[0] if repetition else 1
+        self.dir = settings.report_dir / settings.run_id / folder_name(scenario.name, index)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state = RunState(started_at=clock.wall())
         self.names = queries.scaling_names(scenario.scaling_objects)
         self.load: LoadRun | None = None
         self.ledger: Ledger | None = None
+        self.faults: FaultRunner | None = None
 
     def say(self, line: str) -> None:
-        self.progress(f"[{self.scenario.name}] {line}")
+        rep = f" r{self.repetition[0]}/{self.repetition[1]}" if self.repetition else ""
+        self.progress(f"[{self.scenario.name}{rep}] {line}")
 
     def steps(self) -> list[Step]:
         return [("reset", self.reset), ("apply", self.apply), ("start load", self.start_load),
@@ -297,8 +311,11 @@ class _Experiment:
             self.say(f"applied {_rel(path)}: {', '.join(objects)}")
 
     def start_load(self) -> None:
-        """The ledger first (it must see every result), then Locust until its first phase."""
+        """The ledger first (it must see every result), then Locust until its first phase,
+        then the scenario's faults on their schedule from that moment."""
         endpoints = self.backend.endpoints
+        # before any load: a backend that cannot fire the faults refuses here
+        injector = self.backend.fault_injector() if self.scenario.faults else None
         self.ledger = self.make_ledger(amqp_url=endpoints.amqp)
         self.ledger.start()
         self.load = self.make_load_run(api_url=endpoints.api, scenario=self.scenario,
@@ -307,6 +324,11 @@ class _Experiment:
         start = self.load.wait_first_phase(timeout=self.settings.load_start_timeout)
         self.state.load_start = start
         self.state.phases = _plan_phases(self.scenario, start)
+        if injector is not None:
+            plan = self.scenario.fault_schedule()
+            self.say(f"faults: {len(plan)} action(s) scheduled")
+            self.faults = FaultRunner(plan, injector, start=start, clock=self.clock.wall)
+            self.faults.begin()
 
     def drive(self) -> None:
         """Observe until the last phase ends: one timeline sample and progress line per poll
@@ -332,6 +354,16 @@ class _Experiment:
                  timeout=end - self.clock.wall() + 3 * timing.poll_interval + 60,
                  interval=timing.poll_interval, clock=self.clock.monotonic, sleep=sleep,
                  fix="the wall clock jumped or sampling is slower than the phases")
+        self._stop_faults()
+
+    def _stop_faults(self) -> None:
+        """Stop firing and heal what is in force (also when a step failed)."""
+        if self.faults is not None:
+            self.state.faults = self.faults.stop()
+            self.faults = None
+            failed = [r for r in self.state.faults if r.error]
+            self.say(f"faults: {len(self.state.faults)} action(s) fired"
+                     + (f", {len(failed)} failed: {failed[0].error}" if failed else ""))
 
     def _progress_line(self, s: Sample) -> str:
         phases, load_start = self.state.phases, self.state.load_start or s.t
@@ -375,7 +407,8 @@ class _Experiment:
         state.verdicts = expectations.evaluate(
             self.scenario, timeline=[s.as_dict() for s in state.timeline],
             phases=[p.as_dict() for p in state.phases], tasks=state.tasks,
-            locust=state.locust, decisions=[e.as_dict() for e in state.decisions or []])
+            locust=state.locust, decisions=[e.as_dict() for e in state.decisions or []],
+            faults=[f.as_dict() for f in state.faults])
         state.status = "passed" if all(v["passed"] for v in state.verdicts) else "failed"
 
     # -- store: always, whatever happened ------------------------------------------------
@@ -394,6 +427,7 @@ class _Experiment:
         return doc
 
     def _collect(self, ended: float) -> None:
+        self._stop_faults()
         if self.load is not None:
             self.load.stop()
         if self.ledger is not None:
@@ -439,6 +473,10 @@ class _Experiment:
             "verdicts": state.verdicts,
             "error": state.error,
             "diagnostics": state.diagnostics,
+            **({"faults": [f.as_dict() for f in state.faults]} if state.faults else {}),
+            **({"repetition": {"index": self.repetition[0], "of": self.repetition[1],
+                               "min_pass": self.scenario.min_pass or self.repetition[1]}}
+               if self.repetition else {}),
         }
 
 

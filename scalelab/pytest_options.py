@@ -1,6 +1,6 @@
 """pytest options for scalelab experiments.
 
-``--backend``, ``--scenarios``, ``--report-dir``, ``--keep-stack``.
+``--backend``, ``--scenarios``, ``--report-dir``, ``--keep-stack``, ``--repeat``.
 
 Each option is also an ini setting (``[tool.pytest.ini_options]`` or ``pytest.ini``) so a
 project can pin its defaults; the command line wins.
@@ -37,6 +37,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--keep-stack", dest="scalelab_keep_stack", action="store_true",
                     default=None, help="leave the stack running after the session")
     parser.addini("scalelab_keep_stack", "leave the stack running", type="bool", default=False)
+    group.addoption("--repeat", dest="scalelab_repeat", default=None, type=_repetitions,
+                    help="run every scenario N times on the same stack (overrides its repeat:)")
+    parser.addini("scalelab_repeat", "repetitions of every scenario (default: its repeat:)",
+                  default="")
+
+
+def _repetitions(text: str) -> int:
+    """``--repeat`` / ``scalelab_repeat``: a whole number from 1 to 50."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 50:
+        raise pytest.UsageError(f"--repeat / scalelab_repeat: {text!r} is not a number of "
+                                "repetitions; give a whole number from 1 to 50")
+    return n
+
+
+def repetitions(config: pytest.Config, scenario_repeat: int) -> int:
+    """How many times a scenario runs: ``--repeat``, else the ini value, else its own."""
+    value = config.getoption("scalelab_repeat")
+    if value is None and str(config.getini("scalelab_repeat")).strip():
+        value = _repetitions(str(config.getini("scalelab_repeat")).strip())
+    return int(value) if value is not None else scenario_repeat
 
 
 def scalelab_option(config: pytest.Config, name: str) -> object:

@@ -128,6 +128,10 @@ class Scenario:
     scaling_objects: tuple[Any, ...] = ()
     #: The phase the reaction times count from (None: the first phase with load).
     reaction_phase: str | None = None
+    #: Repetitions on the same stack (``repeat:``; ``--repeat`` overrides it).
+    repeat: int = 1
+    #: Repetitions that must pass for the scenario to pass (None: all of them).
+    min_pass: int | None = None
     spec: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -627,11 +631,16 @@ def load_scenario(path: Path | str, *, strict_manifests: bool = False) -> Scenar
     if reaction_phase is not None and reaction_phase not in {p.name for p in phases}:
         raise check.error(f"phase '{reaction_phase}' does not exist", "reaction_phase",
                           f"use one of: {', '.join(p.name for p in phases)}")
+    repeat, min_pass = int(doc.get("repeat", 1)), doc.get("min_pass")
+    if min_pass is not None and "repeat" in doc and int(min_pass) > repeat:
+        raise check.error(f"min_pass {min_pass} is more than the {repeat} repetition(s)",
+                          "min_pass", f"lower min_pass, or set repeat: >= {min_pass}")
     return Scenario(
         name=doc["name"], description=doc["description"], tags=tuple(doc.get("tags", [])),
         file=path.resolve(), manifests=manifests, workload=workload, phases=phases,
         expectations=expectations, replica_bounds=bounds, scaling_objects=objects,
-        reaction_phase=reaction_phase, spec=doc,
+        reaction_phase=reaction_phase, spec=doc, repeat=repeat,
+        min_pass=None if min_pass is None else int(min_pass),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from scalelab.decisions import ScalingEvent
 from scalelab.errors import BackendError
+from scalelab.faults import FaultInjector
 from scalelab.settings import StackSettings
 
 
@@ -130,6 +131,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def scale(self, deployment: str, replicas: int) -> None:
         """Set ``spec.replicas`` by hand (as ``kubectl scale``)."""
+
+    def fault_injector(self) -> FaultInjector:
+        """What fires a scenario's ``faults`` on this stack (``scalelab.faults``)."""
+        raise BackendError(f"the {self.name} backend cannot inject faults",
+                           fix="run fault scenarios on the local, kind or existing backend")
 
     @abc.abstractmethod
     def purge_queue(self) -> int:

@@ -155,7 +155,8 @@ class TcpProxy:
         try:
             upstream = socket.create_connection(self.upstream, timeout=5.0)
         except OSError as err:
-            LOG.warning("%s: upstream %s:%s refused: %s", self.name, *self.upstream, err)
+            # the broker restarting: the client retries on its own
+            LOG.info("%s: upstream %s:%s refused: %s", self.name, *self.upstream, err)
             client.close()
             return
         for s in (client, upstream):

@@ -185,3 +185,20 @@ def test_stopping_mid_partition_heals_it(tmp_path: Path) -> None:
     records = runner.stop()
     assert [(r.kind, r.heal) for r in records] == [("partition", False), ("partition", True)]
     assert injector.calls[-1][1:] == ("partition", True)
+
+
+def test_repeat_and_min_pass(tmp_path: Path) -> None:
+    path = tmp_path / "rep.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "phases": _phases(), "repeat": 5, "min_pass": 4}))
+    sc = load_scenario(path)
+    assert (sc.repeat, sc.min_pass) == (5, 4)
+    path.write_text(yaml.safe_dump({**BASE, "phases": _phases(), "repeat": 3, "min_pass": 4}))
+    with pytest.raises(ConfigError, match="min_pass 4 is more than the 3 repetition") as info:
+        load_scenario(path)
+    assert info.value.field == "min_pass"
+    path.write_text(yaml.safe_dump({**BASE, "phases": _phases(), "repeat": 0}))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    assert info.value.field == "repeat"
+    path.write_text(yaml.safe_dump({**BASE, "phases": _phases()}))
+    assert (load_scenario(path).repeat, load_scenario(path).min_pass) == (1, None)

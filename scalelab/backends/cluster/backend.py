@@ -33,6 +33,7 @@ from scalelab.backends.cluster.events import (
     rollout_state,
     scaling_events_from,
 )
+from scalelab.backends.cluster.faults import ClusterFaults
 from scalelab.backends.cluster.forwards import Forward, PortForwards, parse_service
 from scalelab.backends.cluster.render import (
     ChartRelease,
@@ -686,3 +687,7 @@ class ClusterBackend(Backend):
 
     def purge_queue(self) -> int:
         return purge_queue(self.endpoints.amqp, TASK_QUEUE)
+
+    def fault_injector(self) -> ClusterFaults:
+        """Faults through the Kubernetes API (``scalelab.backends.cluster.faults``)."""
+        return ClusterFaults(api=self.api, namespace=self.settings.namespace)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import port_for
 from prometheus_client import CollectorRegistry
@@ -35,6 +36,7 @@ from scalelab.backends.base import Backend, Endpoints, Replicas
 from scalelab.backends.broker import purge_queue
 from scalelab.backends.local import scrape
 from scalelab.backends.local.exporter import Exporter, KubeStateCollector
+from scalelab.backends.local.faults import LocalFaults
 from scalelab.backends.local.manifests import (
     BASE,
     DeploymentSpec,
@@ -49,7 +51,9 @@ from scalelab.control.view import PodFacts, PodMetric
 from scalelab.credentials import SECRET_NAME
 from scalelab.decisions import ScalingEvent
 from scalelab.errors import BackendError, ConfigError
+from scalelab.faults import FaultInjector
 from scalelab.procs import prometheus as prom
+from scalelab.procs.tcp_proxy import TcpProxy
 from scalelab.settings import AGENT_DEPLOYMENT, API_DEPLOYMENT, TASK_QUEUE, StackSettings
 
 LOG = logging.getLogger(__name__)
@@ -101,6 +105,9 @@ class LocalBackend(Backend):
         self._exporter_port: int | None = None
         #: Secret name -> data: the Secrets manifests/base reads, held in memory only.
         self._secrets: dict[str, dict[str, str]] = {}
+        #: The agents reach the broker through this relay, so a ``partition`` fault can cut
+        #: them off (``scalelab.procs.tcp_proxy``).
+        self.proxies: dict[str, TcpProxy] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def up(self) -> Endpoints:
@@ -159,6 +166,8 @@ class LocalBackend(Backend):
         taken |= {rabbit.amqp_port, rabbit.management_port, rabbit.prometheus_port,
                   rabbit.dist_port, rabbit.epmd_port}
         self._secrets = {SECRET_NAME: local_secret_data(rabbit)}
+        self.proxies = {AGENT_DEPLOYMENT: TcpProxy(upstream=(rabbit.host, rabbit.amqp_port),
+                                                   listen_host=bind, name="agent-broker").start()}
         config = scrape.scrape_config(
             scrape_interval=self.settings.timing.scrape_interval,
             namespace=self.settings.namespace, bind=bind,
@@ -232,6 +241,7 @@ class LocalBackend(Backend):
         ]
         steps += [(f"deployment {name}", sup.shutdown)
                   for name, sup in reversed(list(self.supervisors.items()))]
+        steps += [(f"broker relay {name}", proxy.close) for name, proxy in self.proxies.items()]
         steps += [
             ("exporter", self.exporter.stop if self.exporter else None),
             ("prometheus", self.prometheus.stop if self.prometheus else None),
@@ -250,6 +260,7 @@ class LocalBackend(Backend):
                 self.registry.unregister(self._collector)
             self._collector = None
         self.exporter = self.prometheus = self.rabbitmq = None
+        self.proxies = {}
         self._secrets = {}
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -272,6 +283,10 @@ class LocalBackend(Backend):
             port = port_for.select_random(exclude_ports=in_use)
         assert port is not None
         overrides = {port_var: str(port), BIND_ENV[deployment]: self.settings.bind}
+        if deployment in self.proxies:
+            overrides["AMQP_URL"] = self._via_proxy(deployment)
+        if deployment == AGENT_DEPLOYMENT and self.workdir is not None:
+            overrides["FAULT_FILE"] = str(self._fault_file(deployment))
         if deployment == API_DEPLOYMENT and self.prometheus is not None:
             # the live view's panels (services/api/live.py) read the private Prometheus
             overrides.update(PROMETHEUS_URL=self.prometheus.url,
@@ -279,6 +294,25 @@ class LocalBackend(Backend):
                              SCRAPE_INTERVAL=str(self.settings.timing.scrape_interval))
         return Launch(env=spec.resolve_env(pod=pod, secrets=self._secrets, overrides=overrides),
                       ports={container_port: port})
+
+    def _via_proxy(self, deployment: str) -> str:
+        """The broker URL with the Deployment's relay as host and port."""
+        proxy = self.proxies[deployment]
+        parts = urlsplit(self.rabbitmq.amqp_url)
+        netloc = f"{parts.username}:{parts.password}@{proxy.host}:{proxy.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def _fault_file(self, deployment: str) -> Path:
+        """The fault file every pod of the Deployment reads (``services/agent/faults.py``)."""
+        assert self.workdir is not None
+        return self.workdir / "faults" / f"{deployment}.json"
+
+    def fault_injector(self) -> FaultInjector:
+        if self.rabbitmq is None or self.workdir is None:
+            raise BackendError("the local stack is down", fix="bring it up first")
+        return LocalFaults(supervisor=self._supervisor, broker=self.rabbitmq,
+                           proxies=self.proxies,
+                           fault_files={AGENT_DEPLOYMENT: self._fault_file(AGENT_DEPLOYMENT)})
 
     def _sd_path(self, deployment: str) -> Path:
         assert self.workdir is not None
