@@ -21,6 +21,7 @@ import jinja2
 from scalelab import record as records
 from scalelab.errors import ConfigError
 from scalelab.queries import CHARTS, QUERIES, Targets, targets_from_manifests
+from scalelab.repetitions import Spread, k_of_n
 from scalelab.report import charts
 from scalelab.report.summary import METRICS, format_value, summarize
 
@@ -450,6 +451,7 @@ def render_index(reports_dir: Path, *, env: jinja2.Environment | None = None,
         runs.append({"id": run_dir.name, "scenarios": scenarios, "pages": pages,
                      "backend": scenarios[0].record["backend"]["name"] if scenarios else "",
                      "status": _run_status(scenarios),
+                     "repetitions": repetition_groups(scenarios),
                      "started": min(s.record["started_at"] for s in scenarios)})
     page = env.get_template("index.html.j2").render(
         latest=runs[0] if runs else None, history=runs[1:], metrics=METRICS,
@@ -466,7 +468,43 @@ def render_index(reports_dir: Path, *, env: jinja2.Environment | None = None,
     return out
 
 
+#: The figures whose spread over repetitions the index shows.
+SPREAD_KEYS = ("time_to_first_scale_up", "time_to_peak", "time_back_to_floor", "peak_replicas")
+
+
+def repetition_groups(scenarios: list[ScenarioRun]) -> list[dict[str, Any]]:
+    """Per repeated scenario: passed k of N against min_pass, each expectation's k of N and
+    the spread (median, min, max, CV) of the timing figures."""
+    by_name: dict[str, list[ScenarioRun]] = {}
+    for sc in scenarios:
+        by_name.setdefault(sc.name, []).append(sc)
+    out = []
+    for name, runs in by_name.items():
+        if len(runs) < 2:
+            continue
+        n = len(runs)
+        need = int((runs[0].record.get("repetition") or {}).get("min_pass") or n)
+        passed = sum(1 for r in runs if r.record["status"] == "passed")
+        metrics = {m.key: m for m in METRICS}
+        out.append({
+            "name": name, "n": n, "passed": passed, "min_pass": need,
+            "status": "passed" if passed >= need else "failed",
+            "expectations": k_of_n([r.record.get("verdicts") or [] for r in runs]),
+            "spreads": [(metrics[k], Spread.of(r.summary.get(k) for r in runs))
+                        for k in SPREAD_KEYS],
+        })
+    return out
+
+
 def _run_status(scenarios: list[ScenarioRun]) -> str:
+    groups = {g["name"]: g for g in repetition_groups(scenarios)}
+    if groups:  # a repeated scenario counts once, passed when min_pass repetitions did
+        singles = [s for s in scenarios if s.name not in groups]
+        states = [s.record["status"] for s in singles] + [g["status"] for g in groups.values()]
+        for worst in ("error", "interrupted", "failed"):
+            if worst in states:
+                return worst
+        return "passed"
     states = [s.record["status"] for s in scenarios]
     for worst in ("error", "interrupted", "failed"):
         if worst in states:

@@ -10,6 +10,7 @@ import pytest
 
 from scalelab.compare import compare_runs, format_table
 from scalelab.repetitions import Spread, classify_spread, folder_name, k_of_n
+from scalelab.report.render import read_run, render_index, repetition_groups
 
 
 def test_spread_of_a_figure() -> None:
@@ -92,7 +93,7 @@ def test_compare_calls_a_regression_from_the_spread_of_repetitions(tmp_path: Pat
     assert row.baseline == 100.0 and row.contender == 128.0
     assert row.baseline_spread is not None and row.baseline_spread.n == 5
     status = comp.statuses["hpa-cpu"][0]
-    assert status.endswith("5/5")
+    assert status is not None and status.endswith("5/5")
     text = format_table(comp)
     assert "100.0 ms (median of 5, cv 2 %)" in text
     assert "REGRESSION (U test p=0.004)" in text
@@ -107,3 +108,32 @@ def test_interleaved_repetitions_are_noise_even_beyond_the_margin(tmp_path: Path
     row = next(r for r in compare_runs(base, cont).rows if r.metric.key == "api_p95_ms")
     assert row.pct is not None and row.pct > 5, "the medians differ beyond the 5 % margin"
     assert (row.verdict, row.method) == ("same", "mann-whitney")
+
+
+def test_the_index_shows_k_of_n_and_the_spread_of_a_repeated_scenario(tmp_path: Path) -> None:
+    run = _run_with_repetitions(tmp_path, "20261130T000000Z-aaaaaa", [100, 101, 99, 102])
+    # one repetition failed one expectation; min_pass 3 of 4 tolerates it
+    for k in range(1, 5):
+        path = run / folder_name("hpa-cpu", k) / "run.json"
+        rec = json.loads(path.read_text())
+        rec["repetition"] = {"index": k, "of": 4, "min_pass": 3}
+        rec["timeline"] = [{**s, "t": s["t"] + 5 * k} if s["t"] > rec["phases"][1]["start"]
+                           else s for s in rec["timeline"]]
+        if k == 2:
+            rec["status"] = "failed"
+            rec["verdicts"][1]["passed"] = False
+        path.write_text(json.dumps(rec))
+    scenarios = read_run(run)[0]
+    (group,) = repetition_groups(scenarios)
+    assert (group["n"], group["passed"], group["min_pass"], group["status"]) == (4, 3, 3,
+                                                                                 "passed")
+    failed_id = scenarios[0].record["verdicts"][1]["id"]
+    assert group["expectations"][failed_id] == (3, 4)
+    first_up = dict((m.key, sp) for m, sp in group["spreads"])["time_to_first_scale_up"]
+    assert first_up is not None and first_up.n == 4 and first_up.high - first_up.low == 15
+    page = render_index(tmp_path).read_text()
+    assert 'id="repetitions"' in page and "3 of 4 (min_pass 3)" in page
+    assert f"{failed_id}: 3/4" in page
+    assert "Latest run 20261130T000000Z-aaaaaa" in page
+    latest = page[page.index("Latest run"):page.index('id="latest"')]
+    assert "passed" in latest and "failed" not in latest, "min_pass met: the run passed"
