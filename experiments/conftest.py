@@ -18,6 +18,7 @@ import pytest
 from scalelab import preflight, record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
+from scalelab.commands.up import frontend_note, frontend_url
 from scalelab.credentials import redact
 from scalelab.errors import ScalelabError
 from scalelab.experiment import ExperimentSettings
@@ -174,6 +175,9 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
             say(f"scalelab: stack up in {time.monotonic() - started:.1f}s"
                 + (f" ({steps})" if steps else "") + ": "
                 + ", ".join(f"{k}={redact(v)}" for k, v in backend.urls().items()))
+            say(f"scalelab: live page {frontend_url(backend.endpoints.api)}"
+                f"{frontend_note(backend)} (watch the scenarios run; --keep-stack keeps it "
+                "up after them)")
         return (yield)
     finally:
         try:

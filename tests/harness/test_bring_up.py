@@ -33,6 +33,8 @@ def test_a_bring_up_longer_than_a_scenarios_timeout_does_not_fail_the_scenario(
     assert "2 passed" in out and "Timeout" not in out, out
     assert log == ["up", "scenario hpa-cpu", "scenario keda-queue", "down", "down"], log
     assert "stack up in" in out and "pulling images 3.0s" in out, out
+    # the live page's address, printed at the start (issue 11)
+    assert "scalelab: live page http://127.0.0.1:9/" in out, out
 
 
 def test_a_bring_up_past_its_own_bound_fails_every_scenario_with_the_step_and_tears_down(
