@@ -14,25 +14,9 @@ import pytest
 
 from scalelab.backends.base import Backend
 from scalelab.experiment import ExperimentSettings, run_scenario
+from scalelab.experiment import explain as _explain
 from scalelab.pytest_options import repetitions
 from scalelab.repetitions import k_of_n
-
-
-def _explain(record: dict) -> str:  # type: ignore[type-arg]
-    lines = [f"scenario {record['scenario']['name']} on backend {record['backend']['name']}: "
-             f"{record['status']}"]
-    if record.get("error"):
-        lines.append(f"error: {record['error']['message']}")
-    for v in record["verdicts"]:
-        if not v["passed"]:
-            lines.append(f"FAILED {v['id']}: expected {v['expected']}, observed {v['observed']}"
-                         + (f" (at +{v['at'] - record['started_at']:.0f}s)" if v.get("at") else ""))
-    lines.append("replica timeline (t, spec/current/ready, queue, cpu%):")
-    t0 = record["started_at"]
-    for s in record["timeline"]:
-        lines.append(f"  +{s['t'] - t0:6.1f}s {s['spec']}/{s['current']}/{s['ready']} "
-                     f"q={s.get('queue_ready')} cpu={s.get('cpu_utilization')}")
-    return "\n".join(lines)
 
 
 def _explain_repetitions(records: list[dict], need: int) -> str:  # type: ignore[type-arg]

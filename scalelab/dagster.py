@@ -50,7 +50,7 @@ from pydantic import PrivateAttr
 from scalelab import preflight, record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
-from scalelab.compare import (
+from scalelab.comparison import (
     DEFAULT_MARGIN,
     all_passed,
     compare_runs,
@@ -61,7 +61,7 @@ from scalelab.compare import (
 from scalelab.credentials import redact
 from scalelab.errors import ConfigError, ScalelabError
 from scalelab.expectations import Expectation, evaluate_one
-from scalelab.experiment import ExperimentSettings, run_scenario
+from scalelab.experiment import ExperimentSettings, explain, run_scenario
 from scalelab.figures import format_figures, scenario_figures
 from scalelab.paths import REPORTS, ROOT, SCENARIOS
 from scalelab.report.render import INDEX, Skipped, render_index, render_reports, render_scenario
@@ -261,25 +261,6 @@ class ScalelabStack(dg.ConfigurableResource):  # type: ignore[misc]
 
 
 # -- a scenario's metadata, from its record ------------------------------------------------------
-
-
-def explain(rec: Mapping[str, Any]) -> str:
-    """Why a scenario failed: the text the pytest driver fails the test with
-    (``experiments/test_scaling.py``)."""
-    lines = [f"scenario {rec['scenario']['name']} on backend {rec['backend']['name']}: "
-             f"{rec['status']}"]
-    if rec.get("error"):
-        lines.append(f"error: {rec['error']['message']}")
-    for v in rec["verdicts"]:
-        if not v["passed"]:
-            lines.append(f"FAILED {v['id']}: expected {v['expected']}, observed {v['observed']}"
-                         + (f" (at +{v['at'] - rec['started_at']:.0f}s)" if v.get("at") else ""))
-    lines.append("replica timeline (t, spec/current/ready, queue, cpu%):")
-    t0 = rec["started_at"]
-    for s in rec["timeline"]:
-        lines.append(f"  +{s['t'] - t0:6.1f}s {s['spec']}/{s['current']}/{s['ready']} "
-                     f"q={s.get('queue_ready')} cpu={s.get('cpu_utilization')}")
-    return "\n".join(lines)
 
 
 def _cell(value: Any) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -246,6 +246,26 @@ def run_scenario(
     finally:
         doc = run.store()
     return doc
+
+
+def explain(rec: Mapping[str, Any]) -> str:
+    """Why a scenario failed, from its record: the status, the error, each failed
+    expectation (expected, observed, when) and the replica timeline. What the pytest driver
+    fails the test with and what a failed Dagster materialization says."""
+    lines = [f"scenario {rec['scenario']['name']} on backend {rec['backend']['name']}: "
+             f"{rec['status']}"]
+    if rec.get("error"):
+        lines.append(f"error: {rec['error']['message']}")
+    for v in rec["verdicts"]:
+        if not v["passed"]:
+            lines.append(f"FAILED {v['id']}: expected {v['expected']}, observed {v['observed']}"
+                         + (f" (at +{v['at'] - rec['started_at']:.0f}s)" if v.get("at") else ""))
+    lines.append("replica timeline (t, spec/current/ready, queue, cpu%):")
+    t0 = rec["started_at"]
+    for s in rec["timeline"]:
+        lines.append(f"  +{s['t'] - t0:6.1f}s {s['spec']}/{s['current']}/{s['ready']} "
+                     f"q={s.get('queue_ready')} cpu={s.get('cpu_utilization')}")
+    return "\n".join(lines)
 
 
 def _failure(err: BaseException) -> tuple[str, dict[str, str]]:

@@ -1,6 +1,6 @@
 """One document of a scaling manifest (HPA, ScaledObject, TriggerAuthentication), loaded.
 
-``scalelab.manifests`` loads and validates these and, to check KEDA triggers, calls
+``scalelab.scaling_manifests`` loads and validates these and, to check KEDA triggers, calls
 ``scalelab.control.keda``, which reads them: the type lives here so that neither of the
 two has to import the other to name it.
 """

@@ -124,7 +124,7 @@ class Scenario:
     expectations: tuple[Expectation, ...]
     #: Effective (min, max) replicas of the scaling object on the agent Deployment.
     replica_bounds: tuple[int, int]
-    #: ``scalelab.manifests.ScalingObject`` items from every manifest, in file order.
+    #: ``scalelab.scaling_manifests.ScalingObject`` items from every manifest, in file order.
     scaling_objects: tuple[Any, ...] = ()
     #: The phase the reaction times count from (None: the first phase with load).
     reaction_phase: str | None = None
@@ -311,7 +311,7 @@ def _resolve_manifest(ref: str, scenario_file: Path) -> Path | None:
 def _load_scaling(path: Path, *, strict: bool) -> list[Any]:
     # Imported here: the manifest module pulls kubernetes-validate, which the
     # schema-only callers (docs tooling) do not need.
-    from scalelab.manifests import load_scaling, validate_scaling
+    from scalelab.scaling_manifests import load_scaling, validate_scaling
 
     return list(validate_scaling(path) if strict else load_scaling(path))
 
@@ -608,7 +608,7 @@ def load_scenario(path: Path | str, *, strict_manifests: bool = False) -> Scenar
     """Read and check one scenario file; raise ``ConfigError`` on the first problem.
 
     ``strict_manifests`` also validates the scaling manifests against the Kubernetes and
-    KEDA schemas (``scalelab.manifests.validate_scaling``; slower, used by ``validate``).
+    KEDA schemas (``scalelab.scaling_manifests.validate_scaling``; slower, used by ``validate``).
     """
     path = Path(path)
     fname = str(path)

@@ -1,6 +1,6 @@
 """A JSON-schema violation of a Kubernetes object, as one ``ConfigError``.
 
-Shared by the HPA check (kubernetes-validate, ``scalelab.manifests``) and the CRD checks
+Shared by the HPA check (kubernetes-validate, ``scalelab.scaling_manifests``) and the CRD checks
 (``scalelab.crds``), so both name the field in kubectl's spelling and say the same thing
 about unknown fields. Both import it; it imports neither.
 """

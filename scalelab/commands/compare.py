@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from scalelab.compare import compare_runs, format_table, parse_margin, render_html
+    from scalelab.comparison import compare_runs, format_table, parse_margin, render_html
     from scalelab.errors import ConfigError
     from scalelab.report.render import resolve_run
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from scalelab.control.hpa import HPAControllerSettings, MetricStatus
-from scalelab.control.replay import load_manifest, load_trace, replay, step_as_dict
+from scalelab.control.trace_replay import load_manifest, load_trace, replay, step_as_dict
 from scalelab.errors import ConfigError
 from scalelab.settings import KUBERNETES_DEFAULTS, TimingProfile
 

@@ -253,7 +253,7 @@ class ScaledObjectSpec:
         trigger's ``authenticationRef`` resolved through ``auths`` (TriggerAuthentication
         documents by name) and ``secret`` (``auth_params``).
 
-        The document is assumed to have passed ``scalelab.manifests.validate_scaling``;
+        The document is assumed to have passed ``scalelab.scaling_manifests.validate_scaling``;
         remaining errors (e.g. the env var or the Secret is missing) raise ``ConfigError``.
         """
         spec = doc["spec"]

@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from scalelab.control import exporter
+from scalelab.control import controller_metrics
 from scalelab.control import rabbitmq_scaler as rmq
 from scalelab.control.hpa import (
     HPAControllerSettings,
@@ -125,7 +125,7 @@ class ControlLoop:
             else:
                 raise ConfigError(f"unsupported kind {kind!r}", file=source, field="kind",
                                   fix="pass HorizontalPodAutoscaler or ScaledObject documents")
-        self._collector = exporter.ControlCollector(self.snapshot)
+        self._collector = controller_metrics.ControlCollector(self.snapshot)
         self._registry = registry
         registry.register(self._collector)
 
@@ -259,7 +259,7 @@ class ControlLoop:
         with self._lock:
             return {u.spec.object_ref: u.state for u in self._keda}
 
-    def snapshot(self) -> exporter.Snapshot:
+    def snapshot(self) -> controller_metrics.Snapshot:
         """What the exporter publishes (a consistent copy under the lock)."""
         with self._lock:
             hpas = []
@@ -276,13 +276,13 @@ class ControlLoop:
                         v = (t.value_milli or 0) / 1000
                     targets.append((m.name, _target_type(t.type), v))
                 d = h.last
-                hpas.append(exporter.HPAStatus(
+                hpas.append(controller_metrics.HPAStatus(
                     name=s.name, namespace=s.namespace or NAMESPACE,
                     min_replicas=s.min_replicas, max_replicas=s.max_replicas,
                     current_replicas=None if d is None else d.current_replicas,
                     desired_replicas=None if d is None else d.desired_replicas,
                     spec_targets=targets,
-                    status_targets=[] if d is None else exporter.hpa_status_targets(
+                    status_targets=[] if d is None else controller_metrics.hpa_status_targets(
                         d.metric_statuses),
                     conditions=[] if d is None else d.conditions_as_dicts()))
             scalers = []
@@ -291,10 +291,10 @@ class ControlLoop:
                     if not isinstance(trig, EventTrigger):
                         continue
                     r = u.readings.get(trig.index)
-                    scalers.append(exporter.ScalerStatus(
+                    scalers.append(controller_metrics.ScalerStatus(
                         namespace=u.spec.namespace, scaled_object=u.spec.name,
                         scaler=trig.scaler, trigger_index=trig.index, metric=trig.metric_name,
                         value=None if r is None else r.value,
                         active=False if r is None else r.active,
                         errors=u.errors.get(trig.index, 0)))
-            return exporter.Snapshot(hpas=hpas, scalers=scalers)
+            return controller_metrics.Snapshot(hpas=hpas, scalers=scalers)

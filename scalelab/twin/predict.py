@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scalelab.control.hpa import HPASpec
-from scalelab.control.replay import load_manifest
+from scalelab.control.trace_replay import load_manifest
 from scalelab.errors import ConfigError
 from scalelab.scenario import load_scenario
 from scalelab.twin.calibrate import Calibration, RunData, calibrate, load_runs

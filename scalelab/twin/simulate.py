@@ -6,7 +6,7 @@ Every second ``[t, t+1)``:
    a KEDA poll before an HPA sync due at the same instant): ``keda.activate`` every
    ``pollingInterval`` and ``hpa.reconcile`` every sync period, both fed what they would
    read (``view.PodFacts``, metrics.k8s.io ``view.PodMetric``, External values as KEDA
-   serves them, ``rabbitmq_scaler.quantity_milli``), as ``control/replay.py`` builds them.
+   serves them, ``rabbitmq_scaler.quantity_milli``), as ``control/trace_replay.py`` builds them.
    Their decision creates pods (ready ``pod_start_s`` later) or removes the newest ones;
 2. the second's tasks are published (``workload.Arrivals``), FIFO behind the backlog;
 3. the ready pods serve the queue: one task at a time each (the agent's consume loop), a
@@ -41,7 +41,7 @@ from scalelab.control.keda import (
     activate,
 )
 from scalelab.control.rabbitmq_scaler import QUEUE_LENGTH, quantity_milli
-from scalelab.control.replay import KedaHPASpec
+from scalelab.control.trace_replay import KedaHPASpec
 from scalelab.control.view import PodFacts, PodMetric
 from scalelab.errors import ConfigError
 from scalelab.twin.workload import Arrivals

@@ -27,9 +27,9 @@ import yaml
 
 from scalelab.control.hpa import HPASpec
 from scalelab.control.keda import ScaledObjectSpec, trigger_authentications
-from scalelab.control.replay import KedaHPASpec
+from scalelab.control.trace_replay import KedaHPASpec
 from scalelab.errors import ConfigError
-from scalelab.manifests import validate_scaling
+from scalelab.scaling_manifests import validate_scaling
 from scalelab.twin.simulate import TwinParams, simulate
 from scalelab.twin.workload import Arrivals
 
@@ -272,7 +272,7 @@ def search(*, docs: Sequence[Mapping[str, Any]], source: str, arrivals: Arrivals
 def write_manifest(path: Path, docs: Sequence[Mapping[str, Any]], best: Candidate, *,
                    header: str) -> None:
     """The scenario's manifest with the best candidate's object, validated as every
-    shipped manifest is (``scalelab.manifests.validate_scaling``)."""
+    shipped manifest is (``scalelab.scaling_manifests.validate_scaling``)."""
     out = [best.doc if d.get("kind") in ("HorizontalPodAutoscaler", "ScaledObject") else d
            for d in docs]
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from scalelab.control.hpa import HPAControllerSettings
-from scalelab.control.replay import TraceSample, load_manifest, replay
+from scalelab.control.trace_replay import TraceSample, load_manifest, replay
 from scalelab.paths import SCALING_MANIFESTS
 
 

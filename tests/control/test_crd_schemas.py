@@ -26,8 +26,8 @@ from scalelab import crds
 from scalelab.backends.cluster.render import load_charts, render_values
 from scalelab.backends.cluster.settings import CLUSTER_DIR
 from scalelab.errors import ConfigError, MissingDependencyError
-from scalelab.manifests import validate_scaling
 from scalelab.paths import SCALING_MANIFESTS, SHARED_REFERENCE
+from scalelab.scaling_manifests import validate_scaling
 from scalelab.settings import TimingProfile
 
 DATA = Path(__file__).parent / "data" / "crd_fields.yaml"

@@ -563,7 +563,7 @@ def test_per_direction_tolerance_from_the_manifest_decides(tmp_path) -> None:
     validator (the 1.33 schema, where the field exists) to reconcile."""
     import yaml
 
-    from scalelab.manifests import validate_scaling
+    from scalelab.scaling_manifests import validate_scaling
 
     cpu = [{"type": "Resource", "resource": {
         "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]

@@ -26,8 +26,8 @@ from scalelab.control.keda import (
 )
 from scalelab.credentials import MANAGEMENT_URL_KEY, SECRET_NAME
 from scalelab.errors import ConfigError
-from scalelab.manifests import validate_scaling
 from scalelab.paths import SCALING_MANIFESTS
+from scalelab.scaling_manifests import validate_scaling
 
 ENV = {"RABBITMQ_MGMT_URL": "http://guest:guest@127.0.0.1:15672/"}
 SECRETS = {SECRET_NAME: {MANAGEMENT_URL_KEY: "http://run:s3cret@rabbitmq:15672"}}

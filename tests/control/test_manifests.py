@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from scalelab.errors import ConfigError
-from scalelab.manifests import (
+from scalelab.paths import SCALING_MANIFESTS
+from scalelab.scaling_manifests import (
     HPA,
     SCALED_OBJECT,
     ScalingObject,
     load_scaling,
     validate_scaling,
 )
-from scalelab.paths import SCALING_MANIFESTS
 
 SHIPPED = ["hpa-cpu.yaml", "hpa-cpu-nostab.yaml", "hpa-cpu-window60.yaml", "keda-queue.yaml",
            "keda-queue-zero.yaml", "keda-hybrid.yaml"]

@@ -10,7 +10,7 @@ import yaml
 
 from scalelab.cli import main
 from scalelab.control.hpa import HPAControllerSettings
-from scalelab.control.replay import KedaHPASpec, load_manifest, load_trace, replay
+from scalelab.control.trace_replay import KedaHPASpec, load_manifest, load_trace, replay
 from scalelab.errors import ConfigError
 from scalelab.paths import SCALING_MANIFESTS
 

@@ -35,11 +35,11 @@ from prometheus_client.registry import Collector
 from scalelab.backends.cluster.render import load_charts, render_values
 from scalelab.backends.cluster.settings import CLUSTER_DIR
 from scalelab.backends.local import scrape
-from scalelab.backends.local.exporter import KubeStateCollector
-from scalelab.backends.local.manifests import load_deployment
+from scalelab.backends.local.deployments import load_deployment
+from scalelab.backends.local.kube_metrics import KubeStateCollector
 from scalelab.backends.local.pods import Launch, Pod, Supervisor
 from scalelab.backends.local.resources import ResourceAccounting
-from scalelab.control.exporter import ControlCollector, HPAStatus, ScalerStatus, Snapshot
+from scalelab.control.controller_metrics import ControlCollector, HPAStatus, ScalerStatus, Snapshot
 from scalelab.settings import AGENT_DEPLOYMENT, NAMESPACE, TimingProfile
 from services.agent.metrics import AgentMetrics
 from services.api.metrics import ApiMetrics

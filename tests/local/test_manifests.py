@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from scalelab.backends.local.manifests import (
+from scalelab.backends.local.deployments import (
     BASE,
     check_broker_env,
     load_deployment,

@@ -18,7 +18,7 @@ import port_for
 import psutil
 import pytest
 
-from scalelab.backends.local.manifests import Probe, load_deployment
+from scalelab.backends.local.deployments import Probe, load_deployment
 from scalelab.backends.local.pods import RUNNING, Launch, Pod, Supervisor, deletion_rank
 from scalelab.errors import ProcessStartError
 from scalelab.waiting import wait_for

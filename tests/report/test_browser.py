@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from scalelab.compare import compare_runs, render_html
+from scalelab.comparison import compare_runs, render_html
 from scalelab.report.render import render_reports, render_scenario
 
 from .chromium import Chromium, find_chromium

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scalelab import cli
-from scalelab.compare import classify, compare_runs, format_table, parse_margin, render_html
+from scalelab.comparison import classify, compare_runs, format_table, parse_margin, render_html
 from scalelab.report.summary import METRICS
 
 TIME_TO_PEAK = next(m for m in METRICS if m.key == "time_to_peak")

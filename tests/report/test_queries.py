@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from scalelab import queries
 from scalelab.control.keda import ScaledObjectSpec
-from scalelab.manifests import load_scaling
 from scalelab.procs import prometheus as prom
+from scalelab.scaling_manifests import load_scaling
 from scalelab.scaling_object import ScalingObject
 from scalelab.waiting import wait_for
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scalelab.compare import compare_runs, format_table
+from scalelab.comparison import compare_runs, format_table
 from scalelab.repetitions import Spread, classify_spread, folder_name, k_of_n
 from scalelab.report.render import read_run, render_index, repetition_groups
 

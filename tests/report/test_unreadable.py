@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from scalelab import cli, record
-from scalelab.compare import compare_runs
+from scalelab.comparison import compare_runs
 from scalelab.errors import ConfigError
 from scalelab.report.render import Skipped, load_run, read_run, render_reports
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scalelab.control.hpa import HPAControllerSettings
-from scalelab.control.replay import KedaHPASpec, load_manifest
+from scalelab.control.trace_replay import KedaHPASpec, load_manifest
 from scalelab.errors import ConfigError
 from scalelab.paths import SCALING_MANIFESTS
 from scalelab.settings import TimingProfile

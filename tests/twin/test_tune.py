@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from scalelab import cli
-from scalelab.control.replay import load_manifest
+from scalelab.control.trace_replay import load_manifest
 from scalelab.errors import ConfigError
 from scalelab.paths import SCENARIOS
 from scalelab.scenario import load_scenario

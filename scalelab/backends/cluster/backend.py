@@ -62,8 +62,8 @@ from scalelab.backends.cluster.settings import (
 from scalelab.credentials import SECRET_NAME, BrokerCredentials, scrub, scrub_tree
 from scalelab.decisions import ScalingEvent
 from scalelab.errors import BackendError, ConfigError
-from scalelab.manifests import load_scaling
 from scalelab.record import new_run_id
+from scalelab.scaling_manifests import load_scaling
 from scalelab.settings import (
     AGENT_DEPLOYMENT,
     API_DEPLOYMENT,

@@ -35,9 +35,7 @@ from scalelab import paths
 from scalelab.backends.base import Backend, Endpoints, Replicas
 from scalelab.backends.broker import purge_queue
 from scalelab.backends.local import scrape
-from scalelab.backends.local.exporter import Exporter, KubeStateCollector
-from scalelab.backends.local.faults import LocalFaults
-from scalelab.backends.local.manifests import (
+from scalelab.backends.local.deployments import (
     BASE,
     DeploymentSpec,
     check_broker_env,
@@ -45,6 +43,8 @@ from scalelab.backends.local.manifests import (
     load_documents,
     local_secret_data,
 )
+from scalelab.backends.local.faults import LocalFaults
+from scalelab.backends.local.kube_metrics import Exporter, KubeStateCollector
 from scalelab.backends.local.pods import Launch, Supervisor
 from scalelab.backends.local.resources import ResourceAccounting
 from scalelab.control.view import PodFacts, PodMetric
@@ -447,7 +447,7 @@ class LocalBackend(Backend):
 
     def apply_scaling(self, manifest: Path) -> list[str]:
         from scalelab.control.loop import ControlLoop
-        from scalelab.manifests import validate_scaling
+        from scalelab.scaling_manifests import validate_scaling
 
         agent_file = self.manifests / f"{AGENT_DEPLOYMENT}.yaml"
         workloads = {d["metadata"]["name"]: d for d in load_documents(agent_file)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scalelab.backends.local.manifests import DeploymentSpec, pod_name
+from scalelab.backends.local.deployments import DeploymentSpec, pod_name
 from scalelab.control.view import PodFacts
 from scalelab.errors import BackendError, ProcessStartError
 from scalelab.procs.executor import MarkedExecutor

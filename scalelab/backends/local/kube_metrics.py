@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scalelab.backends.local.manifests import DeploymentSpec
+from scalelab.backends.local.deployments import DeploymentSpec
 from scalelab.backends.local.pods import Pod, Supervisor
 from scalelab.backends.local.resources import ResourceAccounting
 
