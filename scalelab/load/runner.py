@@ -26,6 +26,7 @@ from mirakuru.exceptions import ProcessFinishedWithError
 
 from scalelab.clock import SYSTEM, Clock
 from scalelab.errors import ExperimentError, ProcessStartError
+from scalelab.procs.executor import MarkedExecutor
 from scalelab.scenario import Scenario
 from scalelab.waiting import wait_for
 
@@ -104,7 +105,9 @@ class LocustRun:
                                              indent=1))
         env = {PLAN_ENV: str(self.plan_path), "PYTHONUNBUFFERED": "1"}
         self._log = self.log_path.open("w")
-        self._executor = SimpleExecutor(
+        # MarkedExecutor: no other Python process's exit can SIGKILL Locust through
+        # mirakuru's substring sweep (scalelab/procs/executor.py)
+        self._executor = MarkedExecutor(
             self.command(), cwd=str(self.out_dir), envvars={**os.environ, **env},
             timeout=self.stop_grace, stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT,

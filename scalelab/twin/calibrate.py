@@ -370,10 +370,8 @@ def _arrival_scale(runs: Sequence[RunData]) -> tuple[float | None, list[str], st
     return _median(ratios), used, "; ".join(notes)
 
 
-def calibrate(runs: Sequence[RunData]) -> Calibration:
-    """Calibrate the twin from run records (all must share one timing profile)."""
-    if not runs:
-        raise ConfigError("no run record to calibrate on", fix="give at least one run folder")
+def _timing_of(runs: Sequence[RunData]) -> TimingProfile:
+    """The one timing profile the records share (refused when incomplete or mixed)."""
     profiles = {tuple(sorted((r.record.get("timing_profile") or {}).items())) for r in runs}
     first = runs[0]
     raw = first.record.get("timing_profile") or {}
@@ -387,7 +385,15 @@ def calibrate(runs: Sequence[RunData]) -> Calibration:
         raise ConfigError("the records were taken with different timing profiles",
                           file=", ".join(str(r.path) for r in runs), field="timing_profile",
                           fix="calibrate with runs of one timing profile")
-    timing = TimingProfile(**{k: float(v) for k, v in raw.items() if k in known})
+    return TimingProfile(**{k: float(v) for k, v in raw.items() if k in known})
+
+
+def calibrate(runs: Sequence[RunData]) -> Calibration:
+    """Calibrate the twin from run records (all must share one timing profile)."""
+    if not runs:
+        raise ConfigError("no run record to calibrate on", fix="give at least one run folder")
+    timing = _timing_of(runs)
+    first = runs[0]
     scale, scale_used, scale_note = _arrival_scale(runs)
     params: dict[str, Param] = {}
 
