@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,9 @@ import yaml
 
 from scalelab import settings
 from scalelab.scaling_object import ScalingObject
+
+# the rule lives with the scaling objects; re-exported for the queries' callers
+from scalelab.scaling_object import keda_hpa_name as keda_hpa_name
 
 #: Prometheus refuses range queries that would return more than 11,000 points per series
 #: (prometheus/web/api/v1/api.go: "exceeded maximum resolution of 11,000 points").
@@ -234,15 +237,6 @@ class ScalingNames:
 
     hpas: tuple[str, ...] = ()
     scaled_objects: tuple[str, ...] = ()
-
-
-def keda_hpa_name(name: str, spec: Mapping[str, Any]) -> str:
-    """The HPA KEDA generates for ScaledObject ``name``: ``keda-hpa-<name>`` unless
-    ``spec.advanced.horizontalPodAutoscalerConfig.name`` says otherwise (kedacore/keda
-    pkg/scaling/executor names it so)."""
-    advanced = spec.get("advanced") or {}
-    config = advanced.get("horizontalPodAutoscalerConfig") or {}
-    return str(config.get("name") or f"keda-hpa-{name}")
 
 
 def scaling_names(objects: Iterable[ScalingObject]) -> ScalingNames:

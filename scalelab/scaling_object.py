@@ -7,6 +7,7 @@ two has to import the other to name it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,3 +30,13 @@ class ScalingObject:
     def ref(self) -> str:
         """``Kind/name`` as ``kubectl apply`` prints it."""
         return f"{self.kind}/{self.name}"
+
+
+def keda_hpa_name(name: str, spec: Mapping[str, Any]) -> str:
+    """The HPA KEDA generates for ScaledObject ``name``: ``keda-hpa-<name>`` unless
+    ``spec.advanced.horizontalPodAutoscalerConfig.name`` gives one (kedacore/keda
+    ``controllers/keda/hpa.go``, ``getHPAName``). The one place the rule is written: the
+    emulated KEDA, the queries and the report all ask it."""
+    advanced = spec.get("advanced") or {}
+    config = advanced.get("horizontalPodAutoscalerConfig") or {}
+    return str(config.get("name") or f"keda-hpa-{name}")

@@ -25,7 +25,7 @@ from typing import Any
 
 from scalelab.control import rabbitmq_scaler as rmq
 from scalelab.errors import ConfigError
-from scalelab.scaling_object import ScalingObject
+from scalelab.scaling_object import ScalingObject, keda_hpa_name
 
 # KEDA's defaults for fields a ScaledObject leaves out. They belong to the API, not to the
 # operator's configuration (no flag changes them), so they stay constants here:
@@ -290,7 +290,7 @@ class ScaledObjectSpec:
             max_replicas=int(spec.get("maxReplicaCount", DEFAULT_MAX_REPLICAS)),
             idle_replicas=spec.get("idleReplicaCount"),
             triggers=tuple(triggers), behavior=hpa_cfg.get("behavior"),
-            hpa_name=hpa_cfg.get("name") or f"keda-hpa-{name}", source=source,
+            hpa_name=keda_hpa_name(name, spec), source=source,
         )
 
     def hpa_manifest(self) -> dict[str, Any]:
