@@ -32,6 +32,7 @@ from scalelab.errors import ConfigError
 from scalelab.expectations import KINDS, SCALED_BY_METRICS, Kind
 from scalelab.expectations import Expectation as Expectation  # re-exported: a scenario's part
 from scalelab.faults import Fault, Scheduled, check_ends, parse_faults, schedule
+from scalelab.scaling_object import ScalingObject
 
 #: The tools the agent implements and the arguments each takes (services/common).
 TOOLS: Mapping[str, tuple[str, ...]] = {
@@ -125,7 +126,7 @@ class Scenario:
     #: Effective (min, max) replicas of the scaling object on the agent Deployment.
     replica_bounds: tuple[int, int]
     #: ``scalelab.scaling_manifests.ScalingObject`` items from every manifest, in file order.
-    scaling_objects: tuple[Any, ...] = ()
+    scaling_objects: tuple[ScalingObject, ...] = ()
     #: The phase the reaction times count from (None: the first phase with load).
     reaction_phase: str | None = None
     #: Repetitions on the same stack (``repeat:``; ``--repeat`` overrides it).
@@ -308,7 +309,7 @@ def _resolve_manifest(ref: str, scenario_file: Path) -> Path | None:
     return None
 
 
-def _load_scaling(path: Path, *, strict: bool) -> list[Any]:
+def _load_scaling(path: Path, *, strict: bool) -> list[ScalingObject]:
     # Imported here: the manifest module pulls kubernetes-validate, which the
     # schema-only callers (docs tooling) do not need.
     from scalelab.scaling_manifests import load_scaling, validate_scaling
@@ -359,11 +360,11 @@ class _Checker:
     def error(self, message: str, field: str, fix: str) -> ConfigError:
         return ConfigError(message, file=self.fname, field=field, fix=fix)
 
-    def manifests(self) -> tuple[tuple[Path, ...], tuple[Any, ...], tuple[int, int]]:
+    def manifests(self) -> tuple[tuple[Path, ...], tuple[ScalingObject, ...], tuple[int, int]]:
         from scalelab.settings import AGENT_DEPLOYMENT
 
         resolved: list[Path] = []
-        objects: list[Any] = []
+        objects: list[ScalingObject] = []
         for i, ref in enumerate(self.doc["manifests"]):
             path = _resolve_manifest(ref, self.file)
             if path is None:
