@@ -402,6 +402,8 @@ class _Checker:
             )
         only = scalers[0]
         self.offered = offered_metrics(only.doc)
+        # an HPA or ScaledObject always has effective bounds (ScalingObject fills defaults)
+        assert only.min_replicas is not None and only.max_replicas is not None
         return tuple(resolved), tuple(objects), (int(only.min_replicas), int(only.max_replicas))
 
     def tools(self, raw: Mapping[str, Any], where: str) -> tuple[Tool, ...]:
