@@ -30,9 +30,15 @@ MAX_LISTED_IDS = 100
 class TaskLedger:
     """Consumes the results queue in a background thread and counts completions per task id."""
 
-    def __init__(self, *, amqp_url: str, queue: str = RESULTS_QUEUE) -> None:
+    def __init__(self, *, amqp_url: str, queue: str = RESULTS_QUEUE,
+                 keep_ids: bool = True) -> None:
+        """``keep_ids=False`` keeps only totals (``totals()``): a stack left running for hours
+        (``scalelab up``) drains its results queue without holding one entry per task."""
         self._amqp_url = amqp_url
         self._queue = queue
+        self._keep_ids = keep_ids
+        self._processed_total = 0
+        self._redelivered_total = 0
         self._counts: Counter[str] = Counter()
         self._outcomes: Counter[str] = Counter()
         self._rejected = 0
@@ -99,10 +105,20 @@ class TaskLedger:
             # were never accepted tasks, so they do not count as processed.
             if outcome == "rejected":
                 self._rejected += 1
-            else:
+                return
+            self._processed_total += 1
+            self._redelivered_total += 1 if doc.get("redelivered") else 0
+            if self._keep_ids:
                 self._counts[task_id] += 1
                 if doc.get("redelivered"):
                     self._redelivered.add(task_id)
+
+    def totals(self) -> dict[str, Any]:
+        """Completion records consumed so far (a task processed twice counts twice)."""
+        with self._lock:
+            return {"processed": self._processed_total, "redelivered": self._redelivered_total,
+                    "dead_lettered": self._rejected, "outcomes": dict(self._outcomes),
+                    "ids_held": len(self._counts)}
 
     def processed_ids(self) -> set[str]:
         with self._lock:

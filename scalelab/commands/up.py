@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scalelab import paths
+from scalelab.accounting import TaskLedger
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
 from scalelab.credentials import SECRET_NAME, redact
@@ -120,6 +121,9 @@ def _serve(args: argparse.Namespace, backend: Backend, control: ScalingControl) 
             applied = backend.apply_scaling(args.scaling) if args.scaling else []
             control.started_with(args.scaling, applied)
             urls = backend.endpoints
+            # Nobody else reads the completion records while the stack just stays up: count
+            # and drop them, or the results queue (and the broker's memory) grows for hours.
+            results = TaskLedger(amqp_url=urls.amqp, keep_ids=False).start()
             grafana = grafana_access(backend)
             if args.json:
                 print(json.dumps({**urls.as_dict(), "frontend": frontend_url(urls.api),
@@ -141,8 +145,17 @@ def _serve(args: argparse.Namespace, backend: Backend, control: ScalingControl) 
                     print(f"  Deployment {name}: {r.ready}/{r.spec} ready")
                 print("  scaling objects: " + (", ".join(applied) if applied else "none"))
                 print("Press Ctrl-C to stop.", flush=True)
-            while True:
-                time.sleep(1.0)
+            try:
+                while True:
+                    time.sleep(1.0)
+            finally:
+                results.stop()
+                t = results.totals()
+                if args.json:  # a second JSON line, after the URLs
+                    print(json.dumps({"results_drained": t}), flush=True)
+                else:
+                    print(f"results drained: {t['processed']} completion records counted "
+                          f"({t['redelivered']} redelivered)", file=sys.stderr)
     except KeyboardInterrupt:
         if not args.json:
             print("stopped; everything torn down.", file=sys.stderr)
