@@ -102,7 +102,13 @@ def test_agent_env_and_the_secret_carry_private_broker_urls(stack: LocalBackend)
     assert secret[MANAGEMENT_URL_KEY] == f"http://guest:guest@127.0.0.1:{mgmt.port}"
     assert secret[AMQP_URL_KEY] == stack.endpoints.amqp
     pod = stack.supervisors["agent"].pods()[0]
-    assert pod.launch.env["AMQP_URL"] == stack.endpoints.amqp
+    # the agents reach the broker through the relay a partition fault cuts: same user,
+    # password and vhost, the relay's address
+    relay = stack.proxies["agent"]
+    broker = urlsplit(stack.endpoints.amqp)
+    assert pod.launch.env["AMQP_URL"] == broker._replace(
+        netloc=f"{broker.username}:{broker.password}@{relay.host}:{relay.port}").geturl()
+    assert relay.upstream == (broker.hostname, broker.port)
     assert requests.get(f"{secret[MANAGEMENT_URL_KEY]}/api/whoami", timeout=5).ok
 
 

@@ -166,7 +166,7 @@ class LocalBackend(Backend):
         taken |= {rabbit.amqp_port, rabbit.management_port, rabbit.prometheus_port,
                   rabbit.dist_port, rabbit.epmd_port}
         self._secrets = {SECRET_NAME: local_secret_data(rabbit)}
-        self.proxies = {AGENT_DEPLOYMENT: TcpProxy(upstream=(rabbit.host, rabbit.amqp_port),
+        self.proxies = {AGENT_DEPLOYMENT: TcpProxy(upstream=(bind, rabbit.amqp_port),
                                                    listen_host=bind, name="agent-broker").start()}
         config = scrape.scrape_config(
             scrape_interval=self.settings.timing.scrape_interval,
