@@ -23,7 +23,7 @@ from scalelab.credentials import redact
 from scalelab.errors import ScalelabError
 from scalelab.experiment import ExperimentSettings
 from scalelab.paths import ROOT, SCENARIOS
-from scalelab.pytest_options import scalelab_option
+from scalelab.pytest_options import repetitions, scalelab_option
 from scalelab.settings import StackSettings
 from scalelab.waiting import deadline
 
@@ -67,15 +67,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(
         "scenario",
         [pytest.param(s, id=s.name, marks=[*(getattr(pytest.mark, t) for t in s.tags),
-                                           pytest.mark.timeout(_budget(s))])
+                                           pytest.mark.timeout(
+                                               _budget(s) * repetitions(metafunc.config,
+                                                                        s.repeat))])
          for s in scenarios],
     )
 
 
 def _budget(scenario) -> float:  # type: ignore[no-untyped-def]
-    """pytest-timeout for one scenario: its phases plus every bounded wait of the pipeline
-    (reset, settle, Locust start, load grace, drain), so only a real hang trips it. The
-    stack's bring-up is not in it: it runs before the first scenario, under its own bound."""
+    """pytest-timeout for one run of a scenario: its phases plus every bounded wait of the
+    pipeline (reset, settle, Locust start, load grace, drain), so only a real hang trips it;
+    a repeated scenario gets it once per repetition. The stack's bring-up is not in it: it
+    runs before the first scenario, under its own bound."""
     s = ExperimentSettings(run_id="-")
     return scenario.duration + 120 + s.settle_timeout + 60 + s.load_grace + s.drain_timeout
 
