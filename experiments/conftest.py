@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from scalelab import preflight, record
+from scalelab import backends, preflight, record
 from scalelab.backends import choose_backend, make_backend
 from scalelab.backends.base import Backend
 from scalelab.commands.up import frontend_note, frontend_url
 from scalelab.credentials import redact
-from scalelab.errors import ScalelabError
+from scalelab.errors import ConfigError, ScalelabError
 from scalelab.experiment import ExperimentSettings
 from scalelab.paths import ROOT, SCENARIOS
 from scalelab.pytest_options import repetitions, scalelab_option
@@ -124,20 +124,12 @@ def _sayer(config: pytest.Config):  # type: ignore[no-untyped-def]
 
 def bring_up_timeout(backend: Backend | type[Backend],
                      env: Mapping[str, str] = os.environ) -> float:
-    """The backend's own bound, or ``SCALELAB_BRING_UP_TIMEOUT`` seconds (checked at
-    configure time, before anything starts)."""
-    raw = env.get("SCALELAB_BRING_UP_TIMEOUT")
-    if not raw:
-        return backend.bring_up_timeout
+    """``scalelab.backends.bring_up_timeout``, a bad value as a usage error (before anything
+    starts)."""
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise pytest.UsageError(
-            f"SCALELAB_BRING_UP_TIMEOUT={raw!r} is not a positive number of seconds\n"
-            f"  fix: e.g. SCALELAB_BRING_UP_TIMEOUT={backend.bring_up_timeout:g}")
-    return value
+        return backends.bring_up_timeout(backend, env)
+    except ConfigError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -48,7 +48,12 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from scalelab import preflight, record
-from scalelab.backends import choose_backend, make_backend
+from scalelab.backends import (
+    BRING_UP_TIMEOUT_ENV,
+    bring_up_timeout,
+    choose_backend,
+    make_backend,
+)
 from scalelab.backends.base import Backend
 from scalelab.comparison import (
     DEFAULT_MARGIN,
@@ -75,7 +80,6 @@ from scalelab.waiting import deadline
 SCENARIOS_ENV = "SCALELAB_SCENARIOS"
 BACKEND_ENV = "SCALELAB_BACKEND"
 REPORT_DIR_ENV = "SCALELAB_REPORT_DIR"
-BRING_UP_TIMEOUT_ENV = "SCALELAB_BRING_UP_TIMEOUT"
 
 RESOURCE_KEY = "scalelab"
 REPORT_KEY = dg.AssetKey(["scalelab", "report"])
@@ -127,22 +131,6 @@ def scenario_group(scenario: Scenario) -> str:
 # -- the stack, one per Dagster run ----------------------------------------------------------
 
 
-def bring_up_timeout(backend: Backend | type[Backend],
-                     env: Mapping[str, str] = os.environ) -> float:
-    """The backend's own bound, or ``SCALELAB_BRING_UP_TIMEOUT`` seconds (as the pytest
-    driver reads it)."""
-    raw = env.get(BRING_UP_TIMEOUT_ENV)
-    if not raw:
-        return backend.bring_up_timeout
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigError(f"{raw!r} is not a positive number of seconds",
-                          field=BRING_UP_TIMEOUT_ENV,
-                          fix=f"e.g. {BRING_UP_TIMEOUT_ENV}={backend.bring_up_timeout:g}")
-    return value
 
 
 @dataclass(kw_only=True)

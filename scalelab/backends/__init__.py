@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scalelab.backends.base import Backend
@@ -59,3 +61,25 @@ def make_backend(name: str, *, settings: StackSettings) -> Backend:
         return make_cluster_backend(name, settings=settings)
     raise ConfigError(f"unknown backend {name!r}", field="--backend",
                       fix=f"use one of {', '.join(BACKEND_NAMES[1:])}")
+
+
+#: Seconds the whole bring-up may take, overriding the backend's own bound.
+BRING_UP_TIMEOUT_ENV = "SCALELAB_BRING_UP_TIMEOUT"
+
+
+def bring_up_timeout(backend: Backend | type[Backend],
+                     env: Mapping[str, str] = os.environ) -> float:
+    """The backend's own bound, or ``SCALELAB_BRING_UP_TIMEOUT`` seconds; the pytest driver
+    and the Dagster resource both read it here (checked before anything starts)."""
+    raw = env.get(BRING_UP_TIMEOUT_ENV)
+    if not raw:
+        return backend.bring_up_timeout
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{raw!r} is not a positive number of seconds",
+                          field=BRING_UP_TIMEOUT_ENV,
+                          fix=f"e.g. {BRING_UP_TIMEOUT_ENV}={backend.bring_up_timeout:g}")
+    return value

@@ -118,7 +118,7 @@ class ReplayResult:
 # --------------------------------------------------------------------------------------
 
 
-class _PlaceholderEnv(Mapping[str, str]):
+class PlaceholderEnv(Mapping[str, str]):
     """Any env var a KEDA trigger reads (``hostFromEnv``), and any key of any Secret a
     TriggerAuthentication of the file references (``secretTargetRef``), resolves to a dummy
     management API URL: the replay never connects, it only needs the trigger to parse, and
@@ -158,8 +158,8 @@ def load_manifest(path: Path) -> tuple[HPASpec, list[str]]:
         if doc.get("kind") == "HorizontalPodAutoscaler":
             return _replayable(HPASpec.from_manifest(doc, source=source)), notes
         if doc.get("kind") == "ScaledObject":
-            so = ScaledObjectSpec.from_manifest(doc, env=_PlaceholderEnv(), auths=auths,
-                                                secret=lambda name: _PlaceholderEnv(),
+            so = ScaledObjectSpec.from_manifest(doc, env=PlaceholderEnv(), auths=auths,
+                                                secret=lambda name: PlaceholderEnv(),
                                                 source=source)
             notes.append(f"KEDA ScaledObject/{so.name}: replaying its generated HPA "
                          f"{so.hpa_name} and KEDA's own scaling (activation 0/idle <-> "

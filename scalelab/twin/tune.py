@@ -18,7 +18,7 @@ import copy
 import itertools
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import yaml
 
 from scalelab.control.hpa import HPASpec
 from scalelab.control.keda import ScaledObjectSpec, trigger_authentications
-from scalelab.control.trace_replay import KedaHPASpec
+from scalelab.control.trace_replay import KedaHPASpec, PlaceholderEnv
 from scalelab.errors import ConfigError
 from scalelab.scaling_manifests import validate_scaling
 from scalelab.twin.simulate import TwinParams, simulate
@@ -101,23 +101,6 @@ KEDA_SPACE: Mapping[str, Sequence[Any]] = {
 }
 
 
-class _AnyKey(Mapping[str, str]):
-    """Env and Secret lookups of a ScaledObject being tuned: any key resolves to a dummy
-    management URL (the twin never connects; the trigger only has to parse)."""
-
-    def __getitem__(self, key: str) -> str:
-        return "http://tune:tune@127.0.0.1:15672/"
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
     node = doc
     keys = path.split(".")
@@ -163,8 +146,8 @@ def spec_of(doc: Mapping[str, Any], auths: Mapping[str, Mapping[str, Any]],
     """The spec the live loop would run for the document (KEDA: its generated HPA)."""
     if doc["kind"] == "HorizontalPodAutoscaler":
         return HPASpec.from_manifest(doc, source=source)
-    so = ScaledObjectSpec.from_manifest(doc, env=_AnyKey(), auths=auths,
-                                        secret=lambda name: _AnyKey(), source=source)
+    so = ScaledObjectSpec.from_manifest(doc, env=PlaceholderEnv(), auths=auths,
+                                        secret=lambda name: PlaceholderEnv(), source=source)
     hpa = HPASpec.from_manifest(so.hpa_manifest(), source=source)
     return KedaHPASpec(**{f.name: getattr(hpa, f.name) for f in fields(hpa)}, scaled_object=so)
 

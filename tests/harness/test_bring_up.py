@@ -54,4 +54,5 @@ def test_a_bad_bring_up_bound_is_a_usage_error(tmp_path: Path) -> None:
     res, _ = _session(tmp_path, SCALELAB_BRING_UP_TIMEOUT="soon")
     out = res.stdout + res.stderr
     assert res.returncode == 4, out
-    assert "SCALELAB_BRING_UP_TIMEOUT='soon'" in out and "fix:" in out, out
+    assert "field 'SCALELAB_BRING_UP_TIMEOUT': 'soon' is not a positive number" in out, out
+    assert "fix: e.g. SCALELAB_BRING_UP_TIMEOUT=" in out, out
