@@ -29,19 +29,26 @@ class ConfigError(Exception):
         super().__init__(f"environment variable {variable}: {message}\n  fix: {fix}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float,
+            parse: type[int] | type[float], what: str) -> float:
+    """A bounded number from ``env``: the default when unset, else a ConfigError that names
+    the variable and the accepted range."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    fix = f"set {name} to {what} in [{low:g}, {high:g}]"
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(name, f"{raw!r} is not an integer",
-                          fix=f"set {name} to an integer in [{low}, {high}]") from None
+        raise ConfigError(name, f"{raw!r} is not {'an integer' if parse is int else 'a number'}",
+                          fix=fix) from None
     if not low <= value <= high:
-        raise ConfigError(name, f"{value} is out of range",
-                          fix=f"set {name} to an integer in [{low}, {high}]")
+        raise ConfigError(name, f"{value:g} is out of range", fix=fix)
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    return int(_number(env, name, default, low=low, high=high, parse=int, what="an integer"))
 
 
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
@@ -51,18 +58,8 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
 
 def _float(env: Mapping[str, str], name: str, default: float, *, low: float,
            high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"{raw!r} is not a number",
-                          fix=f"set {name} to a number of seconds in [{low:g}, {high:g}]") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"{value:g} is out of range",
-                          fix=f"set {name} to a number of seconds in [{low:g}, {high:g}]")
-    return value
+    return _number(env, name, default, low=low, high=high, parse=float,
+                   what="a number of seconds")
 
 
 def _http_url(env: Mapping[str, str], name: str) -> str:
