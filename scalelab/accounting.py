@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -25,6 +26,19 @@ from scalelab.waiting import wait_for
 
 #: How many ids a record lists at most (the counts are always exact).
 MAX_LISTED_IDS = 100
+
+
+def wait_quantiles(waits: Iterable[float]) -> dict[str, float | int]:
+    """p50, p95 and max of the tasks' queue waits (nearest rank: a wait some task had, as
+    the twin's quantile over its completions), with how many tasks reported one."""
+    ordered = sorted(waits)
+    if not ordered:
+        raise ValueError("no waits")
+
+    def rank(q: float) -> float:
+        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+    return {"p50": round(rank(0.5), 3), "p95": round(rank(0.95), 3),
+            "max": round(ordered[-1], 3), "tasks": len(ordered)}
 
 
 class TaskLedger:
@@ -44,6 +58,8 @@ class TaskLedger:
         self._rejected = 0
         #: ids processed from a redelivery (an agent died, was cut off or the broker restarted)
         self._redelivered: set[str] = set()
+        #: each id's wait in the queue (publish to the start of its first processing)
+        self._waits: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,6 +128,9 @@ class TaskLedger:
                 self._counts[task_id] += 1
                 if doc.get("redelivered"):
                     self._redelivered.add(task_id)
+                wait = doc.get("queue_wait_s")
+                if isinstance(wait, int | float) and task_id not in self._waits:
+                    self._waits[task_id] = float(wait)
 
     def totals(self) -> dict[str, Any]:
         """Completion records consumed so far (a task processed twice counts twice)."""
@@ -137,6 +156,7 @@ class TaskLedger:
             outcomes = dict(self._outcomes)
             dead_lettered = self._rejected
             redelivered = len(self._redelivered & published_ids)
+            waits = [w for i, w in self._waits.items() if i in published_ids]
         lost = sorted(published_ids - counts.keys())
         dups = sorted(i for i, n in counts.items() if n > 1)
         summary: dict[str, Any] = {
@@ -150,6 +170,8 @@ class TaskLedger:
             "lost_ids": lost[:MAX_LISTED_IDS],
             "duplicate_ids": dups[:MAX_LISTED_IDS],
         }
+        if waits:
+            summary["queue_wait_s"] = wait_quantiles(waits)
         if self._error is not None:
             summary["ledger_error"] = self._error
         return summary

@@ -174,5 +174,7 @@ class Worker:
         self._record(channel, {
             "id": task_id, "outcome": outcome, "tool": tool, "redelivered": redelivered,
             "pod": self.config.pod_name, "started_at": started, "finished_at": self.clock(),
+            # the wait in the queue (publish to start), for the record's exact quantiles
+            "queue_wait_s": None if enqueued_at is None else max(0.0, started - enqueued_at),
             "response": response})
         channel.basic_ack(delivery_tag=method.delivery_tag)
