@@ -74,6 +74,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselected what does not run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A scenario whose ``twin:`` calibrates on others runs after them; one naming a
+    scenario that neither runs now nor has a record ends the session before anything
+    starts (``scalelab.twin.check``)."""
+    from scalelab.twin import check as twin
+
+    def scenario_of(item: pytest.Item) -> Any:
+        callspec = getattr(item, "callspec", None)
+        return None if callspec is None else callspec.params.get("scenario")
+
+    chosen = {sc.name: sc for sc in map(scenario_of, items) if sc is not None}
+    if not any(sc.twin_calibrate_on for sc in chosen.values()):
+        return
+    problems = twin.missing_calibration(list(chosen.values()), chosen,
+                                        reports_dir=_report_dir(config))
+    if problems and not config.option.collectonly:
+        raise pytest.UsageError("the twin has nothing to calibrate on:\n" + "\n".join(problems))
+    order = twin.calibration_first(list(chosen), {n: sc.twin_calibrate_on
+                                                  for n, sc in chosen.items()})
+    rank = {name: i for i, name in enumerate(order)}
+    items.sort(key=lambda it: rank.get(getattr(scenario_of(it), "name", ""), -1))
+
+
 def _budget(scenario) -> float:  # type: ignore[no-untyped-def]
     """pytest-timeout for one run of a scenario: its phases plus every bounded wait of the
     pipeline (reset, settle, Locust start, load grace, drain), so only a real hang trips it;

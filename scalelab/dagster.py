@@ -341,12 +341,15 @@ def _run(scenario: Scenario, stack: ScalelabStack, log: Callable[[str], None]
                          allow_retries=False) from None
 
 
-def scenario_asset(scenario: Scenario) -> dg.AssetsDefinition:
-    """The asset of one scenario: run it, record it, fail on a failed expectation."""
+def scenario_asset(scenario: Scenario, *, known: Sequence[str] = ()) -> dg.AssetsDefinition:
+    """The asset of one scenario: run it, record it, fail on a failed expectation. It
+    depends on the scenarios its ``twin:`` calibrates on (those among ``known``), so a
+    job runs them first."""
     key = scenario_key(scenario)
 
     @dg.asset(
         key=key, group_name=scenario_group(scenario),
+        deps=[dg.AssetKey(["scenario", n]) for n in scenario.twin_calibrate_on if n in known],
         description=f"{scenario.description}\n\nfile: {scenario.file}",
         tags={_name(t): "" for t in scenario.tags},
         kinds={"python"},
@@ -518,7 +521,8 @@ def build_definitions(paths: Sequence[Path] | None = None, *,
                       env: Mapping[str, str] = os.environ) -> dg.Definitions:
     """The Definitions for the scenarios under ``paths`` (default: ``scenario_paths(env)``)."""
     scenarios = load(scenario_paths(env) if paths is None else list(paths))
-    scenario_assets = [scenario_asset(s) for s in scenarios]
+    names = [s.name for s in scenarios]
+    scenario_assets = [scenario_asset(s, known=names) for s in scenarios]
     keys = [scenario_key(s) for s in scenarios]
     all_job = dg.define_asset_job(
         ALL_SCENARIOS_JOB, selection=dg.AssetSelection.assets(*keys, REPORT_KEY, COMPARISON_KEY),

@@ -97,6 +97,8 @@ class RunData:
     decisions: Sequence[Mapping[str, Any]] | None = None
     #: The run's fault records (``scalelab.faults.FaultRecord.as_dict()``); None: no faults.
     faults: Sequence[Mapping[str, Any]] | None = None
+    #: The twin's prediction of this run (the record's ``twin``); None: the scenario has none.
+    twin: Mapping[str, Any] | None = None
 
     @property
     def window(self) -> list[Sample]:
@@ -144,6 +146,7 @@ def evaluate(
     locust: Mapping[str, Any] | None,
     decisions: Sequence[Mapping[str, Any]] | None = None,
     faults: Sequence[Mapping[str, Any]] | None = None,
+    twin: Mapping[str, Any] | None = None,
 ) -> list[Verdict]:
     """One verdict per expectation of ``scenario``, in scenario order.
 
@@ -156,7 +159,7 @@ def evaluate(
         run_start = timeline[0]["t"]
     return [
         evaluate_one(e, timeline=timeline, phases=by_name, tasks=tasks, locust=locust,
-                     run_start=run_start, decisions=decisions, faults=faults)
+                     run_start=run_start, decisions=decisions, faults=faults, twin=twin)
         for e in scenario.expectations
     ]
 
@@ -168,6 +171,7 @@ def evaluate_one(
     decisions: Sequence[Mapping[str, Any]] | None = None,
     kinds: Mapping[str, Kind] | None = None,
     faults: Sequence[Mapping[str, Any]] | None = None,
+    twin: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Evaluate one expectation through its kind's check; never raises for missing data
     (that is a failed verdict). ``kinds`` defaults to the registry ``KINDS``."""
@@ -187,7 +191,7 @@ def evaluate_one(
     samples = [(float(s["t"]), int(s[exp.count])) for s in timeline
                if s.get(exp.count) is not None] if kind.takes_count else []
     data = RunData(samples=samples, start=start, end=end, tasks=tasks, locust=locust,
-                   decisions=decisions, faults=faults)
+                   decisions=decisions, faults=faults, twin=twin)
     return kind.check(verdict, data)
 
 
@@ -374,6 +378,34 @@ def _latency(v: VerdictBuilder, run: RunData) -> Verdict:
     return v.fail(observed=observed)
 
 
+def _queue_wait(v: VerdictBuilder, run: RunData) -> Verdict:
+    waits = (run.tasks or {}).get("queue_wait_s")
+    if not waits:
+        return v.fail(observed="no queue waits recorded",
+                      message=f"{v.exp.id}: the task accounting has no queue waits (the "
+                              "agents' completion records carry none: agents older than "
+                              "the harness?)")
+    observed = f"p95 {_fmt_num(waits['p95'])}s (p50 {_fmt_num(waits['p50'])}s, max " \
+               f"{_fmt_num(waits['max'])}s) over {waits['tasks']} tasks"
+    return v.ok(observed=observed) if float(waits["p95"]) <= v.exp.value \
+        else v.fail(observed=observed)
+
+
+def _matches_twin(v: VerdictBuilder, run: RunData) -> Verdict:
+    twin = run.twin
+    if not twin or twin.get("error") or not twin.get("comparison"):
+        why = (twin or {}).get("error") or "the run has no twin prediction"
+        return v.fail(observed="no prediction", message=f"{v.exp.id}: NOT met: {why}")
+    c = twin["comparison"]
+    real, pred = float(c["real_replica_seconds"]), float(c["predicted_replica_seconds"])
+    err = (real - pred) / pred if pred > 0 else float("inf")
+    observed = (f"{real:.0f} replica-seconds, predicted {pred:.0f} ({err:+.1%} of the "
+                f"prediction); ready replicas within +-1 of the prediction at "
+                f"{float(c['within_one']):.0%} of {c['samples']} samples")
+    return v.ok(observed=observed) if abs(err) * 100 <= v.exp.value \
+        else v.fail(observed=observed)
+
+
 def is_scale_up(decision: Mapping[str, Any]) -> bool:
     """A decision that adds replicas.
 
@@ -549,6 +581,17 @@ KINDS: Mapping[str, Kind] = _registry(
     Kind(name="latency_p95_ms", phase="refused",
          schema={"type": "number", "exclusiveMinimum": 0}, check=_latency,
          phrase=lambda e: f"API p95 latency <= {_fmt_num(e.value)} ms"),
+    Kind(name="queue_wait_p95_s", phase="refused",
+         schema={"type": "number", "exclusiveMinimum": 0}, check=_queue_wait,
+         phrase=lambda e: f"queue wait p95 <= {_fmt_num(e.value)} s (publish to start, "
+                          "every processed task)"),
+    Kind(name="matches_twin", phase="refused",
+         schema={"description": "replica-seconds within this many percent of the twin's "
+                                "prediction (needs the scenario's twin: section)",
+                 "type": "number", "exclusiveMinimum": 0, "maximum": 100},
+         check=_matches_twin,
+         phrase=lambda e: f"replica-seconds within +-{_fmt_num(e.value)} % of the twin's "
+                          "prediction"),
     Kind(name="scaled_by", phase="required", metric_valued=True, check=_scaled_by,
          phase_why="is checked among one phase's scaling decisions",
          schema={"description": "a scale-up inside the phase whose reason names this metric",

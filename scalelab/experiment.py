@@ -47,6 +47,9 @@ from scalelab.pipeline import Step, StepFailed, StepRecord, run_steps
 from scalelab.repetitions import folder_name
 from scalelab.scenario import Scenario
 from scalelab.settings import AGENT_DEPLOYMENT
+from scalelab.twin import check as twin_check
+from scalelab.twin.calibrate import Calibration
+from scalelab.twin.predict import Prediction
 from scalelab.waiting import wait_for
 
 
@@ -172,6 +175,17 @@ class RunState:
     diagnostics: dict[str, Any] | None = None
     #: The scenario's faults as they fired (``scalelab.faults``).
     faults: list[FaultRecord] = field(default_factory=list)
+    #: The twin's prediction and its comparison (scenario ``twin:``; ``scalelab.twin.check``).
+    twin: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Prediction:
+    """What the predict step made: kept to compare with the run once it is over."""
+
+    prediction: Prediction
+    calibration: Calibration
+    records: tuple[Path, ...]
 
 
 def _version(dist: str) -> str | None:
@@ -305,17 +319,36 @@ class _Experiment:
         self.load: LoadRun | None = None
         self.ledger: Ledger | None = None
         self.faults: FaultRunner | None = None
+        self.prediction: _Prediction | None = None
 
     def say(self, line: str) -> None:
         rep = f" r{self.repetition[0]}/{self.repetition[1]}" if self.repetition else ""
         self.progress(f"[{self.scenario.name}{rep}] {line}")
 
     def steps(self) -> list[Step]:
-        return [("reset", self.reset), ("apply", self.apply), ("start load", self.start_load),
-                ("drive", self.drive), ("drain", self.drain), ("account", self.account),
-                ("evaluate", self.evaluate)]
+        first: list[Step] = [("predict", self.predict)] if self.scenario.twin_calibrate_on \
+            else []
+        return [*first, ("reset", self.reset), ("apply", self.apply),
+                ("start load", self.start_load), ("drive", self.drive), ("drain", self.drain),
+                ("account", self.account), ("evaluate", self.evaluate)]
 
     # -- the steps ---------------------------------------------------------------------
+    def predict(self) -> None:
+        """The twin's prediction, made before the run starts (``twin:``; a record to
+        calibrate on that is missing or lacks a field fails here, before any load)."""
+        records = twin_check.calibration_records(
+            self.scenario, run_dir=self.settings.report_dir / self.settings.run_id,
+            reports_dir=self.settings.report_dir)
+        pred, calibration = twin_check.predict(self.scenario, records)
+        self.prediction = _Prediction(prediction=pred, calibration=calibration,
+                                      records=tuple(records))
+        self.state.twin = twin_check.section(pred, calibration, records=records, run=None,
+                                             rel=_rel)
+        s = pred.result.summary()
+        self.say(f"twin: predicts {s['replica_seconds']:.0f} replica-seconds, queue wait p95 "
+                 f"{s['queue_wait_p95_s']:.1f}s, {s['replica_changes']} replica changes "
+                 f"(calibrated on {', '.join(self.state.twin['calibrated_on'])})")
+
     def reset(self) -> None:
         self.say(f"reset: baseline {baseline_replicas(self.backend, self.settings)} "
                  "replicas, queue purged, scaling objects removed")
@@ -424,11 +457,17 @@ class _Experiment:
 
     def evaluate(self) -> None:
         state = self.state
+        if self.prediction is not None:
+            p = self.prediction
+            state.twin = twin_check.section(
+                p.prediction, p.calibration, records=p.records, rel=_rel,
+                run={"phases": [w.as_dict() for w in state.phases],
+                     "timeline": [s.as_dict() for s in state.timeline]})
         state.verdicts = expectations.evaluate(
             self.scenario, timeline=[s.as_dict() for s in state.timeline],
             phases=[p.as_dict() for p in state.phases], tasks=state.tasks,
             locust=state.locust, decisions=[e.as_dict() for e in state.decisions or []],
-            faults=[f.as_dict() for f in state.faults])
+            faults=[f.as_dict() for f in state.faults], twin=state.twin)
         state.status = "passed" if all(v["passed"] for v in state.verdicts) else "failed"
 
     # -- store: always, whatever happened ------------------------------------------------
@@ -494,6 +533,7 @@ class _Experiment:
             "error": state.error,
             "diagnostics": state.diagnostics,
             **({"faults": [f.as_dict() for f in state.faults]} if state.faults else {}),
+            **({"twin": state.twin} if state.twin is not None else {}),
             **({"repetition": {"index": self.repetition[0], "of": self.repetition[1],
                                "min_pass": self.scenario.min_pass or self.repetition[1]}}
                if self.repetition else {}),

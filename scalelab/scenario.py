@@ -133,6 +133,9 @@ class Scenario:
     repeat: int = 1
     #: Repetitions that must pass for the scenario to pass (None: all of them).
     min_pass: int | None = None
+    #: Scenarios whose newest records calibrate the twin's prediction of this run
+    #: (``twin: {calibrate_on: [...]}``; ``scalelab.twin.check``); empty: no prediction.
+    twin_calibrate_on: tuple[str, ...] = ()
     spec: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -638,13 +641,33 @@ def load_scenario(path: Path | str, *, strict_manifests: bool = False) -> Scenar
     if min_pass is not None and "repeat" in doc and int(min_pass) > repeat:
         raise check.error(f"min_pass {min_pass} is more than the {repeat} repetition(s)",
                           "min_pass", f"lower min_pass, or set repeat: >= {min_pass}")
+    calibrate_on = _twin(check, doc, expectations)
     return Scenario(
         name=doc["name"], description=doc["description"], tags=tuple(doc.get("tags", [])),
         file=path.resolve(), manifests=manifests, workload=workload, phases=phases,
         expectations=expectations, replica_bounds=bounds, scaling_objects=objects,
         reaction_phase=reaction_phase, spec=doc, repeat=repeat,
-        min_pass=None if min_pass is None else int(min_pass),
+        min_pass=None if min_pass is None else int(min_pass), twin_calibrate_on=calibrate_on,
     )
+
+
+def _twin(check: _Checker, doc: Mapping[str, Any],
+          expectations: Sequence[Expectation]) -> tuple[str, ...]:
+    """The ``twin:`` section's scenarios; ``matches_twin`` needs the section."""
+    calibrate_on = tuple((doc.get("twin") or {}).get("calibrate_on") or ())
+    if doc["name"] in calibrate_on:
+        raise check.error(f"the twin cannot be calibrated on '{doc['name']}' itself: the check "
+                          "would compare the policy with its own past runs",
+                          "twin.calibrate_on", "name the scenario that ran the policy you "
+                          "tuned from (e.g. the one with the current manifest)")
+    for i, exp in enumerate(expectations):
+        if exp.kind == "matches_twin" and not calibrate_on:
+            raise check.error("'matches_twin' compares the run with the twin's prediction, "
+                              "and the scenario has no twin: section",
+                              f"expectations[{i}].matches_twin",
+                              "add twin: {calibrate_on: [<scenario whose runs calibrate "
+                              "it>]}, or remove the expectation")
+    return calibrate_on
 
 
 def scenario_files(paths_: Iterable[Path | str]) -> list[Path]:

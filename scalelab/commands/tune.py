@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
         print("no candidate meets the objective: loosen it (--objective) or widen the runs")
         return 1
     best = result.best
-    header = (f"Recommended by scalelab tune for scenario {scen.name} (issue 14).\n"
-              f"Objective: {objective.describe()}.\n"
+    header = (f"Recommended by scalelab tune for scenario {scen.name}.\n"
+              f"Objective: {objective.describe()} (--objective '{args.objective}').\n"
               f"Predicted: {best.replica_seconds:.0f} replica-seconds, queue wait p95 "
               f"{best.wait_p95:.1f}s, {best.changes} replica changes.\n"
-              f"Base manifest: {manifest}\nParameters: {_params(best)}\n"
+              f"Base manifest: {_shown(manifest)}\nParameters: {_params(best)}\n"
               f"Calibrated on: {', '.join(cal.sources)}\n")
     write_manifest(args.output, docs, best, header=header)
     spec_from_text(args.output.read_text(), args.output.name)  # loads as replay loads it
@@ -91,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
           f"{best.changes} changes: {_params(best)}")
     print(f"# written (validated): {args.output}")
     return 0
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 #: Short names of the searched fields, for the table.

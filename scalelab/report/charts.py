@@ -20,17 +20,20 @@ Point = tuple[float, float | None]
 PALETTE = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#e377c2",
            "#7f7f7f", "#bcbd22")
 TARGET_COLOR = "#d62728"
+PREDICTED_COLOR = "#24292f"
 BAND_COLORS = ("#f3f6fa", "#e6edf5")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Line:
-    """One series on a chart; ``target`` lines are drawn dashed in red."""
+    """One series on a chart; ``target`` lines are drawn dashed in red, ``predicted``
+    ones (the twin's, beside the real run) dotted in black."""
 
     name: str
     points: Sequence[Point]
     step: bool = False
     target: bool = False
+    predicted: bool = False
     #: Optional second y axis is not supported on purpose: one unit per chart.
     color: str | None = None
 
@@ -286,6 +289,8 @@ def _colors(drawn: Sequence[Line]) -> list[str]:
     for ln in drawn:
         if ln.target:
             colors.append(ln.color or TARGET_COLOR)
+        elif ln.predicted:
+            colors.append(ln.color or PREDICTED_COLOR)
         else:
             colors.append(ln.color or PALETTE[series_i % len(PALETTE)])
             series_i += 1
@@ -296,8 +301,9 @@ def _series(f: _Frame, ln: Line, color: str) -> str:
     pts = downsample(sorted(ln.points, key=lambda p: p[0]), t0=f.t0, t1=f.t1,
                      buckets=f.lay.max_points // 2)
     d = _path(pts, f.x, f.y, step=ln.step)
-    dash = ' stroke-dasharray="6 4"' if ln.target else ""
-    cls = "target" if ln.target else "line"
+    dash = ' stroke-dasharray="6 4"' if ln.target else \
+        ' stroke-dasharray="2 3"' if ln.predicted else ""
+    cls = "target" if ln.target else "predicted" if ln.predicted else "line"
     return (
         f'<path class="{cls}" d="{d}" stroke="{color}" fill="none" stroke-width="1.8"{dash}>'
         f"<title>{escape(ln.name)}</title></path>"

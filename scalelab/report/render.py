@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,14 +259,38 @@ def build_charts(rec: dict[str, Any], series: dict[str, Any] | None) -> list[dic
                                note="no Locust history in the run record")
         else:
             drawn = _prometheus_chart(chart.key, queries, timeline)
-        lines = drawn.lines + _target_lines(kind=chart.target, targets=targets, t0=t0, t1=t1,
-                                            replicas=replicas)
+        lines = drawn.lines + twin_lines(rec, chart.key) + _target_lines(
+            kind=chart.target, targets=targets, t0=t0, t1=t1, replicas=replicas)
         svg = charts.line_chart(chart_id=f"chart-{chart.key}", title=chart.title,
                                 unit=chart.unit, lines=lines, t0=t0, t1=t1, bands=bands,
                                 markers=markers, note=drawn.note, faults=faults)
         out.append({"key": chart.key, "title": chart.title, "svg": svg,
                     "queries": drawn.used, "errors": drawn.errors})
     return out
+
+
+#: Chart key -> the twin's per-second series drawn on it, with their names.
+TWIN_LINES: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "replicas": (("ready", "predicted ready (twin)"),),
+    "cpu": (("cpu_utilization", "predicted average (twin)"),),
+    "queue": (("queue_ready", "predicted ready (twin)"),
+              ("queue_unacked", "predicted unacked (twin)")),
+}
+
+
+def twin_lines(rec: Mapping[str, Any], chart: str) -> list[charts.Line]:
+    """The twin's prediction of the run (the record's ``twin``), dotted beside the real
+    series; its time 0 is the first phase's actual start."""
+    twin = rec.get("twin") or {}
+    series = twin.get("timelines") or {}
+    phases = rec.get("phases") or []
+    if not series or not phases or phases[0].get("start") is None:
+        return []
+    t0 = float(phases[0]["start"])
+    ts = [t0 + float(t) for t in series.get("t") or []]
+    return [charts.Line(name=name, predicted=True, step=chart == "replicas",
+                        points=list(zip(ts, (float(v) for v in series[key]), strict=False)))
+            for key, name in TWIN_LINES.get(chart, ()) if series.get(key)]
 
 
 @dataclass(kw_only=True)

@@ -57,6 +57,9 @@ def test_the_shipped_scenarios_are_the_default() -> None:
     assert groups == {"hpa", "keda", "reports"}
     scenario_keys = [k for k in graph.get_all_asset_keys() if k.path[0] == "scenario"]
     assert len(scenario_keys) == len(files)
+    # a scenario whose twin calibrates on another runs after it in a job
+    assert set(graph.get(dg.AssetKey(["scenario", "keda-queue-tuned"])).parent_keys) == {
+        dg.AssetKey(["scenario", "keda-queue"])}
 
 
 def test_checks_job_schedule_resource_and_executor() -> None:

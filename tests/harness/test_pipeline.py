@@ -230,8 +230,8 @@ class ScriptedLoad:
 def _run(tmp_path: Path, world: World, backend: ScriptedBackend, *,
          progress: Callable[[str], None] = lambda line: None,
          fail_wait: Exception | None = None,
-         ids: list[str] | None = None) -> dict[str, Any]:
-    scenario = load_scenario(SCENARIO)
+         ids: list[str] | None = None, scenario_file: Path = SCENARIO) -> dict[str, Any]:
+    scenario = load_scenario(scenario_file)
     loads: list[ScriptedLoad] = []
 
     def load_run(*, api_url: str, scenario: Scenario, out_dir: Path,
@@ -374,3 +374,43 @@ def test_run_steps_times_each_step_and_lets_base_exceptions_through() -> None:
     assert [(d.name, d.seconds, d.outcome) for d in done] == [("a", 2.5, "ok"),
                                                               ("b", 1.0, "failed")]
     assert done[1].started == done[0].started + 2.5
+
+
+def test_a_twin_scenario_is_predicted_first_and_judged_against_the_prediction(
+        tmp_path: Path, answers: str) -> None:
+    """``twin:``: a predict step before the reset (calibrated on the newest earlier run of
+    hpa-cpu under the reports folder: a recorded local run), the record's ``twin`` with
+    the comparison, and ``matches_twin`` judged from it."""
+    import shutil
+
+    import yaml
+
+    data = Path(__file__).parents[1] / "report" / "data"
+    earlier = sorted(data.iterdir())[0]
+    shutil.copytree(earlier / "hpa-cpu", tmp_path / earlier.name / "hpa-cpu")
+    doc = yaml.safe_load(SCENARIO.read_text())
+    doc["manifests"] = [str(Path(__file__).parents[2] / m) for m in doc["manifests"]]
+    doc["twin"] = {"calibrate_on": ["hpa-cpu"]}
+    doc["expectations"].append({"id": "as-predicted", "matches_twin": 50})
+    file = tmp_path / "hpa-short-twin.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    world = World()
+    lines: list[str] = []
+    rec = _run(tmp_path, world, ScriptedBackend(world=world, url=answers),
+               progress=lines.append, scenario_file=file)
+    assert [s["name"] for s in rec["steps"]] == ["predict", *STEPS]
+    twin = rec["twin"]
+    assert twin["error"] is None
+    assert twin["calibrated_on"] == [str(tmp_path / earlier.name / "hpa-cpu" / "run.json")]
+    assert any(line.startswith("[hpa-short] twin: predicts ") for line in lines), lines
+    # the scripted agents go 2 -> 4 -> 2 as the HPA would: the comparison has the samples
+    c = twin["comparison"]
+    assert c["samples"] == len([s for s in rec["timeline"]
+                                if 0 <= s["t"] - rec["phases"][0]["start"] < 140])
+    verdict = next(v for v in rec["verdicts"] if v["id"] == "as-predicted")
+    assert verdict["observed"].startswith(f"{c['real_replica_seconds']:.0f} replica-seconds, "
+                                          f"predicted {c['predicted_replica_seconds']:.0f}")
+    err = abs(c["real_replica_seconds"] - c["predicted_replica_seconds"]) \
+        / c["predicted_replica_seconds"]
+    assert verdict["passed"] == (err <= 0.5)
+    record.load(tmp_path / "fake" / "hpa-short")   # the section is valid in the schema

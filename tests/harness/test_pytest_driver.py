@@ -58,3 +58,45 @@ def test_user_scenarios_replace_the_shipped_ones(tmp_path: Path) -> None:
     res = _collect("--scenarios", str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
     assert _ids(res.stdout) == ["my-queue"]
+
+
+def _tuned_pair(tmp_path: Path) -> Path:
+    """Two scenarios in a folder: 'a-tuned' (first by name) calibrates its twin on
+    'z-base'."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    base = yaml.safe_load((SCENARIOS / "keda-queue.yaml").read_text())
+    base["name"] = "z-base"
+    tuned = yaml.safe_load((SCENARIOS / "keda-queue-tuned.yaml").read_text())
+    tuned["name"] = "a-tuned"
+    tuned["twin"] = {"calibrate_on": ["z-base"]}
+    for doc in (base, tuned):
+        doc["manifests"] = [str(ROOT / m) for m in doc["manifests"]]
+        (folder / f"{doc['name']}.yaml").write_text(yaml.safe_dump(doc))
+    return folder
+
+
+def test_a_twin_scenario_runs_after_the_scenarios_it_calibrates_on(tmp_path: Path) -> None:
+    folder = _tuned_pair(tmp_path)
+    res = _collect("--scenarios", str(folder), "--report-dir", str(tmp_path / "reports"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    order = [line.split("[", 1)[1].rstrip("]") for line in res.stdout.splitlines()
+             if line.startswith("experiments/test_scaling.py::test_scaling[")]
+    assert order == ["z-base", "a-tuned"], res.stdout
+
+
+def test_a_twin_with_nothing_to_calibrate_on_stops_the_session_before_anything_starts(
+        tmp_path: Path) -> None:
+    """Selected alone with no earlier record: a usage error naming file, field and fix,
+    raised at collection (the local backend's preflight passes here, no stack starts)."""
+    folder = _tuned_pair(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "experiments"), "-q", "-p",
+         "no:cacheprovider", "--scenarios", str(folder), "--report-dir",
+         str(tmp_path / "reports"), "--backend", "local", "-k", "a-tuned"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode == 4, out
+    assert "a-tuned.yaml: field 'twin.calibrate_on'" in out and "'z-base'" in out, out
+    assert "fix: select it too (-k 'z-base or a-tuned')" in out, out
+    assert "bringing the stack up" not in out and "Traceback" not in out, out

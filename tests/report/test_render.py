@@ -170,3 +170,38 @@ def test_cli_report_regenerates(reports: Path, run_ids: list[str],
     assert not list((reports / run_ids[0]).glob("*/index.html"))
     assert "wrote" in capsys.readouterr().out
     assert cli.main(["report", "--reports-dir", str(reports / "missing")]) == 2
+
+
+def test_a_twin_prediction_is_drawn_beside_the_real_series(reports: Path,
+                                                           run_ids: list[str]) -> None:
+    """A record with a ``twin`` section (scenario ``twin:``): the replicas, queue and CPU
+    charts carry the prediction dotted, from the first phase's start, and the page lists
+    predicted against real figures."""
+    from scalelab.paths import SCENARIOS
+    from scalelab.scenario import load_scenario
+    from scalelab.twin import check
+
+    newest, older = run_ids[0], run_ids[1]
+    folder = reports / newest / "keda-queue"
+    rec = json.loads((folder / record.RUN_FILE).read_text())
+    calibrate_on = [reports / older / "keda-queue"]
+    pred, cal = check.predict(load_scenario(SCENARIOS / "keda-queue.yaml"), calibrate_on)
+    rec["twin"] = check.section(pred, cal, records=calibrate_on, run=rec)
+    record.validate(rec)  # the run record's schema holds the section
+    (folder / record.RUN_FILE).write_text(json.dumps(rec))
+    page = render_scenario(folder).read_text()
+    predicted = re.findall(r'<path class="predicted" d="M([0-9.]+) [^"]*"[^>]*>'
+                           r"<title>([^<]+)</title>", page)
+    names = [name for _, name in predicted]
+    assert names == ["predicted ready (twin)", "predicted average (twin)",
+                     "predicted ready (twin)", "predicted unacked (twin)"], names
+    assert 'stroke-dasharray="2 3"' in page
+    c = rec["twin"]["comparison"]
+    table = page.split('id="twin-table"', 1)[1].split("</table>", 1)[0]
+    assert f"{c['real_replica_seconds']:g}" in html.unescape(table) or \
+        str(round(c["real_replica_seconds"])) in table
+    assert "within ±1" in html.unescape(table) and f"of {c['samples']} samples" in table
+    assert str(reports / older / "keda-queue" / record.RUN_FILE) in page
+    # a record without one draws none
+    plain = render_scenario(reports / older / "keda-queue").read_text()
+    assert 'class="predicted"' not in plain and 'id="twin-table"' not in plain

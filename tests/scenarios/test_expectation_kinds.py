@@ -24,7 +24,7 @@ RAN = [{"name": "baseline", "start": T0, "end": T0 + 20},
        {"name": "load", "start": T0 + 20, "end": T0 + 80}]
 # A value that each kind's schema accepts and the hpa-cpu manifest (1..10 replicas) allows.
 VALUES: dict[str, Any] = {"no_task_loss": True, "latency_p95_ms": 500, "scaled_by": "cpu",
-                          "max_replica_changes": 4}
+                          "max_replica_changes": 4, "queue_wait_p95_s": 30, "matches_twin": 10}
 
 
 def item_schema() -> dict[str, Any]:
@@ -35,7 +35,8 @@ def write(tmp_path: Path, exps: list[dict[str, Any]]) -> Path:
     doc = {"name": "kinds", "description": "registry tests",
            "manifests": ["manifests/scaling/hpa-cpu.yaml"],
            "workload": {"tools": {"cpu": {"cpu_ms": 100}}},
-           "phases": PHASES, "expectations": exps}
+           "phases": PHASES, "expectations": exps,
+           "twin": {"calibrate_on": ["another"]}}  # matches_twin needs it
     path = tmp_path / "kinds.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
