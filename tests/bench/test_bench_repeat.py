@@ -29,7 +29,9 @@ def test_bench_repeat(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "experiments"), "-p", "no:cacheprovider",
-         "-k", " or ".join(SCENARIOS), "--repeat", str(n), "--report-dir", str(reports),
+         "--scenarios", ",".join(str(ROOT / "experiments" / "scenarios" / f"{name}.yaml")
+                                 for name in SCENARIOS),
+         "--repeat", str(n), "--report-dir", str(reports),
          "-q"], cwd=ROOT, capture_output=True, text=True, timeout=4 * 3600, check=False)
     (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     runs = read_run(run_dir)[0]

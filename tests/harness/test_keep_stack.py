@@ -50,8 +50,16 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], Path, Pa
              "no:cacheprovider", "--backend", "local", "--scenarios",
              f"{SCENARIOS / 'hpa-cpu.yaml'},{SCENARIOS / 'keda-queue.yaml'}",
              "--report-dir", str(reports), *extra],
-            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=_ctrl_c_default)
     return proc, log, out, reports
+
+
+def _ctrl_c_default() -> None:
+    """The child takes Ctrl-C as a terminal's foreground job does, whatever the runner of
+    this suite left: a job started in the background of a shell without job control
+    (``cmd &`` in a script) inherits SIGINT ignored, and so would pytest in the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _lines(path: Path) -> list[str]:
