@@ -288,9 +288,18 @@ def twin_lines(rec: Mapping[str, Any], chart: str) -> list[charts.Line]:
         return []
     t0 = float(phases[0]["start"])
     ts = [t0 + float(t) for t in series.get("t") or []]
-    return [charts.Line(name=name, predicted=True, step=chart == "replicas",
-                        points=list(zip(ts, (float(v) for v in series[key]), strict=False)))
-            for key, name in TWIN_LINES.get(chart, ()) if series.get(key)]
+    out = [charts.Line(name=name, predicted=True, step=chart == "replicas",
+                       points=list(zip(ts, (float(v) for v in series[key]), strict=False)))
+           for key, name in TWIN_LINES.get(chart, ()) if series.get(key)]
+    if chart == "replicas" and out:
+        # What the prediction is compared with: the harness's own samples. Prometheus'
+        # series above trail them by up to a scrape plus a query step.
+        out.append(charts.Line(name="ready, the run's samples (compared with the twin)",
+                               step=True, color="#6e7781",
+                               points=[(float(s["t"]), None if s.get("ready") is None
+                                        else float(s["ready"]))
+                                       for s in rec.get("timeline") or []]))
+    return out
 
 
 @dataclass(kw_only=True)

@@ -196,6 +196,7 @@ def test_a_twin_prediction_is_drawn_beside_the_real_series(reports: Path,
     assert names == ["predicted ready (twin)", "predicted average (twin)",
                      "predicted ready (twin)", "predicted unacked (twin)"], names
     assert 'stroke-dasharray="2 3"' in page
+    assert "<title>ready, the run&#39;s samples (compared with the twin)</title>" in page
     c = rec["twin"]["comparison"]
     table = page.split('id="twin-table"', 1)[1].split("</table>", 1)[0]
     assert f"{c['real_replica_seconds']:g}" in html.unescape(table) or \
