@@ -24,6 +24,7 @@ FIGURES = ("time_to_first_scale_up", "time_back_to_floor")
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(4 * 3600 + 120)  # the session below has its own bound: 4 hours
 def test_bench_repeat(tmp_path: Path) -> None:
     n = int(os.environ.get("SCALELAB_BENCH_REPEAT", "5"))
     reports = tmp_path / "reports"

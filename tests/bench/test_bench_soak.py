@@ -26,6 +26,8 @@ from scalelab.settings import RESULTS_QUEUE
 from tests.conftest import queue_depth
 
 RATE = 20.0
+#: The soak's length; the test's pytest timeout follows it (the suite's default is 600 s).
+MINUTES = float(os.environ.get("SCALELAB_SOAK_MINUTES", "30"))
 
 
 def _component(proc: psutil.Process) -> str:
@@ -50,8 +52,9 @@ def _memory(root: psutil.Process) -> dict[str, float]:
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(MINUTES * 60 + 600)   # the soak, plus bring-up and teardown
 def test_bench_soak() -> None:
-    minutes = float(os.environ.get("SCALELAB_SOAK_MINUTES", "30"))
+    minutes = MINUTES
     proc = subprocess.Popen([sys.executable, "-m", "scalelab.cli", "up", "--json"], text=True,
                             stdout=subprocess.PIPE, cwd=ROOT)
     stop = threading.Event()
