@@ -12,7 +12,7 @@ from scalelab.errors import ConfigError
 from scalelab.scenario import load_scenario
 from scalelab.twin.calibrate import calibrate, load_runs
 from scalelab.twin.predict import spec_from_text
-from scalelab.twin.tune import Candidate, Objective, search, write_manifest
+from scalelab.twin.tune import Candidate, Objective, TuneResult, search, write_manifest
 from scalelab.twin.workload import arrivals, plans_from_scenario
 
 
@@ -76,33 +76,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"as it is ({manifest.name}): {b.replica_seconds:.0f} replica-seconds, wait p95 "
               f"{b.wait_p95:.1f}s, {b.changes} changes "
               f"({'meets' if b.feasible else 'misses'} the objective)")
-    print(f"Pareto front (replica-seconds, queue wait p95, replica changes), "
-          f"{len(result.front)} policies, cheapest first:")
-    print(f"  {'rep-s':>7} {'wait p95':>8} {'changes':>7}  ok  parameters")
-    for c in result.front[:args.front]:
-        print(f"  {c.replica_seconds:>7.0f} {c.wait_p95:>7.1f}s {c.changes:>7}  "
-              f"{'yes' if c.feasible else 'no ':<3} {_params(c)}")
+    _print_front(result, args.front)
     if result.best is None:
-        nominal = result.nominal_best
-        if nominal is not None:
-            print(f"no candidate meets the objective at all {result.phases} controller "
-                  f"phases; the cheapest that meets it at the calibrated phase only: "
-                  f"{_params(nominal)} ({nominal.replica_seconds:.0f} replica-seconds): "
-                  "loosen the objective, or --phases 1 to accept a knife-edge")
-        else:
-            print("no candidate meets the objective: loosen it (--objective) or widen the "
-                  "runs")
+        _print_no_best(result)
         return 1
     best = result.best
-    robust = ""
-    if result.phases > 1:
-        robust = (f"At {result.phases} controller phases (one HPA sync period): queue wait "
-                  f"p95 at most {best.worst_wait_p95:.1f}s, at most {best.worst_changes} "
-                  "replica changes.\n")
-        if result.nominal_best is not None and result.nominal_best.params != best.params:
-            print(f"the cheapest at the calibrated phase ({_params(result.nominal_best)}, "
-                  f"{result.nominal_best.replica_seconds:.0f} replica-seconds) misses the "
-                  "objective at another controller phase: skipped")
+    robust = _robust_note(result, best)
     header = (f"Recommended by scalelab tune for scenario {scen.name}.\n"
               f"Objective: {objective.describe()} (--objective '{args.objective}').\n"
               f"Predicted: {best.replica_seconds:.0f} replica-seconds, queue wait p95 "
@@ -115,6 +94,40 @@ def run(args: argparse.Namespace) -> int:
           f"{best.changes} changes: {_params(best)}")
     print(f"# written (validated): {args.output}")
     return 0
+
+
+def _print_front(result: TuneResult, rows: int) -> None:
+    print(f"Pareto front (replica-seconds, queue wait p95, replica changes), "
+          f"{len(result.front)} policies, cheapest first:")
+    print(f"  {'rep-s':>7} {'wait p95':>8} {'changes':>7}  ok  parameters")
+    for c in result.front[:rows]:
+        print(f"  {c.replica_seconds:>7.0f} {c.wait_p95:>7.1f}s {c.changes:>7}  "
+              f"{'yes' if c.feasible else 'no ':<3} {_params(c)}")
+
+
+def _print_no_best(result: TuneResult) -> None:
+    nominal = result.nominal_best
+    if nominal is not None:
+        print(f"no candidate meets the objective at all {result.phases} controller "
+              f"phases; the cheapest that meets it at the calibrated phase only: "
+              f"{_params(nominal)} ({nominal.replica_seconds:.0f} replica-seconds): "
+              "loosen the objective, or --phases 1 to accept a knife-edge")
+    else:
+        print("no candidate meets the objective: loosen it (--objective) or widen the runs")
+
+
+def _robust_note(result: TuneResult, best: Candidate) -> str:
+    """The header's line on the controller phases checked (and say which knife-edge, if
+    any, was skipped)."""
+    if result.phases <= 1:
+        return ""
+    nominal = result.nominal_best
+    if nominal is not None and nominal.params != best.params:
+        print(f"the cheapest at the calibrated phase ({_params(nominal)}, "
+              f"{nominal.replica_seconds:.0f} replica-seconds) misses the objective at "
+              "another controller phase: skipped")
+    return (f"At {result.phases} controller phases (one HPA sync period): queue wait p95 at "
+            f"most {best.worst_wait_p95:.1f}s, at most {best.worst_changes} replica changes.\n")
 
 
 def _shown(path: Path) -> str:
