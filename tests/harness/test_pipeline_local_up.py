@@ -45,7 +45,7 @@ def test_a_failed_step_is_named_and_what_started_is_stopped(
     monkeypatch.setattr(rabbitmq, "RabbitMQNode", BrokenBroker)
     backend = LocalBackend(settings=StackSettings())
     assert [name for name, _ in backend.steps(BrokenBroker)] == [
-        "prepare", "rabbitmq+prometheus", "exporter", "pods"]
+        "prepare", "rabbitmq+prometheus", "exporter", "pods", "scraping"]
     started: list[Any] = []
     real_prepare = backend._prepare
 

@@ -89,6 +89,18 @@ def test_endpoints_answer(stack: LocalBackend) -> None:
     assert versions["rabbitmq"].startswith("3.") and versions["prometheus"][0].isdigit()
 
 
+def test_up_returns_once_every_scrape_job_has_a_sample(stack: LocalBackend) -> None:
+    """Ready to measure, as on a cluster: a task posted right after ``up()`` is counted by
+    ``rate()``, which ignores what a series' first scrape already holds. Asked first (the
+    module's stack has just come up), with no wait."""
+    answer = requests.get(f"{stack.endpoints.prometheus}/api/v1/query", timeout=5, params={
+        "query": "count by (job) (scrape_samples_scraped > 0)"}).json()
+    jobs = {r["metric"]["job"] for r in answer["data"]["result"]}
+    assert jobs >= {"rabbitmq", "rabbitmq-aggregated", "scalelab-exporter", "api", "agent"}, \
+        f"expected every job scraped when up() returns, saw {sorted(jobs)}"
+    assert "scraping" in stack.timings, stack.timings
+
+
 def test_agent_env_and_the_secret_carry_private_broker_urls(stack: LocalBackend) -> None:
     """The Secret manifests/base reads holds the private broker's loopback guest user (in
     memory): the pods' AMQP_URL comes from it, and so does KEDA's management URL."""

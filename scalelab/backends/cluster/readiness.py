@@ -440,8 +440,11 @@ def scrape_status(get: PromGet, plan: ReadinessPlan) -> ScrapeStatus:
 def wait_scraping(
     *, plan: ReadinessPlan, get: PromGet, timeout: float, interval: float = 2.0,
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+    fix: str = ("open Prometheus' /targets page (the endpoint scalelab forwards); "
+                "kubectl get podmonitors,servicemonitors -A; the prometheus-operator's log"),
 ) -> tuple[str, ...]:
-    """Wait until every expected pool has a healthy target and a stored sample."""
+    """Wait until every expected pool has a healthy target and a stored sample (``fix``:
+    what the timeout's message tells to look at; the local backend says its own)."""
     expected = ", ".join(f"{p.name} ({p.pool})" for p in plan.pools) or "none listed"
     if plan.detect:
         expected += "; and, when Prometheus scrapes them, " + \
@@ -450,9 +453,7 @@ def wait_scraping(
         lambda: scrape_status(get, plan), lambda s: s.ready,
         what="Prometheus to scrape the stack", timeout=timeout, interval=interval,
         expected=f"a target with health 'up' and a stored sample in each of: {expected}",
-        clock=clock, sleep=sleep,
-        fix="open Prometheus' /targets page (the endpoint scalelab forwards); "
-            "kubectl get podmonitors,servicemonitors -A; the prometheus-operator's log")
+        clock=clock, sleep=sleep, fix=fix)
     return tuple(p.pool for p in status.pools)
 
 

@@ -2,7 +2,8 @@
 
 Bring-up order: check binaries and read manifests (fail before anything starts) ->
 temp dir -> RabbitMQ and Prometheus (concurrently: the broker's Erlang boot dominates)
--> exporter -> the ``api`` and ``agent`` Deployments' pods -> wait until ready. Any
+-> exporter -> the ``api`` and ``agent`` Deployments' pods -> wait until ready -> wait
+until Prometheus has scraped every job once (ready to measure). Any
 failure or interrupt on the way tears down what was started (``down()`` is idempotent
 and safe after a partial ``up()``), so no process, port or temp dir is left.
 
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from scalelab import paths
 from scalelab.backends.base import Backend, Endpoints, Replicas
 from scalelab.backends.broker import purge_queue
+from scalelab.backends.cluster import readiness  # its scrape wait: no cluster API in it
 from scalelab.backends.local import scrape
 from scalelab.backends.local.deployments import (
     BASE,
@@ -146,7 +148,8 @@ class LocalBackend(Backend):
         return [("prepare", functools.partial(self._prepare, node_class)),
                 ("rabbitmq+prometheus", self._start_servers),
                 ("exporter", self._start_exporter),
-                ("pods", self._start_pods)]
+                ("pods", self._start_pods),
+                ("scraping", self._wait_scraping)]
 
     def _prepare(self, node_class: Any) -> None:
         """Work dir, ports and the servers' configuration; nothing runs yet."""
@@ -231,6 +234,24 @@ class LocalBackend(Backend):
         self._endpoints = Endpoints(
             api=f"http://{bind}:{self._api_port}", prometheus=self.prometheus.url,
             rabbitmq_management=self.rabbitmq.management_url, amqp=self.rabbitmq.amqp_url)
+
+    def _wait_scraping(self) -> None:
+        """Ready to measure, as a cluster's ``up()`` is (``backends/cluster/readiness.py``):
+        every scrape job has a healthy target and a stored sample. Otherwise the first
+        tasks can be done before Prometheus' first scrape of the agents, and ``rate()``
+        never sees what a series' first sample already holds (empty latency quantiles)."""
+        assert self.prometheus is not None
+        jobs = [scrape.RABBITMQ_JOB, scrape.RABBITMQ_AGGREGATED_JOB, scrape.EXPORTER_JOB]
+        # a Deployment started at 0 replicas has no target yet (as on a cluster)
+        jobs += [name for name in (API_DEPLOYMENT, AGENT_DEPLOYMENT) if self.spec_replicas(name)]
+        plan = readiness.ReadinessPlan(
+            pools=tuple(readiness.ExpectedPool(name=job, pool=job) for job in jobs))
+        readiness.wait_scraping(
+            plan=plan, get=readiness.http_prometheus(self.prometheus.url),
+            timeout=self.startup_timeout,
+            interval=min(1.0, self.settings.timing.scrape_interval),
+            fix=f"open {self.prometheus.url}/targets; the scrape config and file_sd files "
+                f"are under {self.workdir}/prometheus; its log: {self.prometheus.log_path}")
 
     def down(self) -> None:
         """Stop everything started so far, in reverse order; idempotent, never raises."""
