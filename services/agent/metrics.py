@@ -15,6 +15,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from services.common.tasks import TOOLS
+
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -31,8 +33,12 @@ class AgentMetrics:
 
     @classmethod
     def create(cls) -> AgentMetrics:
+        """The metrics, with every known tool's series present at zero from the first
+        scrape: ``rate()`` ignores what a series' first sample already holds, so a series
+        born with the first task would hide that task (Prometheus' instrumentation
+        guidance: initialise the label values you know)."""
         r = CollectorRegistry()
-        return cls(
+        metrics = cls(
             registry=r,
             processed=Counter("scalelab_agent_tasks_processed_total",
                               "Tasks run to the end and acked, by tool and outcome.",
@@ -52,6 +58,10 @@ class AgentMetrics:
                                   "Invalid messages rejected to the dead-letter queue.",
                                   ["reason"], registry=r),
         )
+        for tool in TOOLS:
+            metrics.duration.labels(tool=tool)
+            metrics.processed.labels(tool=tool, outcome="ok")
+        return metrics
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

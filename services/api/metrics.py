@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from services.common.tasks import TOOLS
+
 #: Buckets for request latency: a confirmed publish is ~1 ms; a slow broker, seconds.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -19,9 +21,12 @@ class ApiMetrics:
 
     @classmethod
     def create(cls) -> ApiMetrics:
-        """One registry per app, so tests can build several apps in one process."""
+        """One registry per app, so tests can build several apps in one process; every
+        known tool's published series is there at zero from the first scrape (``rate()``
+        ignores what a series' first sample holds: a series born with its first task would
+        hide that task)."""
         registry = CollectorRegistry()
-        return cls(
+        metrics = cls(
             registry=registry,
             tasks_published=Counter(
                 "scalelab_api_tasks_published_total",
@@ -36,3 +41,6 @@ class ApiMetrics:
                 "HTTP request duration, by route template and status code.",
                 ["route", "status"], buckets=REQUEST_BUCKETS, registry=registry),
         )
+        for tool in TOOLS:
+            metrics.tasks_published.labels(tool=tool)
+        return metrics

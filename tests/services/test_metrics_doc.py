@@ -27,3 +27,17 @@ def test_every_exported_metric_is_documented_and_vice_versa() -> None:
     assert all(name.startswith("scalelab_") for name in exported)
     table_rows = re.findall(r"^\| `(scalelab_[a-z_]+)` \|", DOC.read_text(), flags=re.M)
     assert sorted(table_rows) == sorted(exported)
+
+
+def test_every_tool_has_its_series_at_zero_before_its_first_task() -> None:
+    """rate() ignores what a series' first sample holds: a per-tool series born with its
+    first task would hide that task from every rate-based panel and query."""
+    from services.common.tasks import TOOLS
+
+    text = generate_latest(ApiMetrics.create().registry).decode() + generate_latest(
+        AgentMetrics.create().registry).decode()
+    for tool in TOOLS:
+        for series in (f'scalelab_api_tasks_published_total{{tool="{tool}"}} 0.0',
+                       f'scalelab_agent_tasks_processed_total{{outcome="ok",tool="{tool}"}} 0.0',
+                       f'scalelab_agent_task_duration_seconds_count{{tool="{tool}"}} 0.0'):
+            assert series in text, f"expected {series!r} in a fresh registry's exposition"
