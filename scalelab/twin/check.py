@@ -28,7 +28,7 @@ from scalelab.repetitions import REPETITION_SEP
 from scalelab.scenario import Scenario
 from scalelab.twin.calibrate import Calibration, calibrate, load_runs
 from scalelab.twin.compare import compare
-from scalelab.twin.predict import Prediction, as_json, run_prediction
+from scalelab.twin.predict import Prediction, as_json, fault_notes, run_prediction
 from scalelab.twin.workload import plans_from_scenario
 
 #: Records a calibration may use: the run went through (a failed expectation is still a
@@ -140,7 +140,8 @@ def predict(scenario: Scenario, records: Sequence[Path]) -> tuple[Prediction, Ca
     spec, notes = load_manifest(manifest)
     pred = run_prediction(scenario=scenario.name, plans=plans_from_scenario(scenario),
                           batch_size=scenario.workload.batch_size, spec=spec,
-                          manifest=str(manifest), calibration=calibration, notes=notes)
+                          manifest=str(manifest), calibration=calibration,
+                          notes=[*notes, *fault_notes(len(scenario.faults))])
     return pred, calibration
 
 

@@ -65,6 +65,15 @@ def recorded_spec(run: RunData) -> tuple[HPASpec, str]:
     return spec, str(manifests[0].get("path"))
 
 
+def fault_notes(count: int, *, where: str = "in the scenario") -> list[str]:
+    """The twin has no faults: a scenario's kills, broker restarts, partitions and
+    slowdowns are predicted as if none fired, and the prediction says so."""
+    if not count:
+        return []
+    return [f"faults are not modelled ({count} {where}): predicted as if none fired (not "
+            "the pods a kill replaces, nor the tasks a restart or a partition delays)"]
+
+
 def run_prediction(*, scenario: str, plans: Sequence[PhasePlan], batch_size: int,
                    spec: HPASpec, manifest: str, calibration: Calibration,
                    notes: Sequence[str] = ()) -> Prediction:
@@ -88,7 +97,8 @@ def predict_file(scenario_file: Path, calibration: Calibration, *,
     spec, notes = load_manifest(path)
     return run_prediction(scenario=scen.name, plans=plans_from_scenario(scen),
                           batch_size=scen.workload.batch_size, spec=spec, manifest=str(path),
-                          calibration=calibration, notes=notes)
+                          calibration=calibration,
+                          notes=[*notes, *fault_notes(len(scen.faults))])
 
 
 def predict_record(run: RunData, calibration: Calibration) -> Prediction:
@@ -98,7 +108,9 @@ def predict_record(run: RunData, calibration: Calibration) -> Prediction:
     return run_prediction(scenario=run.scenario, plans=plans_from_record(run.record,
                                                                          str(run.path)),
                           batch_size=int(workload.get("batch_size", 1)), spec=spec,
-                          manifest=manifest, calibration=calibration)
+                          manifest=manifest, calibration=calibration,
+                          notes=fault_notes(len(run.record.get("faults") or []),
+                                            where="fired in the run"))
 
 
 def same_plan(a: Sequence[PhasePlan], b: Sequence[PhasePlan]) -> bool:

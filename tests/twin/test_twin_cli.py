@@ -71,3 +71,18 @@ def test_holdout_never_falls_back_to_the_scenarios_own_record(
     err = capsys.readouterr().err
     assert code == 2 and "--holdout leaves no record" in err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_scenario_with_faults_is_predicted_saying_they_are_not_modelled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["twin", str(RUN_A), "--scenario", str(SCENARIOS / "keda-agent-kills.yaml"),
+                     "--output", str(tmp_path / "t.json")])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "faults are not modelled (1 in the scenario): predicted as if none fired" in text
+    notes = json.loads((tmp_path / "t.json").read_text())["notes"]
+    assert any(n.startswith("faults are not modelled") for n in notes), notes
+    # and a scenario without faults says nothing of them
+    cli.main(["twin", str(RUN_A), "--scenario", str(SCENARIOS / "keda-queue.yaml"),
+              "--output", str(tmp_path / "k.json")])
+    assert "faults are not modelled" not in capsys.readouterr().out
