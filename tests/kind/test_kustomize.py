@@ -114,6 +114,28 @@ def test_the_existing_overlay_builds_and_every_object_is_valid(tmp_path: Path) -
     assert {"ghcr.io/me/scalelab/api:v1", "ghcr.io/me/scalelab/agent:v1"} <= images
 
 
+def _api_env(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (api,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "api"]
+    return {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]
+            ["env"]}
+
+
+def test_the_api_reads_the_prometheus_the_cluster_backend_is_pointed_at(tmp_path: Path) -> None:
+    """An existing cluster with its own Prometheus (SCALELAB_PROMETHEUS_SERVICE): the api's
+    live view queries that one, not the kps release scalelab would have installed."""
+    overlay = backend_overlay(ExistingBackend, tmp_path / "own",
+                              prometheus_service="observability/prometheus-server:80")
+    objects = kustomize(overlay)
+    assert invalid(objects) == []
+    assert _api_env(objects)["PROMETHEUS_URL"] == "http://prometheus-server.observability.svc:80"
+    default = kustomize(backend_overlay(KindBackend, tmp_path / "kind"))
+    assert _api_env(default)["PROMETHEUS_URL"] == "http://kps-prometheus.monitoring.svc:9090"
+    # a patch tests the old value first: the default needs none (the base names kps)
+    assert "kps-prometheus" in (overlay / "kustomization.yaml").read_text()
+    assert "kps-prometheus" not in (backend_overlay(KindBackend, tmp_path / "k2")
+                                    / "kustomization.yaml").read_text()
+
+
 def test_a_broken_overlay_fails_to_build(tmp_path: Path) -> None:
     overlay = tmp_path / "stack"
     overlay.mkdir()

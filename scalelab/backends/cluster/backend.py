@@ -46,6 +46,7 @@ from scalelab.backends.cluster.render import (
     render_overlay,
     render_values,
     run_namespace,
+    service_url,
     timing_context,
 )
 from scalelab.backends.cluster.settings import (
@@ -318,7 +319,8 @@ class ClusterBackend(Backend):
             overlay_dir=overlay, image_prefix=self.cluster.image_prefix,
             image_tag=self.cluster.image_tag, agent_replicas=self.settings.agent_replicas,
             namespace=self.settings.namespace, run_id=self.run_id,
-            api_node_port=self.api_node_port), sort_keys=False))
+            api_node_port=self.api_node_port,
+            prometheus_url=service_url(self.cluster.prometheus_service)), sort_keys=False))
 
     @property
     def api_node_port(self) -> int | None:

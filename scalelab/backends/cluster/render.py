@@ -273,6 +273,40 @@ def namespace_env_patches(namespace: str) -> list[dict[str, Any]]:
     return patches
 
 
+def service_url(spec: str) -> str:
+    """``namespace/service:port`` (``SCALELAB_PROMETHEUS_SERVICE``) as the in-cluster URL
+    a pod reaches it by: ``http://service.namespace.svc:port``."""
+    namespace, rest = spec.split("/", 1)
+    name, port = rest.rsplit(":", 1)
+    return f"http://{name}.{namespace}.svc:{port}"
+
+
+def prometheus_url_patches(url: str) -> list[dict[str, Any]]:
+    """A kustomize patch pointing the api's ``PROMETHEUS_URL`` (its live view's queries,
+    docs/frontend.md) at ``url``, when it is not manifests/base's (the kps release); with a
+    JSON-patch ``test`` of the old value, as ``namespace_env_patches``."""
+    found = [(path, doc) for path in sorted(BASE_DIR.glob("*.yaml"))
+             for doc in yaml.safe_load_all(path.read_text())
+             if doc and doc.get("kind") == "Deployment"
+             and doc["metadata"]["name"] == API_DEPLOYMENT]
+    assert found, f"no {API_DEPLOYMENT} Deployment under {BASE_DIR}"
+    path, base = found[0]
+    for ci, container in enumerate(base["spec"]["template"]["spec"]["containers"]):
+        for ei, env in enumerate(container.get("env") or []):
+            if env.get("name") != "PROMETHEUS_URL":
+                continue
+            if env.get("value") == url:
+                return []
+            at = f"/spec/template/spec/containers/{ci}/env/{ei}/value"
+            return [{"target": {"kind": "Deployment", "name": API_DEPLOYMENT},
+                     "patch": yaml.safe_dump([{"op": "test", "path": at, "value": env["value"]},
+                                              {"op": "replace", "path": at, "value": url}],
+                                             sort_keys=False)}]
+    raise ConfigError("the api Deployment has no PROMETHEUS_URL env", file=str(path),
+                      field="spec.template.spec.containers[0].env",
+                      fix="add PROMETHEUS_URL (the live view's Prometheus)")
+
+
 def in_namespace(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
     """Copies of manifests (written for ``scalelab``) with ``metadata.namespace`` set to the
     stack's namespace, to apply into a run's own namespace."""
@@ -288,10 +322,12 @@ def in_namespace(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, A
 
 def render_overlay(*, overlay_dir: Path, image_prefix: str = "", image_tag: str = IMAGE_TAG,
                    agent_replicas: int | None = None, namespace: str = BASE_NAMESPACE,
-                   run_id: str = "", api_node_port: int | None = None) -> dict[str, Any]:
+                   run_id: str = "", api_node_port: int | None = None,
+                   prometheus_url: str | None = None) -> dict[str, Any]:
     """A kustomization over manifests/base: image names, the agent's replica count, the
     stack's namespace (kustomize's ``namespace:`` renames the Namespace too) labelled with
-    the run id, and on kind the API Service as a NodePort (``api_node_port``).
+    the run id, on kind the API Service as a NodePort (``api_node_port``), and the api's
+    Prometheus when the cluster's is not the kps release (``prometheus_url``).
 
     manifests/base itself stays as the local backend reads it.
     """
@@ -304,6 +340,8 @@ def render_overlay(*, overlay_dir: Path, image_prefix: str = "", image_tag: str 
     if namespace != BASE_NAMESPACE:
         kustomization["namespace"] = namespace
         patches += namespace_env_patches(namespace)
+    if prometheus_url is not None:
+        patches += prometheus_url_patches(prometheus_url)
     if run_id:
         patches.append({
             "target": {"kind": "Namespace", "name": BASE_NAMESPACE},
