@@ -1,5 +1,6 @@
 """What ten open pages cost the harness (issue 11: at most 2 % of a core more), under the
-same steady load as tests/bench/test_bench_local.py. Prints, never asserts speed.
+same steady load as tests/bench/test_bench_local.py (tests/bench/steady.py). Prints,
+never asserts speed.
 
 A page is simulated by what it polls (tests/frontend/test_page.py drives the real page):
 ``/api/status`` and the default tab's four panels every 2 s, ``/api/scaling`` every 5 s.
@@ -10,19 +11,16 @@ first with no page, then with ten.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import uuid
 
 import psutil
 import pytest
 
 from scalelab.backends.local.backend import LocalBackend
-from scalelab.paths import SCALING_MANIFESTS
-from scalelab.settings import API_DEPLOYMENT, StackSettings, TimingProfile
-from tests.bench.test_bench_local import LOAD, MARKER, RATE, _cpu_by_group
+from scalelab.settings import API_DEPLOYMENT
+from tests.bench.steady import RATE, cpu_by_group, steady_load
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow]
 
@@ -66,9 +64,9 @@ def _api_cpu(backend: LocalBackend) -> float:
 
 
 def _window(backend: LocalBackend, tag: str) -> dict[str, float]:
-    before, api0, t0 = _cpu_by_group(tag), _api_cpu(backend), time.monotonic()
+    before, api0, t0 = cpu_by_group(tag), _api_cpu(backend), time.monotonic()
     time.sleep(WINDOW)
-    after, api1, t1 = _cpu_by_group(tag), _api_cpu(backend), time.monotonic()
+    after, api1, t1 = cpu_by_group(tag), _api_cpu(backend), time.monotonic()
     wall = t1 - t0
     out = {group: 100 * (after[group] - before[group]) / wall for group in before}
     out["harness total"] = sum(out.values())
@@ -77,33 +75,17 @@ def _window(backend: LocalBackend, tag: str) -> dict[str, float]:
 
 
 def test_bench_ten_open_pages() -> None:
-    tag = uuid.uuid4().hex
-    os.environ[MARKER] = tag
-    backend = LocalBackend(settings=StackSettings(timing=TimingProfile()))
-    try:
-        backend.up()
-        backend.apply_scaling(SCALING_MANIFESTS / "keda-hybrid.yaml")
-        time.sleep(5)
-        seconds = 2 * WINDOW + 15
-        load = subprocess.Popen([sys.executable, "-c", LOAD, backend.endpoints.api, str(RATE),
-                                 str(seconds)])
+    with steady_load(seconds=2 * WINDOW + 15) as run:
+        idle = _window(run.backend, run.tag)
+        pages = subprocess.Popen([sys.executable, "-c", PAGES, run.backend.endpoints.api,
+                                  str(TABS), str(WINDOW + 6)])
         try:
             time.sleep(3)
-            idle = _window(backend, tag)
-            pages = subprocess.Popen([sys.executable, "-c", PAGES, backend.endpoints.api,
-                                      str(TABS), str(WINDOW + 6)])
-            try:
-                time.sleep(3)
-                busy = _window(backend, tag)
-            finally:
-                pages.wait(timeout=WINDOW + 30)
+            busy = _window(run.backend, run.tag)
         finally:
-            load.wait(timeout=seconds + 30)
-        print(f"\nCPU (% of one core) at {RATE} tasks/s, no page vs {TABS} pages polling "
-              f"(goal: harness + <= 2 %):")
-        for key in idle:
-            print(f"  {key:55s} {idle[key]:5.1f} %  {busy[key]:5.1f} %  "
-                  f"{busy[key] - idle[key]:+5.1f}")
-    finally:
-        backend.down()
-        os.environ.pop(MARKER, None)
+            pages.wait(timeout=WINDOW + 30)
+    print(f"\nCPU (% of one core) at {RATE} tasks/s, no page vs {TABS} pages polling "
+          f"(goal: harness + <= 2 %):")
+    for key in idle:
+        print(f"  {key:55s} {idle[key]:5.1f} %  {busy[key]:5.1f} %  "
+              f"{busy[key] - idle[key]:+5.1f}")
